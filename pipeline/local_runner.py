@@ -1,0 +1,25 @@
+"""Runs the pipeline on this machine: LocalDagRunner, ML Metadata in SQLite, Beam's DirectRunner."""
+import os
+from typing import List, Optional
+
+from tfx import v1 as tfx
+
+from pipeline import pipeline as pipeline_lib
+
+
+def split_patterns_for(data_root: str) -> Optional[dict]:
+  """{'train': 'train/*', 'eval': 'eval/*'} when `data_root` has both split folders, else None
+  (the pipeline then hash-splits all files found directly under `data_root`)."""
+  splits = {name: f'{name}/*' for name in ('train', 'eval')
+            if os.path.isdir(os.path.join(data_root, name))}
+  return splits if len(splits) == 2 else None
+
+
+def run(metadata_path: str, beam_pipeline_args: Optional[List[str]] = None, **pipeline_args) -> None:
+  """Builds the pipeline with `pipeline_args` (see `create_pipeline`) and runs it to completion."""
+  os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
+  tfx.orchestration.LocalDagRunner().run(pipeline_lib.create_pipeline(
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          metadata_path),
+      beam_pipeline_args=beam_pipeline_args or ['--direct_running_mode=in_memory'],
+      **pipeline_args))

@@ -1,0 +1,121 @@
+"""The pipeline definition: which components run and how they are wired. Every runner uses it.
+
+ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
+                 -> Transform -> Trainer -> Evaluator (+ Resolver: latest blessed model) -> Pusher
+"""
+import dataclasses
+from typing import Dict, List, Optional
+
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+
+from components import dedup_pusher
+from pipeline import eval_config as eval_config_lib
+from transform.preprocessing import TransformConfig
+from trainer.config import TrainerConfig
+
+PREPROCESSING_FN = 'transform.preprocessing.preprocessing_fn'
+RUN_FN = 'trainer.task.run_fn'
+RESOLVER_ID = 'latest_blessed_model_resolver'
+
+
+def example_gen_configs(split_patterns: Optional[Dict[str, str]]) -> dict:
+  """ImportExampleGen arguments: named splits from file patterns under the data root, or a
+  deterministic 3:1 hash split of everything when the data has no splits."""
+  if split_patterns:
+    return {'input_config': tfx.proto.Input(splits=[
+        tfx.proto.Input.Split(name=name, pattern=pattern) for name, pattern in split_patterns.items()])}
+  return {'output_config': tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+      tfx.proto.SplitConfig.Split(name='train', hash_buckets=3),
+      tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)]))}
+
+
+def create_pipeline(pipeline_name: str,
+                    pipeline_root: str,
+                    data_root: str,
+                    serving_model_dir: str,
+                    transform_config: TransformConfig,
+                    trainer_config: TrainerConfig,
+                    train_steps: int,
+                    eval_steps: int,
+                    min_mean_iou: float,
+                    split_patterns: Optional[Dict[str, str]] = None,
+                    class_names: Optional[List[str]] = None,
+                    metadata_connection_config=None,
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+  """Builds the segmentation pipeline.
+
+  Args:
+    pipeline_name: name of the pipeline in ML Metadata (runs of one name share history and cache).
+    pipeline_root: where component outputs are written.
+    data_root: folder of TFRecord files of `tf.train.Example` in the project's format.
+    serving_model_dir: the Pusher writes blessed models here, one numbered version per push.
+    transform_config: image size, channels, classes and ignore label for Transform.
+    trainer_config: model and optimisation settings; its image size, channels and classes must
+      match `transform_config`.
+    train_steps: optimisation steps of the Trainer.
+    eval_steps: validation steps the Trainer runs at the end of each epoch.
+    min_mean_iou: blessing lower bound on the eval split's mean IoU.
+    split_patterns: split name -> file pattern relative to `data_root`, e.g.
+      {'train': 'train/*', 'eval': 'eval/*'}; None for a 3:1 hash split.
+    class_names: names for per-class metrics; default class_0, class_1, ...
+    metadata_connection_config: ML Metadata connection; None lets the orchestrator choose.
+    beam_pipeline_args: arguments for every Beam-based component (runner, workers...).
+    enable_cache: reuse outputs of components whose inputs and settings did not change.
+  """
+  for field in ('image_size', 'channels', 'num_classes'):
+    if getattr(transform_config, field) != getattr(trainer_config, field):
+      raise ValueError(f'{field} differs between transform_config and trainer_config')
+
+  example_gen = tfx.components.ImportExampleGen(input_base=data_root,
+                                                **example_gen_configs(split_patterns))
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
+                                        infer_feature_shape=True)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'],
+      schema=schema_gen.outputs['schema'],
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config=dataclasses.asdict(transform_config))
+
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema_gen.outputs['schema'],
+      train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+      eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
+      custom_config=trainer_config.to_dict())
+
+  model_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id(RESOLVER_ID)
+
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      baseline_model=model_resolver.outputs['model'],
+      eval_config=eval_config_lib.make_eval_config(transform_config.num_classes, min_mean_iou,
+                                                   class_names))
+
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+      custom_executor_spec=executor_spec.ExecutorClassSpec(dedup_pusher.Executor))
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name,
+      pipeline_root=pipeline_root,
+      components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+                  model_resolver, evaluator, pusher],
+      enable_cache=enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=beam_pipeline_args)

@@ -1,0 +1,48 @@
+"""Trainer settings, passed from the pipeline through the Trainer's `custom_config` dict."""
+import dataclasses
+
+# Values of the `loss` setting; `trainer.losses.get_loss` maps each to its function.
+LOSS_NAMES = ('soft_iou', 'soft_iou_per_class', 'cross_entropy', 'cross_entropy+soft_iou')
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+  """What the model and its training loop need beyond the data.
+
+  Attributes:
+    num_classes: output channels of the sigmoid head (background is class 0).
+    image_size: model input height and width; Transform resizes to it.
+    channels: image channels after Transform (1 or 3).
+    loss: one of `trainer.losses.LOSS_NAMES`.
+    learning_rate: Adam's step size.
+    batch_size: global batch size (split across replicas).
+    base_filters: width of the first encoder stage; each deeper stage doubles it.
+    depth: number of down-sampling stages of the encoder.
+    epochs: train_steps are spread over this many epochs (one TensorBoard point each).
+    mixed_precision: use `mixed_float16` when a GPU is present (ignored on CPU).
+    distribution: 'mirrored' (all local GPUs) or 'multi_worker' (TF_CONFIG from the environment).
+    seed: seeds weights and shuffling so reruns are comparable.
+  """
+  num_classes: int = 4
+  image_size: int = 64
+  channels: int = 3
+  loss: str = 'soft_iou'
+  learning_rate: float = 3e-3
+  batch_size: int = 16
+  base_filters: int = 16
+  depth: int = 3
+  epochs: int = 4
+  mixed_precision: bool = False
+  distribution: str = 'mirrored'
+  seed: int = 0
+
+  @classmethod
+  def from_dict(cls, values: dict) -> 'TrainerConfig':
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+      raise ValueError(f'unknown trainer settings {sorted(unknown)}; known: {sorted(known)}')
+    return cls(**values)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)

@@ -1,0 +1,74 @@
+"""The Trainer's `run_fn` (referenced by import path `trainer.task.run_fn`)."""
+import logging
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from trainer import config as trainer_config
+from trainer import data, distribution, export, losses, metrics, model
+
+# Batches read to estimate the class priors that initialise the head's bias.
+_PRIOR_BATCHES = 8
+
+
+class SegmentationLoss(tf_keras.losses.Loss):
+  """Adapts a batch-level loss to Keras: the weights are applied inside the loss, not per sample.
+
+  Keras's default path multiplies one loss per example by its weight; the soft IoU is a ratio of sums
+  over the whole batch, so it takes the per-pixel weights itself. SUM_OVER_BATCH_SIZE makes Keras
+  divide by the number of replicas, so that under a distribution strategy the summed gradients are
+  those of the mean of the replicas' losses.
+  """
+
+  def __init__(self, name: str):
+    super().__init__(reduction=tf_keras.losses.Reduction.SUM_OVER_BATCH_SIZE, name=name)
+    self._fn = losses.get_loss(name)
+
+  def __call__(self, y_true, y_pred, sample_weight=None):
+    return self._fn(y_true, y_pred, sample_weight)
+
+  def call(self, y_true, y_pred):
+    return self._fn(y_true, y_pred)
+
+
+def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> tf_keras.Model:
+  """Trains on `fn_args.train_files`, validates on `fn_args.eval_files`, exports the SavedModel."""
+  tf_keras.utils.set_random_seed(config.seed)
+  distribution.configure_precision(config.mixed_precision)
+  strategy = distribution.get_strategy(config.distribution)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+
+  train = data.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                            config.batch_size, config.seed)
+  evaluation = data.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                                 config.batch_size, config.seed, shuffle=False)
+  priors = data.class_priors(train, _PRIOR_BATCHES)
+  logging.info('Class pixel priors from %d train batches: %s', _PRIOR_BATCHES, priors)
+
+  with strategy.scope():
+    network = model.build_fcn(config.image_size, config.channels, config.num_classes,
+                              config.base_filters, config.depth, class_priors=priors)
+    network.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+                    loss=SegmentationLoss(config.loss),
+                    metrics=[metrics.ThresholdedMeanIoU(config.num_classes)])
+
+  epochs = max(1, min(config.epochs, fn_args.train_steps))
+  network.fit(
+      train,
+      epochs=epochs,
+      steps_per_epoch=max(1, fn_args.train_steps // epochs),
+      validation_data=evaluation,
+      validation_steps=max(1, fn_args.eval_steps),
+      callbacks=[tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')],
+      verbose=2)
+
+  signatures = export.add_signatures(network, tf_transform_output)
+  network.save(fn_args.serving_model_dir, save_format='tf', signatures=signatures)
+  return network
+
+
+def run_fn(fn_args: FnArgs) -> None:
+  config = trainer_config.TrainerConfig.from_dict(fn_args.custom_config or {})
+  train_and_export(fn_args, config)

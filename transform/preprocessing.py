@@ -1,0 +1,88 @@
+"""Transform's `preprocessing_fn`: raw records -> normalised images, one-hot labels, pixel weights.
+
+Referenced by import path (`transform.preprocessing.preprocessing_fn`); its settings come from the
+Transform component's `custom_config` (see `TransformConfig`).
+"""
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from iouseg import data_format
+from transform import features
+
+# Keeps the normalisation finite for a constant channel (e.g. a blank synthetic set).
+_VARIANCE_EPSILON = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformConfig:
+  """image_size: output height and width; channels: 1 or 3; num_classes: one-hot depth;
+  ignore_label: mask value that marks pixels to leave out of loss and metrics."""
+  image_size: int = 64
+  channels: int = 3
+  num_classes: int = 4
+  ignore_label: int = data_format.DEFAULT_IGNORE_LABEL
+
+
+def decode_image(encoded, config: TransformConfig):
+  """PNG/JPEG bytes (1, 3 or 4 channels) -> float32 [S, S, channels] in [0, 255], bilinear resize."""
+  image = tf.io.decode_image(encoded, channels=config.channels, expand_animations=False)
+  image = tf.image.resize(tf.cast(image, tf.float32), [config.image_size, config.image_size],
+                          method='bilinear', antialias=True)
+  return tf.ensure_shape(image, [config.image_size, config.image_size, config.channels])
+
+
+def decode_mask(encoded, config: TransformConfig):
+  """Single-channel PNG of class ids -> int32 [S, S], nearest-neighbour resize (no invented ids).
+
+  Serving requests carry no mask: the Transform layer then feeds empty bytes for it, and the label
+  outputs (which serving never reads) must still compute, so empty bytes give an all-ignore mask.
+  Training records without a mask never get here: the schema requires the feature.
+  """
+  size = [config.image_size, config.image_size]
+
+  def decode():
+    mask = tf.io.decode_png(encoded, channels=1, dtype=tf.uint8)
+    return tf.cast(tf.image.resize(mask, size, method='nearest')[..., 0], tf.int32)
+
+  mask = tf.cond(tf.strings.length(encoded) > 0, decode,
+                 lambda: tf.fill(size, tf.constant(config.ignore_label, tf.int32)))
+  return tf.ensure_shape(mask, size)
+
+
+def _check_labels(masks, filenames, config: TransformConfig):
+  """An op that fails the Transform run, naming the records, when a mask holds an unknown class id."""
+  known = (masks < config.num_classes) | (masks == config.ignore_label)
+  bad_record = tf.logical_not(tf.reduce_all(known, axis=[1, 2]))
+  return tf.debugging.Assert(
+      tf.logical_not(tf.reduce_any(bad_record)),
+      [f'Label mask holds class ids outside [0, {config.num_classes}) that are not the ignore label '
+       f'{config.ignore_label}; records:', tf.boolean_mask(filenames, bad_record),
+       'largest id per bad record:', tf.boolean_mask(tf.reduce_max(masks, axis=[1, 2]), bad_record)],
+      summarize=20)
+
+
+def _flat(x):
+  """Raw features arrive as [B] or [B, 1] depending on the schema; the ops below want [B]."""
+  return tf.reshape(x, [-1])
+
+
+def preprocessing_fn(inputs, custom_config):
+  config = TransformConfig(**(custom_config or {}))
+  images = tf.map_fn(lambda b: decode_image(b, config), _flat(inputs[data_format.IMAGE_ENCODED]),
+                     fn_output_signature=tf.float32)
+  # Per-channel mean and variance over every pixel of the train split (a TFT full pass).
+  pixels = tf.reshape(images, [-1, config.channels])
+  mean = tft.mean(pixels, reduce_instance_dims=False)
+  variance = tft.var(pixels, reduce_instance_dims=False)
+  outputs = {features.IMAGE: (images - mean) * tf.math.rsqrt(variance + _VARIANCE_EPSILON)}
+
+  masks = tf.map_fn(lambda b: decode_mask(b, config), _flat(inputs[data_format.MASK_ENCODED]),
+                    fn_output_signature=tf.int32)
+  with tf.control_dependencies([_check_labels(masks, _flat(inputs[data_format.IMAGE_FILENAME]), config)]):
+    ignored = tf.equal(masks, config.ignore_label)
+  # one_hot of -1 is an all-zero row: ignored pixels belong to no class.
+  outputs[features.LABEL] = tf.one_hot(tf.where(ignored, -1, masks), config.num_classes, dtype=tf.float32)
+  outputs[features.WEIGHT] = 1.0 - tf.cast(ignored, tf.float32)
+  return outputs
