@@ -51,7 +51,7 @@ def _add_run(sub):
   p.add_argument('--class-names', help='comma-separated, background first (default: class_0,...)')
   p.add_argument('--ignore-label', type=int, default=data_format.DEFAULT_IGNORE_LABEL,
                  help='(default: %(default)s)')
-  p.add_argument('--train-steps', type=int, default=600, help='(default: %(default)s)')
+  p.add_argument('--train-steps', type=int, default=400, help='(default: %(default)s)')
   p.add_argument('--eval-steps', type=int, default=3, help='(default: %(default)s)')
   p.add_argument('--epochs', type=int, default=4, help='(default: %(default)s)')
   p.add_argument('--loss', default='soft_iou', choices=LOSS_NAMES, help='(default: %(default)s)')
@@ -59,6 +59,8 @@ def _add_run(sub):
   p.add_argument('--batch-size', type=int, default=16, help='(default: %(default)s)')
   p.add_argument('--base-filters', type=int, default=16, help='(default: %(default)s)')
   p.add_argument('--depth', type=int, default=3, help='(default: %(default)s)')
+  p.add_argument('--head-init', default='zeros', choices=('zeros', 'prior'),
+                 help='initial sigmoid bias of the head (default: %(default)s)')
   p.add_argument('--mixed-precision', action='store_true', help='mixed_float16 on GPU')
   p.add_argument('--min-mean-iou', type=float, default=0.5,
                  help='blessing threshold on eval mean IoU (default: %(default)s)')
@@ -81,7 +83,7 @@ def _run(args) -> int:
       num_classes=args.num_classes, image_size=args.image_size, channels=args.channels,
       loss=args.loss, learning_rate=args.learning_rate, batch_size=args.batch_size,
       base_filters=args.base_filters, depth=args.depth, epochs=args.epochs,
-      mixed_precision=args.mixed_precision)
+      head_init=args.head_init, mixed_precision=args.mixed_precision)
   local_runner.run(
       metadata_path=args.metadata, beam_pipeline_args=args.beam_arg,
       pipeline_name=args.pipeline_name, pipeline_root=os.path.abspath(args.pipeline_root),
@@ -112,10 +114,21 @@ def _predict(args) -> int:
   return 0
 
 
+def _add_convert(sub):
+  from iouseg import converters
+  p = sub.add_parser('convert', help='image/mask folders or PASCAL VOC -> TFRecords',
+                     description=converters.__doc__.split('\n', 1)[0],
+                     epilog='Bad files are skipped and listed, with their reason, in '
+                     'OUTPUT/conversion_report.json (--strict makes any of them fatal).')
+  converters.add_arguments(p)
+  p.set_defaults(func=converters.main)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='iouseg', description=__doc__)
   sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
   _add_demo_data(sub)
+  _add_convert(sub)
   _add_run(sub)
   _add_predict(sub)
   return parser

@@ -74,10 +74,30 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
     if metrics_for_slice.slice_key.single_slice_keys:
       continue
     for key_and_value in metrics_for_slice.metric_keys_and_values:
-      if key_and_value.value.HasField('double_value'):
-        result.setdefault(key_and_value.key.model_name, {})[key_and_value.key.name] = (
-            key_and_value.value.double_value.value)
+      # Diff keys hold candidate - baseline under the candidate's name: not the candidate's value.
+      if key_and_value.key.is_diff or not key_and_value.value.HasField('double_value'):
+        continue
+      result.setdefault(key_and_value.key.model_name, {})[key_and_value.key.name] = (
+          key_and_value.value.double_value.value)
   return result
+
+
+def _failure_line(failure) -> str:
+  """TFMA leaves `message` empty for threshold failures; say which rule failed, with the numbers."""
+  name, value = failure.metric_key.name, failure.metric_value.double_value.value
+  threshold = failure.metric_threshold
+  if failure.metric_key.is_diff:
+    change = threshold.change_threshold
+    allowed = change.absolute.value if change.HasField('absolute') else change.relative.value
+    return (f'{name} change against the baseline = {value:+.4f}: the candidate may not be worse '
+            f'than the baseline (allowed change >= {allowed:g})')
+  bounds = threshold.value_threshold
+  rule = []
+  if bounds.HasField('lower_bound'):
+    rule.append(f'>= {bounds.lower_bound.value:g}')
+  if bounds.HasField('upper_bound'):
+    rule.append(f'<= {bounds.upper_bound.value:g}')
+  return f'{name} = {value:.4f}: required {" and ".join(rule)}'
 
 
 def validation_failures(evaluation_uri: str) -> List[str]:
@@ -86,8 +106,7 @@ def validation_failures(evaluation_uri: str) -> List[str]:
   lines = []
   for per_slice in validation.metric_validations_per_slice:
     for failure in per_slice.failures:
-      lines.append(f'{failure.metric_key.name} = {failure.metric_value.double_value.value:.4f}: '
-                   f'{failure.message.strip()}')
+      lines.append(_failure_line(failure))
   if validation.missing_thresholds:
     lines.append('not validated: a configured threshold had no metric to check')
   for spec in validation.missing_slices:

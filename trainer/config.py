@@ -21,6 +21,10 @@ class TrainerConfig:
     epochs: train_steps are spread over this many epochs (one TensorBoard point each).
     mixed_precision: use `mixed_float16` when a GPU is present (ignored on CPU).
     distribution: 'mirrored' (all local GPUs) or 'multi_worker' (TF_CONFIG from the environment).
+    head_init: 'zeros' starts every sigmoid at 0.5; 'prior' starts each class at its pixel
+      frequency. 'zeros' is the default because the soft IoU's gradient reaches a logit through
+      sigmoid'(z) = p(1 - p): a rare class started at its prior (p ~ 0.001) barely moves and is never
+      learnt (measured: triangle IoU 0 with 'prior', 0.84 with 'zeros'; see the README's loss notes).
     seed: seeds weights and shuffling so reruns are comparable.
   """
   num_classes: int = 4
@@ -34,7 +38,14 @@ class TrainerConfig:
   epochs: int = 4
   mixed_precision: bool = False
   distribution: str = 'mirrored'
+  head_init: str = 'zeros'
   seed: int = 0
+
+  def __post_init__(self):
+    if self.loss not in LOSS_NAMES:
+      raise ValueError(f'unknown loss {self.loss!r}; choose one of {", ".join(LOSS_NAMES)}')
+    if self.head_init not in ('zeros', 'prior'):
+      raise ValueError(f"head_init must be 'zeros' or 'prior', not {self.head_init!r}")
 
   @classmethod
   def from_dict(cls, values: dict) -> 'TrainerConfig':

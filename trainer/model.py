@@ -21,12 +21,8 @@ def _conv_block(x, filters: int, name: str):
 
 
 def head_bias(class_priors: Optional[Sequence[float]]):
-  """Initial head bias: the logit of each class's pixel frequency.
-
-  A sigmoid head starting at 0.5 everywhere spends its first steps learning that most pixels are
-  background; starting at the prior removes that phase and the large early gradients that can push
-  a soft-IoU model into the all-background solution.
-  """
+  """Initial head bias: zeros, or the logit of each class's pixel frequency (`head_init='prior'`,
+  the usual start for cross-entropy; see `TrainerConfig.head_init` for why IoU losses avoid it)."""
   if class_priors is None:
     return 'zeros'
   p = np.clip(np.asarray(class_priors, dtype=np.float64), 1e-4, 1 - 1e-4)

@@ -1,7 +1,6 @@
 """The Trainer's `run_fn` (referenced by import path `trainer.task.run_fn`)."""
 import logging
 
-import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -33,6 +32,16 @@ class SegmentationLoss(tf_keras.losses.Loss):
     return self._fn(y_true, y_pred)
 
 
+def compiled_model(config: trainer_config.TrainerConfig, class_priors=None) -> tf_keras.Model:
+  """The FCN, compiled with the configured loss, Adam and the thresholded mean IoU metric."""
+  network = model.build_fcn(config.image_size, config.channels, config.num_classes,
+                            config.base_filters, config.depth, class_priors=class_priors)
+  network.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+                  loss=SegmentationLoss(config.loss),
+                  metrics=[metrics.ThresholdedMeanIoU(config.num_classes)])
+  return network
+
+
 def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> tf_keras.Model:
   """Trains on `fn_args.train_files`, validates on `fn_args.eval_files`, exports the SavedModel."""
   tf_keras.utils.set_random_seed(config.seed)
@@ -44,15 +53,13 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
                             config.batch_size, config.seed)
   evaluation = data.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                                  config.batch_size, config.seed, shuffle=False)
-  priors = data.class_priors(train, _PRIOR_BATCHES)
-  logging.info('Class pixel priors from %d train batches: %s', _PRIOR_BATCHES, priors)
+  priors = None
+  if config.head_init == 'prior':
+    priors = data.class_priors(train, _PRIOR_BATCHES)
+    logging.info('Class pixel priors from %d train batches: %s', _PRIOR_BATCHES, priors)
 
   with strategy.scope():
-    network = model.build_fcn(config.image_size, config.channels, config.num_classes,
-                              config.base_filters, config.depth, class_priors=priors)
-    network.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
-                    loss=SegmentationLoss(config.loss),
-                    metrics=[metrics.ThresholdedMeanIoU(config.num_classes)])
+    network = compiled_model(config, priors)
 
   epochs = max(1, min(config.epochs, fn_args.train_steps))
   network.fit(

@@ -1,0 +1,146 @@
+"""The whole pipeline with LocalDagRunner, real Beam, MLMD (SQLite) and TFMA, on a tiny data set.
+
+One pipeline root serves four runs, in order, as a user would make them:
+  1. first run (through the CLI): blessed and pushed;
+  2. the same run again: the first model is the baseline; nothing new is published;
+  3. an impossible threshold: not blessed, nothing pushed, the blessing says why;
+  4. a worse candidate (learning rate 0): refused by the change threshold against the baseline.
+"""
+import contextlib
+import io
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from iouseg import cli, data_format, predict, run_summary
+from pipeline import local_runner
+from trainer import decode, iou
+from trainer.config import TrainerConfig
+from transform.preprocessing import TransformConfig
+
+NAME = 'e2e'
+SIZE, CLASSES = 32, 4
+TINY_MODEL = dict(image_size=SIZE, channels=3, num_classes=CLASSES, base_filters=8, depth=2,
+                  batch_size=8, epochs=2)
+TRAIN_STEPS = 80
+
+
+def _versions(serving_dir):
+  return sorted(os.listdir(serving_dir)) if os.path.isdir(serving_dir) else []
+
+
+def _run_pipeline(paths, data_root, min_mean_iou, **trainer_overrides):
+  local_runner.run(
+      metadata_path=paths['metadata'], pipeline_name=NAME, pipeline_root=paths['root'],
+      data_root=str(data_root), serving_model_dir=paths['serving'],
+      transform_config=TransformConfig(SIZE, 3, CLASSES),
+      trainer_config=TrainerConfig(**{**TINY_MODEL, **trainer_overrides}),
+      train_steps=TRAIN_STEPS, eval_steps=1, min_mean_iou=min_mean_iou,
+      split_patterns=local_runner.split_patterns_for(str(data_root)))
+  return run_summary.latest_run(paths['metadata'], NAME)
+
+
+@pytest.fixture(scope='module')
+def runs(tiny_demo_data, tmp_path_factory):
+  base = tmp_path_factory.mktemp('e2e')
+  paths = {'root': str(base / 'root'), 'serving': str(base / 'serving'),
+           'metadata': str(base / 'metadata.sqlite')}
+  results = {'paths': paths}
+  # Run 1 goes through the command line a user types.
+  argv = ['run', '--data-root', str(tiny_demo_data), '--pipeline-root', paths['root'],
+          '--serving-dir', paths['serving'], '--metadata', paths['metadata'],
+          '--pipeline-name', NAME, '--image-size', str(SIZE), '--num-classes', str(CLASSES),
+          '--base-filters', '8', '--depth', '2', '--batch-size', '8', '--epochs', '2',
+          '--train-steps', str(TRAIN_STEPS), '--eval-steps', '1', '--min-mean-iou', '0.1']
+  buffer = io.StringIO()
+  with contextlib.redirect_stdout(buffer):
+    assert cli.main(argv) == 0
+  results['first'] = run_summary.latest_run(paths['metadata'], NAME)
+  results['first_versions'] = _versions(paths['serving'])
+  results['cli_output'] = buffer.getvalue()
+  results['second'] = _run_pipeline(paths, tiny_demo_data, 0.1)
+  results['second_versions'] = _versions(paths['serving'])
+  results['impossible'] = _run_pipeline(paths, tiny_demo_data, 1.01)
+  results['impossible_versions'] = _versions(paths['serving'])
+  results['worse'] = _run_pipeline(paths, tiny_demo_data, 0.0, learning_rate=0.0)
+  results['worse_versions'] = _versions(paths['serving'])
+  return results
+
+
+def test_first_run_is_blessed_and_pushed(runs):
+  first = runs['first']
+  assert all(state == 'executed' for state in first.component_states.values()), first
+  assert first.blessed and first.pushed and not first.baseline_metrics
+  assert len(runs['first_versions']) == 1
+  assert first.pushed_destination == os.path.join(runs['paths']['serving'], runs['first_versions'][0])
+  assert set(first.candidate_metrics) >= {'mean_iou', 'pixel_accuracy'} | {
+      f'iou/class_{k}' for k in range(CLASSES)}
+  # What `iouseg run` printed is the summary a user reads.
+  out = runs['cli_output']
+  assert 'Blessed: yes' in out and f'Pushed to: {first.pushed_destination}' in out
+  assert 'Eval mean IoU:' in out and 'Transform' in out and 'executed' in out
+
+
+def test_pushed_model_segments_a_png_at_its_own_size(runs, tmp_path):
+  model_dir = predict.resolve_saved_model(runs['paths']['serving'])
+  signature = tf.saved_model.load(model_dir).signatures['serving_default']
+  rng = np.random.default_rng(0)
+  for height, width in ((48, 48), (37, 61)):
+    png = data_format.encode_png(rng.integers(0, 255, (height, width, 3)))
+    class_ids = predict.predict_bytes(signature, png)
+    assert class_ids.shape == (height, width)
+    assert class_ids.min() >= 0 and class_ids.max() < CLASSES
+  # The same through the CLI: a mask file the size of the input image.
+  image_path = tmp_path / 'photo.png'
+  image_path.write_bytes(data_format.encode_png(rng.integers(0, 255, (30, 50, 3))))
+  assert cli.main(['predict', '--model', runs['paths']['serving'], '--output',
+                   str(tmp_path / 'out'), str(image_path)]) == 0
+  assert Image.open(tmp_path / 'out' / 'photo.mask.png').size == (50, 30)
+
+
+def test_tfma_mean_iou_equals_numpy_on_the_models_own_predictions(runs, tiny_demo_data):
+  model = tf.saved_model.load(runs['first'].pushed_destination)
+  spec = {data_format.MASK_ENCODED: tf.io.FixedLenFeature([], tf.string)}
+  serialized = list(tf.data.TFRecordDataset(tf.io.gfile.glob(f'{tiny_demo_data}/eval/*')))
+  probabilities = model.signatures['model_resolution'](
+      examples=tf.stack(serialized))['probabilities'].numpy()
+  masks = []
+  for record in serialized:
+    mask = np.asarray(Image.open(io.BytesIO(
+        tf.io.parse_single_example(record, spec)[data_format.MASK_ENCODED].numpy())))
+    masks.append(tf.image.resize(mask[..., None], [SIZE, SIZE], method='nearest')[..., 0].numpy())
+  masks = np.stack(masks).astype(np.int64)
+  valid = masks != data_format.DEFAULT_IGNORE_LABEL
+  matrix = iou.confusion_matrix(masks, decode.class_ids_np(probabilities), valid, CLASSES)
+  assert runs['first'].candidate_metrics['mean_iou'] == pytest.approx(iou.mean_iou(matrix), abs=1e-6)
+  for k, value in enumerate(iou.per_class_iou(matrix)):
+    assert runs['first'].candidate_metrics[f'iou/class_{k}'] == pytest.approx(value, abs=1e-6)
+
+
+def test_second_run_uses_first_model_as_baseline_and_publishes_nothing_new(runs):
+  second = runs['second']
+  assert second.component_states['Trainer'] == 'cached'
+  assert second.component_states['Evaluator'] == 'executed'  # the baseline changed
+  assert second.baseline_metrics['mean_iou'] == pytest.approx(second.candidate_metrics['mean_iou'])
+  assert second.blessed and second.pushed and second.already_serving
+  assert second.pushed_destination == runs['first'].pushed_destination
+  assert runs['second_versions'] == runs['first_versions']
+
+
+def test_impossible_threshold_blocks_the_push_and_says_why(runs):
+  impossible = runs['impossible']
+  assert impossible.blessed is False and not impossible.pushed
+  assert any(f.startswith('mean_iou') and '1.01' in f for f in impossible.failures), impossible.failures
+  assert runs['impossible_versions'] == runs['first_versions']
+
+
+def test_worse_candidate_fails_the_change_threshold(runs):
+  worse = runs['worse']
+  assert worse.component_states['Trainer'] == 'executed'
+  assert worse.candidate_metrics['mean_iou'] < worse.baseline_metrics['mean_iou']
+  assert worse.blessed is False and not worse.pushed
+  assert any('change' in f.lower() or 'baseline' in f.lower() for f in worse.failures), worse.failures
+  assert runs['worse_versions'] == runs['first_versions']

@@ -1,0 +1,61 @@
+"""`preprocessing_fn` run through TFT's Beam implementation on a few hand-made records."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+
+from iouseg import data_format
+from transform import features
+from transform.preprocessing import TransformConfig, preprocessing_fn
+
+RAW_SPEC = {
+    data_format.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+    data_format.MASK_ENCODED: tf.io.FixedLenFeature([], tf.string),
+    data_format.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
+}
+CONFIG = TransformConfig(image_size=24, channels=3, num_classes=3, ignore_label=255)
+
+
+def _record(seed, mask_values=(0, 1, 2, 255), gray=False):
+  """A 48x48 image and a mask of constant 2x2 blocks, so a 2x nearest downsample is exact."""
+  rng = np.random.default_rng(seed)
+  blocks = rng.choice(mask_values, size=(24, 24)).astype(np.uint8)
+  mask = np.kron(blocks, np.ones((2, 2), dtype=np.uint8))
+  image = rng.integers(0, 256, size=(48, 48) if gray else (48, 48, 3)).astype(np.uint8)
+  return {data_format.IMAGE_ENCODED: data_format.encode_png(image),
+          data_format.MASK_ENCODED: data_format.encode_png(mask),
+          data_format.IMAGE_FILENAME: f'record-{seed}.png'.encode()}, blocks, image
+
+
+def _transform(records, tmp_path, config=CONFIG):
+  metadata = tft.DatasetMetadata.from_feature_spec(RAW_SPEC)
+  with tft_beam.Context(temp_dir=str(tmp_path)):
+    (transformed, _), _ = ((records, metadata) | tft_beam.AnalyzeAndTransformDataset(
+        lambda inputs: preprocessing_fn(inputs, vars(config)), output_record_batches=False))
+  return transformed
+
+
+def test_one_hot_labels_weights_and_normalised_images(tmp_path):
+  records, expected_masks, images = zip(*[_record(s, gray=(s == 2)) for s in range(4)])
+  out = _transform(list(records), tmp_path)
+  assert len(out) == 4
+  for row, mask in zip(out, expected_masks):
+    label = np.asarray(row[features.LABEL]).reshape(24, 24, 3)
+    weight = np.asarray(row[features.WEIGHT]).reshape(24, 24)
+    ignored = mask == 255
+    # Nearest-neighbour resize: the class ids are exactly the source blocks, none interpolated.
+    np.testing.assert_array_equal(np.argmax(label, -1)[~ignored], mask[~ignored])
+    np.testing.assert_array_equal(label.sum(-1), (~ignored).astype(np.float32))
+    np.testing.assert_array_equal(weight, (~ignored).astype(np.float32))
+    assert set(np.unique(label)) <= {0.0, 1.0}
+  pixels = np.stack([np.asarray(r[features.IMAGE]).reshape(24, 24, 3) for r in out]).reshape(-1, 3)
+  # Full-pass per-channel statistics: the transformed data set has mean 0 and variance 1.
+  np.testing.assert_allclose(pixels.mean(0), 0.0, atol=1e-3)
+  np.testing.assert_allclose(pixels.var(0), 1.0, atol=1e-2)
+
+
+def test_out_of_range_label_fails_naming_the_record(tmp_path):
+  records = [_record(0)[0], _record(1, mask_values=(0, 1, 7))[0]]
+  with pytest.raises(Exception, match=r'(?s)outside \[0, 3\).*record-1\.png'):
+    _transform(records, tmp_path)
