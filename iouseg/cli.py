@@ -8,7 +8,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys  # pylint: disable=wrong-import-position
 
-from iouseg import data_format  # pylint: disable=wrong-import-position
 
 
 def _demo_data(args) -> int:
@@ -33,65 +32,27 @@ def _add_demo_data(sub):
 
 
 def _add_run(sub):
-  from trainer.config import LOSS_NAMES
+  from pipeline import flags
   p = sub.add_parser('run', help='run the whole pipeline locally (LocalDagRunner, SQLite metadata)',
                      description='Runs ImportExampleGen -> ... -> Evaluator -> Pusher on this machine '
-                     'and prints a summary read back from ML Metadata.')
-  p.add_argument('--data-root', default='data/demo',
-                 help='TFRecords; train/ and eval/ subfolders are used as splits, otherwise a 3:1 '
-                 'hash split (default: %(default)s)')
-  p.add_argument('--pipeline-root', default='runs/pipeline_root', help='(default: %(default)s)')
-  p.add_argument('--serving-dir', default='runs/serving',
-                 help='blessed models are pushed here as numbered versions (default: %(default)s)')
-  p.add_argument('--metadata', default='runs/metadata.sqlite', help='(default: %(default)s)')
-  p.add_argument('--pipeline-name', default='iouseg', help='(default: %(default)s)')
-  p.add_argument('--image-size', type=int, default=64, help='model input size (default: %(default)s)')
-  p.add_argument('--channels', type=int, default=3, choices=(1, 3), help='(default: %(default)s)')
-  p.add_argument('--num-classes', type=int, default=4, help='including background (default: %(default)s)')
-  p.add_argument('--class-names', help='comma-separated, background first (default: class_0,...)')
-  p.add_argument('--ignore-label', type=int, default=data_format.DEFAULT_IGNORE_LABEL,
-                 help='(default: %(default)s)')
-  p.add_argument('--train-steps', type=int, default=400, help='(default: %(default)s)')
-  p.add_argument('--eval-steps', type=int, default=3, help='(default: %(default)s)')
-  p.add_argument('--epochs', type=int, default=4, help='(default: %(default)s)')
-  p.add_argument('--loss', default='soft_iou', choices=LOSS_NAMES, help='(default: %(default)s)')
-  p.add_argument('--learning-rate', type=float, default=3e-3, help='(default: %(default)s)')
-  p.add_argument('--batch-size', type=int, default=16, help='(default: %(default)s)')
-  p.add_argument('--base-filters', type=int, default=16, help='(default: %(default)s)')
-  p.add_argument('--depth', type=int, default=3, help='(default: %(default)s)')
-  p.add_argument('--head-init', default='zeros', choices=('zeros', 'prior'),
-                 help='initial sigmoid bias of the head (default: %(default)s)')
-  p.add_argument('--mixed-precision', action='store_true', help='mixed_float16 on GPU')
-  p.add_argument('--min-mean-iou', type=float, default=0.5,
-                 help='blessing threshold on eval mean IoU (default: %(default)s)')
-  p.add_argument('--beam-arg', action='append', default=None, metavar='ARG',
-                 help='Beam pipeline argument, repeatable, e.g. --beam-arg=--direct_num_workers=2')
-  p.add_argument('--no-cache', action='store_true', help='re-execute every component')
+                     '(Beam DirectRunner in memory unless --beam-arg says otherwise) and prints a '
+                     'summary read back from ML Metadata. Without train/ and eval/ folders under '
+                     '--data-root the records are split 3:1 by hash.')
+  flags.add_pipeline_arguments(p, path_defaults={
+      'data_root': 'data/demo', 'pipeline_root': 'runs/pipeline_root', 'serving_dir': 'runs/serving'})
+  p.add_argument('--metadata', default='runs/metadata.sqlite',
+                 help='ML Metadata SQLite file (default: %(default)s)')
   p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
   from iouseg import run_summary
-  from pipeline import local_runner
-  from trainer.config import TrainerConfig
-  from transform.preprocessing import TransformConfig
-
-  class_names = args.class_names.split(',') if args.class_names else None
-  transform_config = TransformConfig(args.image_size, args.channels, args.num_classes,
-                                     args.ignore_label)
-  trainer_config = TrainerConfig(
-      num_classes=args.num_classes, image_size=args.image_size, channels=args.channels,
-      loss=args.loss, learning_rate=args.learning_rate, batch_size=args.batch_size,
-      base_filters=args.base_filters, depth=args.depth, epochs=args.epochs,
-      head_init=args.head_init, mixed_precision=args.mixed_precision)
-  local_runner.run(
-      metadata_path=args.metadata, beam_pipeline_args=args.beam_arg,
-      pipeline_name=args.pipeline_name, pipeline_root=os.path.abspath(args.pipeline_root),
-      data_root=os.path.abspath(args.data_root),
-      serving_model_dir=os.path.abspath(args.serving_dir), transform_config=transform_config,
-      trainer_config=trainer_config, train_steps=args.train_steps, eval_steps=args.eval_steps,
-      min_mean_iou=args.min_mean_iou, split_patterns=local_runner.split_patterns_for(args.data_root),
-      class_names=class_names, enable_cache=not args.no_cache)
+  from pipeline import flags, local_runner
+  for path in ('data_root', 'pipeline_root', 'serving_dir'):
+    setattr(args, path, os.path.abspath(getattr(args, path)))
+  local_runner.run(metadata_path=args.metadata,
+                   split_patterns=local_runner.split_patterns_for(args.data_root),
+                   **flags.create_pipeline_kwargs(args))
   print(run_summary.format_summary(run_summary.latest_run(args.metadata, args.pipeline_name)))
   return 0
 
@@ -124,6 +85,20 @@ def _add_convert(sub):
   p.set_defaults(func=converters.main)
 
 
+def _add_kubeflow(sub):
+  from kubeflow import compile as kubeflow_compile
+  from kubeflow import submit as kubeflow_submit
+  for name, module, add_arguments, func, help_text in (
+      ('compile-kubeflow', kubeflow_compile, kubeflow_compile.add_compile_arguments,
+       kubeflow_compile.compile_main, 'compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)'),
+      ('submit-kubeflow', kubeflow_submit, kubeflow_submit.add_submit_arguments,
+       kubeflow_submit.submit_main, 'upload a compiled pipeline to a KFP cluster and start a run')):
+    p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='iouseg', description=__doc__)
   sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -131,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_convert(sub)
   _add_run(sub)
   _add_predict(sub)
+  _add_kubeflow(sub)
   return parser
 
 

@@ -35,7 +35,7 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
   return metadata_store.MetadataStore(config)
 
 
-def _node_id(store, execution) -> str:
+def node_id(store, execution) -> str:
   for context in store.get_contexts_by_execution(execution.id):
     if store.get_context_types_by_id([context.type_id])[0].name == 'node':
       return context.name.split('.', 1)[-1]
@@ -124,7 +124,7 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
   summary = RunSummary(run.name, {}, {}, {}, None, [], False, None, False)
   for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-    node = _node_id(store, execution)
+    node = node_id(store, execution)
     summary.component_states[node] = _state_name(execution)
     outputs = _outputs(store, execution)
     if node == 'Evaluator' and outputs.get('evaluation'):

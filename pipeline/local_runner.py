@@ -16,7 +16,8 @@ def split_patterns_for(data_root: str) -> Optional[dict]:
 
 
 def run(metadata_path: str, beam_pipeline_args: Optional[List[str]] = None, **pipeline_args) -> None:
-  """Builds the pipeline with `pipeline_args` (see `create_pipeline`) and runs it to completion."""
+  """Builds the pipeline with `pipeline_args` (see `create_pipeline`) and runs it to completion;
+  Beam runs in memory in this process unless `beam_pipeline_args` choose otherwise."""
   os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
   tfx.orchestration.LocalDagRunner().run(pipeline_lib.create_pipeline(
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

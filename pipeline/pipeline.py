@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
+from tfx.utils import proto_utils
 
 from components import dedup_pusher
 from pipeline import eval_config as eval_config_lib
@@ -30,6 +31,15 @@ def example_gen_configs(split_patterns: Optional[Dict[str, str]]) -> dict:
       tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)]))}
 
 
+def _settable(name: str, value, runtime_parameters: bool):
+  """`value`, or a str RuntimeParameter `name` that defaults to it. TFX sets an exec property at
+  run time only as a whole, so a proto (TrainArgs, EvalConfig) becomes a parameter holding its JSON."""
+  if not runtime_parameters:
+    return value
+  default = value if isinstance(value, str) else proto_utils.proto_to_json(value)
+  return tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=default)
+
+
 def create_pipeline(pipeline_name: str,
                     pipeline_root: str,
                     data_root: str,
@@ -43,7 +53,9 @@ def create_pipeline(pipeline_name: str,
                     class_names: Optional[List[str]] = None,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = True,
+                    runtime_parameters: bool = False,
+                    baseline_resolver: bool = True) -> tfx.dsl.Pipeline:
   """Builds the segmentation pipeline.
 
   Args:
@@ -63,13 +75,20 @@ def create_pipeline(pipeline_name: str,
     metadata_connection_config: ML Metadata connection; None lets the orchestrator choose.
     beam_pipeline_args: arguments for every Beam-based component (runner, workers...).
     enable_cache: reuse outputs of components whose inputs and settings did not change.
+    runtime_parameters: make `data_root`, the TrainArgs and the EvalConfig the string runtime
+      parameters `data_root`, `train_args` and `eval_config` (the protos as JSON), defaulting to the
+      values built from the arguments above, so a Kubeflow user can set them at submission.
+    baseline_resolver: compare the candidate with the latest blessed model. False leaves the
+      Evaluator without a baseline (only `min_mean_iou` blesses), for orchestrators that cannot run
+      a Resolver, e.g. open-source Kubeflow Pipelines.
   """
   for field in ('image_size', 'channels', 'num_classes'):
     if getattr(transform_config, field) != getattr(trainer_config, field):
       raise ValueError(f'{field} differs between transform_config and trainer_config')
 
-  example_gen = tfx.components.ImportExampleGen(input_base=data_root,
-                                                **example_gen_configs(split_patterns))
+  example_gen = tfx.components.ImportExampleGen(
+      input_base=_settable('data_root', data_root, runtime_parameters),
+      **example_gen_configs(split_patterns))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
                                         infer_feature_shape=True)
@@ -87,7 +106,8 @@ def create_pipeline(pipeline_name: str,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+      train_args=_settable('train_args', tfx.proto.TrainArgs(num_steps=train_steps),
+                           runtime_parameters),
       eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
       custom_config=trainer_config.to_dict())
 
@@ -95,14 +115,14 @@ def create_pipeline(pipeline_name: str,
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id(RESOLVER_ID)
+  ).with_id(RESOLVER_ID) if baseline_resolver else None
 
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
-      baseline_model=model_resolver.outputs['model'],
-      eval_config=eval_config_lib.make_eval_config(transform_config.num_classes, min_mean_iou,
-                                                   class_names))
+      baseline_model=model_resolver.outputs['model'] if model_resolver else None,
+      eval_config=_settable('eval_config', eval_config_lib.make_eval_config(
+          transform_config.num_classes, min_mean_iou, class_names), runtime_parameters))
 
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
@@ -114,8 +134,8 @@ def create_pipeline(pipeline_name: str,
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                  model_resolver, evaluator, pusher],
+      components=[c for c in (example_gen, statistics_gen, schema_gen, example_validator, transform,
+                              trainer, model_resolver, evaluator, pusher) if c is not None],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

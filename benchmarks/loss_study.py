@@ -1,0 +1,143 @@
+"""Which loss trains the sigmoid FCN best? Same model, steps, schedule and data for every loss.
+
+    python benchmarks/loss_study.py                      # demo + nuclei, 3 seeds (CPU: ~30 min)
+    python benchmarks/loss_study.py --quick              # CI-sized smoke run (~1 min)
+    python benchmarks/loss_study.py --datasets demo --seeds 0 --out table.md
+
+Data go through the Transform's own decode/normalise/one-hot functions (`trainer.in_memory`), the
+nuclei tiles through `iouseg convert`, so no TFX run is needed per cell. Prints (and with --out
+writes) a markdown table: mean ± spread (half the max - min range) over seeds of eval mean IoU and
+foreground IoU (mean over classes 1..C-1), and seconds per run.
+"""
+import argparse
+import dataclasses
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # pylint: disable=wrong-import-position
+import tensorflow as tf  # pylint: disable=wrong-import-position
+import tf_keras  # pylint: disable=wrong-import-position
+
+from iouseg import converters, demo_data  # pylint: disable=wrong-import-position
+from trainer import decode, in_memory, iou, task  # pylint: disable=wrong-import-position
+from trainer.config import LOSS_NAMES, TrainerConfig  # pylint: disable=wrong-import-position
+from transform.preprocessing import TransformConfig  # pylint: disable=wrong-import-position
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  dataset: str
+  loss: str
+  learning_rate: float
+  head_init: str = 'zeros'
+
+
+def prepare(dataset: str, workdir: str):
+  """(TransformConfig, train arrays, eval arrays) for 'demo' or 'nuclei'."""
+  if dataset == 'demo':
+    root = os.path.join(workdir, 'demo')
+    demo_data.write_demo_data(root)
+    config = TransformConfig(image_size=64, channels=3, num_classes=demo_data.NUM_CLASSES)
+  elif dataset == 'nuclei':
+    root = os.path.join(workdir, 'nuclei')
+    converters.convert(SHARED_DATA / 'nuclei', root, num_classes=2, strict=True)
+    config = TransformConfig(image_size=128, channels=1, num_classes=2)
+  else:
+    raise ValueError(f'unknown dataset {dataset!r}')
+  train, evaluation = in_memory.load_train_eval(f'{root}/train/*', f'{root}/eval/*', config)
+  return config, train, evaluation
+
+
+def train_and_score(cell: Cell, seed: int, data, steps: int, batch_size: int) -> dict:
+  config, train, evaluation = data
+  tf_keras.utils.set_random_seed(seed)
+  trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
+                                 channels=config.channels, loss=cell.loss,
+                                 learning_rate=cell.learning_rate, head_init=cell.head_init)
+  priors = None
+  if cell.head_init == 'prior':
+    priors = (train[1].sum((0, 1, 2)) / max(train[2].sum(), 1.0)).tolist()
+  model = task.compiled_model(trainer_config, priors)
+  dataset = (tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=seed).repeat()
+             .batch(batch_size))
+  start = time.perf_counter()
+  model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+  seconds = time.perf_counter() - start
+  true_ids, valid = decode.labels_to_class_ids_np(evaluation[1])
+  predicted = decode.class_ids_np(model.predict(evaluation[0], batch_size=batch_size, verbose=0))
+  per_class = iou.per_class_iou(iou.confusion_matrix(true_ids, predicted, valid, config.num_classes))
+  return {'mean_iou': float(np.nanmean(per_class)), 'fg_iou': float(np.nanmean(per_class[1:])),
+          'seconds': seconds}
+
+
+def _mean_spread(values):
+  values = np.asarray(values)
+  return f'{values.mean():.3f} ± {(values.max() - values.min()) / 2:.3f}'
+
+
+def table(results: dict, steps: int, seeds) -> str:
+  lines = [f'| data | loss | lr | head init | eval mean IoU | foreground IoU | s / run |',
+           '| --- | --- | --- | --- | --- | --- | --- |']
+  for cell, runs in results.items():
+    lines.append(f'| {cell.dataset} | `{cell.loss}` | {cell.learning_rate:g} | {cell.head_init} | '
+                 f'{_mean_spread([r["mean_iou"] for r in runs])} | '
+                 f'{_mean_spread([r["fg_iou"] for r in runs])} | '
+                 f'{np.mean([r["seconds"] for r in runs]):.0f} |')
+  lines.append('')
+  lines.append(f'{steps} steps, batch 16, Adam, seeds {", ".join(map(str, seeds))}; mean ± half-range '
+               f'over seeds. Machine: {platform.machine()}, {os.cpu_count()} CPU cores, '
+               f'{"GPU" if tf.config.list_physical_devices("GPU") else "no GPU"}. '
+               f'Command: `python benchmarks/loss_study.py {" ".join(sys.argv[1:])}`'.rstrip())
+  return '\n'.join(lines)
+
+
+def cells_for(datasets, learning_rates, quick: bool):
+  cells = []
+  for dataset in datasets:
+    cells += [Cell(dataset, loss, 3e-3) for loss in LOSS_NAMES]
+    cells.append(Cell(dataset, 'soft_iou', 3e-3, head_init='prior'))
+    if not quick:
+      cells += [Cell(dataset, 'soft_iou', lr) for lr in learning_rates if lr != 3e-3]
+  return cells
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--datasets', default='demo,nuclei', help='(default: %(default)s)')
+  parser.add_argument('--seeds', default='0,1,2', help='(default: %(default)s)')
+  parser.add_argument('--steps', type=int, default=400, help='(default: %(default)s)')
+  parser.add_argument('--learning-rates', default='1e-4,1e-3,3e-3,1e-2,3e-2',
+                      help='the soft_iou learning-rate sweep (default: %(default)s)')
+  parser.add_argument('--quick', action='store_true', help='demo only, 1 seed, 20 steps, no sweep')
+  parser.add_argument('--out', help='also write the markdown table here')
+  args = parser.parse_args(argv)
+  datasets, seeds, steps = args.datasets.split(','), [int(s) for s in args.seeds.split(',')], args.steps
+  if args.quick:
+    datasets, seeds, steps = ['demo'], [0], 20
+  learning_rates = [float(lr) for lr in args.learning_rates.split(',')]
+
+  results = {}
+  with tempfile.TemporaryDirectory() as workdir:
+    for dataset in datasets:
+      data = prepare(dataset, workdir)
+      for cell in [c for c in cells_for(datasets, learning_rates, args.quick) if c.dataset == dataset]:
+        results[cell] = [train_and_score(cell, seed, data, steps, batch_size=16) for seed in seeds]
+        print(f'{cell}: {results[cell]}', file=sys.stderr, flush=True)
+  markdown = table(results, steps, seeds)
+  print(markdown)
+  if args.out:
+    pathlib.Path(args.out).write_text(markdown + '\n')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,93 @@
+"""`iouseg compile-kubeflow`: the pipeline of `pipeline.create_pipeline`, compiled for Kubeflow.
+
+Compiles with TFX's `KubeflowV2DagRunner` to a KFP v2 PipelineSpec in YAML, the file
+`kfp.Client().create_run_from_pipeline_package` uploads (kfp 2.5 cannot load TFX's other output,
+the PipelineJob JSON wrapper). Every task runs the image given by `--image` (see kubeflow/Dockerfile).
+
+Set at submission (runtime parameters; defaults from the flags below):
+  data_root    folder of TFRecords with train/ and eval/ (or any files with --hash-split)
+  train_args   TrainArgs JSON, e.g. {"num_steps": 2000}
+  eval_config  the Evaluator's whole TFMA EvalConfig JSON, holding the mean IoU blessing threshold
+TFX replaces an exec property at run time only as a whole, never a field inside a proto, so the
+step count and the threshold travel inside their protos; `iouseg submit-kubeflow --train-steps N
+--min-mean-iou X` writes those two for you.
+
+Offline: components are referenced by import path (no module_file), so compiling builds and uploads
+nothing, and the image must contain this project.
+
+TFX and the pipeline are imported only to compile: the `iouseg` parser adds these flags and must
+start fast.
+"""
+import argparse
+import os
+
+import yaml
+
+from kubeflow import resources
+from pipeline import flags
+
+SPLIT_PATTERNS = {'train': 'train/*', 'eval': 'eval/*'}
+
+
+def add_compile_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument('--image', required=True,
+                      help='container image of every task, built from kubeflow/Dockerfile and pushed '
+                      'where the cluster can pull it, e.g. ghcr.io/me/iouseg:0.1.0')
+  parser.add_argument('--output', default='runs/kubeflow/iouseg_pipeline.yaml',
+                      help='PipelineSpec YAML to write (default: %(default)s)')
+  parser.add_argument('--hash-split', action='store_true',
+                      help='data without train/ and eval/ folders: split all files 3:1 by hash')
+  parser.add_argument('--baseline-resolver', action='store_true',
+                      help='compare with the latest blessed model (a Resolver task). Only for '
+                      'backends that run ResolverSpec tasks (Vertex AI Pipelines): open-source KFP '
+                      'rejects the run with "resolver executors not implemented"')
+  flags.add_pipeline_arguments(parser)
+  resources.add_resource_arguments(parser)
+
+
+def build_pipeline(args: argparse.Namespace):
+  """`create_pipeline` with runtime parameters, plus the Kubernetes resources of the flags."""
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  pipeline = pipeline_lib.create_pipeline(
+      **flags.create_pipeline_kwargs(args),
+      split_patterns=None if args.hash_split else SPLIT_PATTERNS,
+      runtime_parameters=True, baseline_resolver=args.baseline_resolver)
+  resources.attach(pipeline, resources.resource_specs(args))
+  return pipeline
+
+
+def compile_spec(pipeline, image: str) -> dict:
+  """The PipelineSpec of the TFX `pipeline` as a dict, with the pipeline root and the defaults."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  # Schema 2.1 makes the TFX entrypoint read `inputs.parameterValues`, the field KFP v2 fills; with
+  # 2.0 it reads the deprecated `inputs.parameters`, which the open-source backend leaves empty.
+  runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+          default_image=image, use_pipeline_spec_2_1=True))
+  spec = runner.run(pipeline, write_out=False)['pipelineSpec']
+  # TFX keeps these two in the PipelineJob's runtimeConfig, which the bare spec lacks; without them
+  # every parameter would be required at submission. Put them where kfp's own compiler does.
+  spec['defaultPipelineRoot'] = pipeline.pipeline_info.pipeline_root
+  declared = spec['root']['inputDefinitions']['parameters']
+  for component in pipeline.components:
+    for value in component.exec_properties.values():
+      if isinstance(value, tfx.dsl.experimental.RuntimeParameter):
+        declared[value.name].update(defaultValue=value.default, isOptional=True)
+  return spec
+
+
+def write_spec(spec: dict, path: str) -> None:
+  if not path.endswith(('.yaml', '.yml')):
+    raise ValueError(f'{path}: the pipeline file must be YAML (.yaml or .yml)')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w', encoding='utf-8') as f:
+    yaml.safe_dump(spec, f, sort_keys=True)
+
+
+def compile_main(args: argparse.Namespace) -> int:
+  spec = compile_spec(build_pipeline(args), args.image)
+  write_spec(spec, args.output)
+  tasks = sorted(spec['root']['dag']['tasks'])
+  print(f'{args.output}: {len(tasks)} tasks ({", ".join(tasks)}), image {args.image}')
+  print('runtime parameters: ' + ', '.join(sorted(spec['root']['inputDefinitions']['parameters'])))
+  return 0

@@ -1,0 +1,88 @@
+"""Command-line flags of `create_pipeline`, shared by every runner (`iouseg run`, `compile-kubeflow`).
+
+Model settings get one flag per field of `TrainerConfig` (`--image-size`, `--loss`, ...) with its
+default, so the flags cannot drift from the settings the pipeline reads; `TransformConfig` shares
+image size, channels and classes with it and adds `--ignore-label`. `TransformConfig` is imported
+only to build the configs: its module loads TensorFlow, which building the `iouseg` parser must not.
+"""
+import argparse
+import dataclasses
+from typing import Optional
+
+from iouseg.data_format import DEFAULT_IGNORE_LABEL
+from trainer.config import LOSS_NAMES, TrainerConfig
+
+# Where the CLI can list the valid values; the dataclasses validate the rest themselves.
+_CHOICES = {'loss': LOSS_NAMES, 'channels': (1, 3), 'head_init': ('zeros', 'prior'),
+            'distribution': ('mirrored', 'multi_worker')}
+_HELP = {
+    'num_classes': 'classes including background (class 0)',
+    'image_size': 'model input height and width; Transform resizes to it',
+    'channels': 'image channels after Transform',
+    'loss': 'training loss (see README)',
+    'epochs': 'the train steps are spread over this many epochs',
+    'mixed_precision': 'mixed_float16 when a GPU is visible',
+    'distribution': 'tf.distribute strategy: all local GPUs, or several workers from TF_CONFIG',
+    'head_init': "initial sigmoid bias: 0 for every class, or each class's pixel frequency",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+  group = parser.add_argument_group('model settings (TrainerConfig and TransformConfig fields)')
+  for field in dataclasses.fields(TrainerConfig):
+    flag = '--' + field.name.replace('_', '-')
+    help_text = _HELP.get(field.name, f'TrainerConfig.{field.name}')
+    if isinstance(field.default, bool):
+      group.add_argument(flag, action='store_true', help=help_text)
+    else:
+      group.add_argument(flag, type=type(field.default), default=field.default,
+                         choices=_CHOICES.get(field.name),
+                         help=f'{help_text} (default: %(default)s)')
+  group.add_argument('--ignore-label', type=int, default=DEFAULT_IGNORE_LABEL,
+                     help='mask value left out of loss and metrics (default: %(default)s)')
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser,
+                           path_defaults: Optional[dict] = None) -> None:
+  """Every `create_pipeline` argument a user sets. `path_defaults` gives defaults for
+  data_root, pipeline_root and serving_dir; without it the three are required."""
+  paths = path_defaults or {}
+  for name, help_text in (
+      ('data_root', 'TFRecords; train/ and eval/ subfolders are the splits'),
+      ('pipeline_root', 'where component outputs are written'),
+      ('serving_dir', 'blessed models are pushed here as numbered versions')):
+    default = paths.get(name)
+    parser.add_argument('--' + name.replace('_', '-'), required=default is None, default=default,
+                        help=help_text + (' (default: %(default)s)' if default else ''))
+  parser.add_argument('--pipeline-name', default='iouseg', help='(default: %(default)s)')
+  parser.add_argument('--train-steps', type=int, default=400, help='(default: %(default)s)')
+  parser.add_argument('--eval-steps', type=int, default=3,
+                      help='validation steps after each epoch (default: %(default)s)')
+  parser.add_argument('--min-mean-iou', type=float, default=0.5,
+                      help='blessing threshold on eval mean IoU (default: %(default)s)')
+  parser.add_argument('--class-names', help='comma-separated, background first (default: class_0,...)')
+  parser.add_argument('--beam-arg', action='append', default=None, metavar='ARG',
+                      help='Beam pipeline argument for every Beam-based component, repeatable, e.g. '
+                      '--beam-arg=--direct_running_mode=multi_processing')
+  parser.add_argument('--no-cache', action='store_true', help='re-execute every component')
+  add_config_arguments(parser)
+
+
+def configs_from_args(args: argparse.Namespace):
+  """(TransformConfig, TrainerConfig), each from the flags of its own fields."""
+  from transform.preprocessing import TransformConfig  # pylint: disable=g-import-not-at-top
+  values = vars(args)
+  return tuple(config_class(**{f.name: values[f.name] for f in dataclasses.fields(config_class)})
+               for config_class in (TransformConfig, TrainerConfig))
+
+
+def create_pipeline_kwargs(args: argparse.Namespace) -> dict:
+  """`create_pipeline` keyword arguments from the flags of `add_pipeline_arguments`."""
+  transform_config, trainer_config = configs_from_args(args)
+  return dict(
+      pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root, data_root=args.data_root,
+      serving_model_dir=args.serving_dir, transform_config=transform_config,
+      trainer_config=trainer_config, train_steps=args.train_steps, eval_steps=args.eval_steps,
+      min_mean_iou=args.min_mean_iou,
+      class_names=args.class_names.split(',') if args.class_names else None,
+      beam_pipeline_args=args.beam_arg, enable_cache=not args.no_cache)
