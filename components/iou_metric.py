@@ -1,99 +1,222 @@
-"""TFMA metric: dataset-level IoU from a confusion matrix accumulated in a Beam `CombineFn`.
+"""TFMA metrics of the sigmoid segmentation model over the eval split, from sums a Beam combiner adds.
 
 Keras' IoU metrics cannot run inside TFMA on [H, W, C] outputs (TFMA hands one weight per example),
-and TFMA's own segmentation metrics have no IoU. A confusion matrix is a sum, so a combiner that adds
-matrices gives the same numbers however Beam splits the data, on any runner.
+and TFMA's own semantic-segmentation metrics want decoded class-id images. Here one combiner sums, per
+slice, a [C, C] confusion matrix and the soft IoU loss's intersection and union. Sums merge exactly,
+so every number is the same however Beam splits the data, on any runner and any number of workers.
 
-Labels are the transformed one-hot masks (all-zero rows are ignored pixels); predictions are the
-sigmoid probabilities, decoded with the project's foreground rule (`trainer.decode`).
-Emitted keys: `mean_iou` (the metric's name; blessing thresholds apply to it), `iou/<class>` per
-class and `pixel_accuracy`.
+Labels are the transformed one-hot masks (all-zero rows are ignored pixels, left out of every sum);
+predictions are the sigmoid probabilities, decoded with the project's foreground rule (`trainer.decode`).
+
+Two metrics read those sums; TFMA runs the combiner they share once (it de-duplicates computations
+by combiner class and keys):
+- `SegmentationIoU`, named `mean_iou` (the blessing's mean-IoU rules apply to that key), also emits
+  `frequency_weighted_iou`, `pixel_accuracy`, `soft_iou_loss` and `confusion_matrix` (int64 [C, C],
+  rows ground truth, columns prediction);
+- `ClassIoU` emits `iou/<class>` for one class: one MetricConfig per class, so that each class can
+  carry thresholds of its own (class floors, the per-class regression limit).
+A class absent from both the labels and the predictions of a slice has IoU NaN: like
+`tf_keras.metrics.MeanIoU`, the mean leaves it out, and reports show it as absent, never as 0.
 """
-from typing import Dict, Iterable, List, Optional
+import dataclasses
+from typing import Dict, Iterable, Optional
 
 import apache_beam as beam
 import numpy as np
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 
-from trainer import decode, iou
+from trainer import decode, iou, losses
 
 MEAN_IOU = 'mean_iou'
+FREQUENCY_WEIGHTED_IOU = 'frequency_weighted_iou'
+PIXEL_ACCURACY = 'pixel_accuracy'
+SOFT_IOU_LOSS = 'soft_iou_loss'
+CONFUSION_MATRIX = 'confusion_matrix'
+CLASS_IOU_PREFIX = 'iou/'
 
 
 def class_iou_name(class_name: str) -> str:
-  return f'iou/{class_name}'
+  return CLASS_IOU_PREFIX + class_name
 
 
-class SegmentationIoU(tfma.metrics.Metric):
-  """Mean IoU, per-class IoU and pixel accuracy of a sigmoid segmentation model."""
+@dataclasses.dataclass
+class SegmentationSums:
+  """What the metrics are computed from; adding two gives the sums of the union of their pixels."""
+  matrix: np.ndarray  # int64 [C, C], rows ground truth, columns prediction, valid pixels only
+  intersection: float = 0.0  # soft IoU loss's I = sum(X * Y) over valid pixels and classes
+  union: float = 0.0  # soft IoU loss's U = sum(X + Y - X * Y)
 
-  def __init__(self, num_classes: int, class_names: Optional[List[str]] = None,
-               foreground_threshold: float = decode.FOREGROUND_THRESHOLD, name: str = MEAN_IOU):
-    super().__init__(metric_util.merge_per_key_computations(_computations), name=name,
-                     num_classes=num_classes, class_names=class_names,
-                     foreground_threshold=foreground_threshold)
+  @classmethod
+  def zeros(cls, num_classes: int) -> 'SegmentationSums':
+    return cls(np.zeros((num_classes, num_classes), dtype=np.int64))
+
+  def __iadd__(self, other: 'SegmentationSums') -> 'SegmentationSums':
+    self.matrix += other.matrix
+    self.intersection += other.intersection
+    self.union += other.union
+    return self
+
+  def metrics(self) -> Dict[str, object]:
+    """The dataset-level values, by metric name (per-class IoU: `iou.per_class_iou(self.matrix)`)."""
+    total = self.matrix.sum()
+    return {
+        MEAN_IOU: iou.mean_iou(self.matrix),
+        FREQUENCY_WEIGHTED_IOU: frequency_weighted_iou(self.matrix),
+        PIXEL_ACCURACY: float(np.trace(self.matrix) / total) if total else float('nan'),
+        # trainer.losses.soft_iou_loss's definition, over the whole split at once.
+        SOFT_IOU_LOSS: 1.0 - ((self.intersection + losses.SOFT_IOU_EPSILON) /
+                              (self.union + losses.SOFT_IOU_EPSILON)),
+        CONFUSION_MATRIX: self.matrix.copy(),
+    }
 
 
-def _computations(num_classes: int, class_names: Optional[List[str]], foreground_threshold: float,
-                  name: str, eval_config=None, model_name: str = '', output_name: str = '',
-                  **_) -> metric_types.MetricComputations:
-  class_names = class_names or [f'class_{k}' for k in range(num_classes)]
-  if len(class_names) != num_classes:
-    raise ValueError(f'{len(class_names)} class names for {num_classes} classes')
-
-  def key(metric_name):
-    return metric_types.MetricKey(name=metric_name, model_name=model_name, output_name=output_name)
-
-  keys = {MEAN_IOU: key(name), 'pixel_accuracy': key('pixel_accuracy')}
-  keys.update({class_iou_name(c): key(class_iou_name(c)) for c in class_names})
-  return [metric_types.MetricComputation(
-      keys=list(keys.values()), preprocessors=None,
-      combiner=_ConfusionMatrixCombiner(keys, class_names, foreground_threshold, eval_config,
-                                        model_name, output_name))]
+def frequency_weighted_iou(matrix: np.ndarray) -> float:
+  """Each class's IoU weighted by its share of the ground-truth pixels (Long et al., FCN, 2015).
+  A class absent from the ground truth has weight 0, so its IoU (0 or NaN) does not count."""
+  truth = matrix.sum(axis=1)
+  if not truth.sum():
+    return float('nan')
+  per_class = np.nan_to_num(iou.per_class_iou(matrix))
+  return float((truth * per_class).sum() / truth.sum())
 
 
-class _ConfusionMatrixCombiner(beam.CombineFn):
-  """Accumulates one [C, C] int64 confusion matrix (rows: truth, columns: prediction)."""
+def segmentation_sums(labels: np.ndarray, probabilities: np.ndarray,
+                      foreground_threshold: float = decode.FOREGROUND_THRESHOLD) -> SegmentationSums:
+  """The sums of one or more images: one-hot labels and sigmoid probabilities, both [..., C]."""
+  labels = np.asarray(labels, dtype=np.float64)
+  probabilities = np.asarray(probabilities, dtype=np.float64)
+  if labels.shape != probabilities.shape:
+    raise ValueError(f'label shape {labels.shape} differs from prediction shape '
+                     f'{probabilities.shape}: labels must be the transformed one-hot masks')
+  true_ids, valid = decode.labels_to_class_ids_np(labels)
+  pred_ids = decode.class_ids_np(probabilities, foreground_threshold)
+  num_classes = labels.shape[-1]
+  weight = valid[..., None]  # ignored pixels count in neither sum, as in the training loss
+  return SegmentationSums(
+      iou.confusion_matrix(true_ids, pred_ids, valid, num_classes),
+      float((weight * probabilities * labels).sum()),
+      float((weight * (probabilities + labels - probabilities * labels)).sum()))
 
-  def __init__(self, keys: Dict[str, metric_types.MetricKey], class_names: List[str],
-               foreground_threshold: float, eval_config, model_name: str, output_name: str):
-    self._keys = keys
-    self._class_names = class_names
+
+class _SumsCombiner(beam.CombineFn):
+  """Adds up the `SegmentationSums` of every example of a slice."""
+
+  def __init__(self, key: metric_types.MetricKey, num_classes: int, foreground_threshold: float,
+               eval_config, model_name: str, output_name: str):
+    self._key = key
+    self._num_classes = num_classes
     self._threshold = foreground_threshold
     self._eval_config = eval_config
     self._model_name = model_name
     self._output_name = output_name
 
-  def create_accumulator(self) -> np.ndarray:
-    return np.zeros((len(self._class_names),) * 2, dtype=np.int64)
+  def create_accumulator(self) -> SegmentationSums:
+    return SegmentationSums.zeros(self._num_classes)
 
-  def add_input(self, accumulator: np.ndarray,
-                element: metric_types.StandardMetricInputs) -> np.ndarray:
+  def add_input(self, accumulator: SegmentationSums,
+                element: metric_types.StandardMetricInputs) -> SegmentationSums:
     for labels, probabilities, _ in metric_util.to_label_prediction_example_weight(
         element, eval_config=self._eval_config, model_name=self._model_name,
         output_name=self._output_name, flatten=False, squeeze=False):
-      labels = np.asarray(labels)
-      probabilities = np.asarray(probabilities)
-      if labels.shape != probabilities.shape:
-        raise ValueError(f'label shape {labels.shape} differs from prediction shape '
-                         f'{probabilities.shape}: labels must be the transformed one-hot masks')
-      true_ids, valid = decode.labels_to_class_ids_np(labels)
-      pred_ids = decode.class_ids_np(probabilities, self._threshold)
-      accumulator += iou.confusion_matrix(true_ids, pred_ids, valid, len(self._class_names))
+      accumulator += segmentation_sums(labels, probabilities, self._threshold)
     return accumulator
 
-  def merge_accumulators(self, accumulators: Iterable[np.ndarray]) -> np.ndarray:
-    return sum(accumulators, self.create_accumulator())
+  def merge_accumulators(self, accumulators: Iterable[SegmentationSums]) -> SegmentationSums:
+    result = self.create_accumulator()
+    for accumulator in accumulators:
+      result += accumulator
+    return result
 
-  def extract_output(self, accumulator: np.ndarray) -> Dict[metric_types.MetricKey, float]:
-    per_class = iou.per_class_iou(accumulator)
-    total = accumulator.sum()
-    output = {self._keys[MEAN_IOU]: iou.mean_iou(accumulator),
-              self._keys['pixel_accuracy']: float(np.trace(accumulator) / total) if total else float('nan')}
-    for class_name, value in zip(self._class_names, per_class):
-      output[self._keys[class_iou_name(class_name)]] = float(value)
-    return output
+  def extract_output(self, accumulator: SegmentationSums) -> Dict[metric_types.MetricKey, object]:
+    return {self._key: accumulator}
+
+
+def _sums_computation(num_classes: int, foreground_threshold: float, eval_config, model_name: str,
+                      output_name: str, example_weighted: bool) -> metric_types.MetricComputation:
+  # The settings are part of the (private: TFMA does not write it out) key, so two metrics share the
+  # combiner only when they would compute the same sums.
+  key = metric_types.MetricKey(
+      name=f'_segmentation_sums(num_classes={num_classes}, threshold={foreground_threshold})',
+      model_name=model_name, output_name=output_name, example_weighted=example_weighted)
+  return metric_types.MetricComputation(
+      keys=[key], preprocessors=None,
+      combiner=_SumsCombiner(key, num_classes, foreground_threshold, eval_config, model_name,
+                             output_name))
+
+
+class _SplitMetrics:
+  """Derives `SegmentationIoU`'s values from the sums (a class, so Beam can pickle it)."""
+
+  def __init__(self, sums_key: metric_types.MetricKey, keys: Dict[str, metric_types.MetricKey]):
+    self._sums_key = sums_key
+    self._keys = keys
+
+  def __call__(self, metrics: Dict[metric_types.MetricKey, object]) -> Dict[metric_types.MetricKey, object]:
+    values = metrics[self._sums_key].metrics()
+    return {key: values[name] for name, key in self._keys.items()}
+
+
+class _ClassIoUValue:
+  """Derives one class's IoU from the sums."""
+
+  def __init__(self, sums_key: metric_types.MetricKey, key: metric_types.MetricKey, class_id: int):
+    self._sums_key = sums_key
+    self._key = key
+    self._class_id = class_id
+
+  def __call__(self, metrics: Dict[metric_types.MetricKey, object]) -> Dict[metric_types.MetricKey, float]:
+    return {self._key: float(iou.per_class_iou(metrics[self._sums_key].matrix)[self._class_id])}
+
+
+class SegmentationIoU(tfma.metrics.Metric):
+  """Mean, frequency-weighted IoU, pixel accuracy, soft IoU loss and confusion matrix of a split."""
+
+  def __init__(self, num_classes: int, foreground_threshold: float = decode.FOREGROUND_THRESHOLD,
+               name: str = MEAN_IOU):
+    super().__init__(metric_util.merge_per_key_computations(_split_computations), name=name,
+                     num_classes=num_classes, foreground_threshold=foreground_threshold)
+
+
+def _split_computations(num_classes: int, foreground_threshold: float, name: str,
+                        eval_config=None, model_name: str = '', output_name: str = '',
+                        example_weighted: bool = False) -> metric_types.MetricComputations:
+  sums = _sums_computation(num_classes, foreground_threshold, eval_config, model_name, output_name,
+                           example_weighted)
+  keys = {metric_name: metric_types.MetricKey(
+      name=name if metric_name == MEAN_IOU else metric_name, model_name=model_name,
+      output_name=output_name, example_weighted=example_weighted)
+          for metric_name in (MEAN_IOU, FREQUENCY_WEIGHTED_IOU, PIXEL_ACCURACY, SOFT_IOU_LOSS,
+                              CONFUSION_MATRIX)}
+  return [sums, metric_types.DerivedMetricComputation(
+      keys=list(keys.values()), result=_SplitMetrics(sums.keys[0], keys))]
+
+
+class ClassIoU(tfma.metrics.Metric):
+  """The IoU of class `class_id`, named `iou/<class_name>`; NaN when the class is absent."""
+
+  def __init__(self, num_classes: int, class_id: int, class_name: str,
+               foreground_threshold: float = decode.FOREGROUND_THRESHOLD,
+               name: Optional[str] = None):
+    if not 0 <= class_id < num_classes:
+      raise ValueError(f'class_id {class_id} outside [0, {num_classes})')
+    super().__init__(metric_util.merge_per_key_computations(_class_computations),
+                     name=name or class_iou_name(class_name), num_classes=num_classes,
+                     class_id=class_id, class_name=class_name,
+                     foreground_threshold=foreground_threshold)
+
+
+def _class_computations(num_classes: int, class_id: int, foreground_threshold: float, name: str,
+                        eval_config=None, model_name: str = '', output_name: str = '',
+                        example_weighted: bool = False,
+                        **_) -> metric_types.MetricComputations:  # `class_name` is in `name` already
+  sums = _sums_computation(num_classes, foreground_threshold, eval_config, model_name, output_name,
+                           example_weighted)
+  key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
+                               example_weighted=example_weighted)
+  return [sums, metric_types.DerivedMetricComputation(
+      keys=[key], result=_ClassIoUValue(sums.keys[0], key, class_id))]
 
 
 metric_types.register_metric(SegmentationIoU)
+metric_types.register_metric(ClassIoU)

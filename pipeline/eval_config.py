@@ -1,6 +1,26 @@
-"""The Evaluator's TFMA configuration: which metrics, on which signature, and the blessing rules."""
+"""The Evaluator's TFMA configuration: which metrics, on which signature, which slices, and the
+blessing rules.
+
+Blessing rules, each a TFMA threshold, so the Evaluator's blessing enforces it and its validation
+result names the metric, the slice and the value that failed:
+- `mean_iou >= min_mean_iou` and, with a baseline, `mean_iou` not below the baseline's. These sit on
+  the mean-IoU metric itself, which TFMA checks on every slice: with slices configured, every slice
+  must pass them.
+- optional per-class floors (`iou/<class> >= x`) and an optional per-class regression limit (no
+  class loses more than y IoU against the baseline), on the overall eval split only: a class is
+  absent by construction from some slices (`label_has_<class>=no`), where its IoU means nothing.
+  A gated class absent from the whole split (IoU NaN) fails its gate: a rule that cannot be checked
+  does not pass.
+
+Slices, besides the whole split: any example features (crossed when listed together), and, per
+foreground class, whether the class occurs in the image's ground truth. The latter is a TFMA SQL
+slice (`slice_keys_sql`) over the transformed one-hot `label`, which TFMA 0.47 adds to the features
+it slices on: a real TFMA slice, so every metric and rule applies to it, with no change to
+Transform, the model or the extractors.
+"""
+import dataclasses
 import json
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
 
@@ -10,30 +30,105 @@ from transform import features
 # The change threshold: the candidate may not be below the baseline at all; the tiny negative
 # tolerance lets a candidate identical to the baseline (a re-run) pass instead of failing on a tie.
 _NOT_WORSE_TOLERANCE = -1e-10
+PRESENCE_SLICE_PREFIX = 'label_has_'
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  """Blessing rules and slices beyond the mean-IoU bound; all optional.
+
+  Attributes:
+    class_min_iou: class name -> the lowest IoU that class may have on the eval split.
+    max_class_drop: the most IoU any class may lose against the baseline (latest blessed model).
+    slice_features: feature slices; the features of one entry are crossed into one slice.
+    class_presence_slices: slice by whether each foreground class occurs in the ground truth.
+  """
+  class_min_iou: Dict[str, float] = dataclasses.field(default_factory=dict)
+  max_class_drop: Optional[float] = None
+  slice_features: Sequence[Sequence[str]] = ()
+  class_presence_slices: bool = False
+
+
+def presence_slice_column(class_name: str) -> str:
+  return PRESENCE_SLICE_PREFIX + class_name
+
+
+def _presence_slice(class_id: int, column: str, num_classes: int) -> tfma.SlicingSpec:
+  """`column` = 'yes' for images whose ground truth holds class `class_id`, 'no' otherwise."""
+  if '`' in column:
+    raise ValueError(f'class names may not contain a backtick: {column!r}')
+  # TFMA hands the label to SQL flattened ([H, W, C] row-major): element i is of class i mod C.
+  # Ignored pixels are all-zero rows, so they make no class present.
+  return tfma.SlicingSpec(slice_keys_sql=(
+      f"SELECT STRUCT(IF(EXISTS(SELECT 1 FROM example.{features.LABEL} AS v WITH OFFSET i "
+      f"WHERE MOD(i, {num_classes}) = {class_id} AND v > 0), 'yes', 'no') AS `{column}`)"))
+
+
+def slicing_specs(class_names: List[str], options: EvalOptions) -> List[tfma.SlicingSpec]:
+  specs = [tfma.SlicingSpec()]
+  specs += [tfma.SlicingSpec(feature_keys=list(keys)) for keys in options.slice_features]
+  if options.class_presence_slices:
+    specs += [_presence_slice(k, presence_slice_column(name), len(class_names))
+              for k, name in enumerate(class_names) if k > 0]
+  return specs
+
+
+def _class_threshold(class_name: str, options: EvalOptions) -> Optional[tfma.MetricThreshold]:
+  floor = options.class_min_iou.get(class_name)
+  threshold = tfma.MetricThreshold()
+  if floor is not None:
+    threshold.value_threshold.lower_bound.value = floor
+  if options.max_class_drop is not None:
+    threshold.change_threshold.direction = tfma.MetricDirection.HIGHER_IS_BETTER
+    threshold.change_threshold.absolute.value = -options.max_class_drop
+  return threshold if threshold.ByteSize() else None
+
+
+def _class_metric(class_id: int, class_name: str, num_classes: int,
+                  options: EvalOptions) -> tfma.MetricConfig:
+  config = tfma.MetricConfig(
+      class_name=iou_metric.ClassIoU.__name__, module=iou_metric.__name__,
+      config=json.dumps({'num_classes': num_classes, 'class_id': class_id,
+                         'class_name': class_name}))
+  threshold = _class_threshold(class_name, options)
+  if threshold is not None:
+    config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+  return config
 
 
 def make_eval_config(num_classes: int, min_mean_iou: float,
-                     class_names: Optional[List[str]] = None) -> tfma.EvalConfig:
-  """Mean IoU on the eval split, computed on the `model_resolution` signature against the transformed
-  one-hot labels; blessed when mean IoU >= `min_mean_iou` and (with a baseline) not lower than it."""
-  metric_config = {'num_classes': num_classes}
-  if class_names:
-    metric_config['class_names'] = list(class_names)
+                     class_names: Optional[List[str]] = None,
+                     options: Optional[EvalOptions] = None) -> tfma.EvalConfig:
+  """IoU metrics on the eval split, computed on the `model_resolution` signature against the
+  transformed one-hot labels, with the blessing rules and slices described above.
+
+  `metrics_specs[0]` holds the one metric with the mean-IoU rules (what `kubeflow.parameters` edits
+  at submission); `metrics_specs[1]` holds one `iou/<class>` metric per class.
+  """
+  options = options or EvalOptions()
+  class_names = list(class_names or [f'class_{k}' for k in range(num_classes)])
+  if len(class_names) != num_classes:
+    raise ValueError(f'{len(class_names)} class names for {num_classes} classes')
+  unknown = sorted(set(options.class_min_iou) - set(class_names))
+  if unknown:
+    raise ValueError(f'class floors for unknown classes {unknown}; classes: {class_names}')
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
           signature_name='model_resolution',
           preprocessing_function_names=['transform_features'],
           label_key=features.LABEL,
           prediction_key='probabilities')],
-      slicing_specs=[tfma.SlicingSpec()],
-      metrics_specs=[tfma.MetricsSpec(metrics=[
-          tfma.MetricConfig(
+      slicing_specs=slicing_specs(class_names, options),
+      metrics_specs=[
+          tfma.MetricsSpec(metrics=[tfma.MetricConfig(
               class_name=iou_metric.SegmentationIoU.__name__,
               module=iou_metric.__name__,
-              config=json.dumps(metric_config),
+              config=json.dumps({'num_classes': num_classes}),
               threshold=tfma.MetricThreshold(
                   value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_mean_iou}),
                   change_threshold=tfma.GenericChangeThreshold(
                       direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                      absolute={'value': _NOT_WORSE_TOLERANCE}))),
-      ])])
+                      absolute={'value': _NOT_WORSE_TOLERANCE})))]),
+          tfma.MetricsSpec(metrics=[_class_metric(k, name, num_classes, options)
+                                    for k, name in enumerate(class_names)]),
+      ])

@@ -65,6 +65,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser,
                       help='Beam pipeline argument for every Beam-based component, repeatable, e.g. '
                       '--beam-arg=--direct_running_mode=multi_processing')
   parser.add_argument('--no-cache', action='store_true', help='re-execute every component')
+  parser.add_argument('--max-bad-fraction', type=float, default=0.0,
+                      help='fail the run when a larger share of a split is bad records; they are '
+                      'quarantined either way (default: %(default)s)')
   add_config_arguments(parser)
 
 
@@ -85,4 +88,5 @@ def create_pipeline_kwargs(args: argparse.Namespace) -> dict:
       trainer_config=trainer_config, train_steps=args.train_steps, eval_steps=args.eval_steps,
       min_mean_iou=args.min_mean_iou,
       class_names=args.class_names.split(',') if args.class_names else None,
-      beam_pipeline_args=args.beam_arg, enable_cache=not args.no_cache)
+      beam_pipeline_args=args.beam_arg, enable_cache=not args.no_cache,
+      max_bad_fraction=args.max_bad_fraction)

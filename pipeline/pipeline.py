@@ -1,7 +1,7 @@
 """The pipeline definition: which components run and how they are wired. Every runner uses it.
 
-ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
-                 -> Transform -> Trainer -> Evaluator (+ Resolver: latest blessed model) -> Pusher
+ImportExampleGen -> RecordValidator (bad records -> quarantine) -> StatisticsGen -> SchemaGen
+  -> ExampleValidator; -> Transform -> Trainer -> Evaluator (+ Resolver: latest blessed) -> Pusher
 """
 import dataclasses
 from typing import Dict, List, Optional
@@ -11,6 +11,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.utils import proto_utils
 
 from components import dedup_pusher
+from components.record_validation import RecordValidator, TolerantImportExampleGen
 from pipeline import eval_config as eval_config_lib
 from transform.preprocessing import TransformConfig
 from trainer.config import TrainerConfig
@@ -54,6 +55,7 @@ def create_pipeline(pipeline_name: str,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     enable_cache: bool = True,
+                    max_bad_fraction: float = 0.0,
                     runtime_parameters: bool = False,
                     baseline_resolver: bool = True) -> tfx.dsl.Pipeline:
   """Builds the segmentation pipeline.
@@ -75,6 +77,8 @@ def create_pipeline(pipeline_name: str,
     metadata_connection_config: ML Metadata connection; None lets the orchestrator choose.
     beam_pipeline_args: arguments for every Beam-based component (runner, workers...).
     enable_cache: reuse outputs of components whose inputs and settings did not change.
+    max_bad_fraction: the run fails when a larger share of any split's records is bad (undecodable,
+      sizes differ, unknown class ids); bad records are quarantined either way.
     runtime_parameters: make `data_root`, the TrainArgs and the EvalConfig the string runtime
       parameters `data_root`, `train_args` and `eval_config` (the protos as JSON), defaulting to the
       values built from the arguments above, so a Kubeflow user can set them at submission.
@@ -86,17 +90,23 @@ def create_pipeline(pipeline_name: str,
     if getattr(transform_config, field) != getattr(trainer_config, field):
       raise ValueError(f'{field} differs between transform_config and trainer_config')
 
-  example_gen = tfx.components.ImportExampleGen(
+  # Reads damaged TFRecord files record by record instead of failing on them, so that the
+  # RecordValidator can quarantine what is unreadable along with what is invalid.
+  example_gen = TolerantImportExampleGen(
       input_base=_settable('data_root', data_root, runtime_parameters),
-      **example_gen_configs(split_patterns))
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+      **example_gen_configs(split_patterns)).with_id('ImportExampleGen')
+  record_validator = RecordValidator(
+      examples=example_gen.outputs['examples'], num_classes=transform_config.num_classes,
+      ignore_label=transform_config.ignore_label, max_bad_fraction=max_bad_fraction)
+  examples = record_validator.outputs['valid_examples']
+  statistics_gen = tfx.components.StatisticsGen(examples=examples)
   schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
                                         infer_feature_shape=True)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
 
   transform = tfx.components.Transform(
-      examples=example_gen.outputs['examples'],
+      examples=examples,
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
       custom_config=dataclasses.asdict(transform_config))
@@ -118,7 +128,7 @@ def create_pipeline(pipeline_name: str,
   ).with_id(RESOLVER_ID) if baseline_resolver else None
 
   evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
+      examples=examples,
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'] if model_resolver else None,
       eval_config=_settable('eval_config', eval_config_lib.make_eval_config(
@@ -134,7 +144,7 @@ def create_pipeline(pipeline_name: str,
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[c for c in (example_gen, statistics_gen, schema_gen, example_validator, transform,
+      components=[c for c in (example_gen, record_validator, statistics_gen, schema_gen, example_validator, transform,
                               trainer, model_resolver, evaluator, pusher) if c is not None],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,

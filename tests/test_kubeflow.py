@@ -17,7 +17,7 @@ from kubeflow import local_launcher, parameters, submit
 
 IMAGE = 'ghcr.io/example/iouseg:test'
 RUN_EXECUTOR = ['python', '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor']
-COMPONENTS = {'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
+COMPONENTS = {'ImportExampleGen', 'RecordValidator', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
               'Trainer', 'Evaluator', 'Pusher'}
 RESOLVER_TASKS = {'latest_blessed_model_resolver-model-blessing-resolver',
                   'latest_blessed_model_resolver-model-resolver'}
@@ -77,17 +77,19 @@ def test_every_component_is_a_task_wired_like_the_pipeline(spec):
   assert set(tasks) == COMPONENTS
   assert {name: set(task.dependent_tasks) for name, task in tasks.items()} == {
       'ImportExampleGen': set(),
-      'StatisticsGen': {'ImportExampleGen'},
+      'RecordValidator': {'ImportExampleGen'},
+      'StatisticsGen': {'RecordValidator'},
       'SchemaGen': {'StatisticsGen'},
       'ExampleValidator': {'StatisticsGen', 'SchemaGen'},
-      'Transform': {'ImportExampleGen', 'SchemaGen'},
+      'Transform': {'RecordValidator', 'SchemaGen'},
       'Trainer': {'Transform', 'SchemaGen'},
-      'Evaluator': {'ImportExampleGen', 'Trainer'},
+      'Evaluator': {'RecordValidator', 'Trainer'},
       'Pusher': {'Evaluator', 'Trainer'},
   }
   assert upstream_artifact(spec, 'Trainer', 'examples') == ('Transform', 'transformed_examples')
   assert upstream_artifact(spec, 'Evaluator', 'model') == ('Trainer', 'model')
-  assert upstream_artifact(spec, 'Evaluator', 'examples') == ('ImportExampleGen', 'examples')
+  assert upstream_artifact(spec, 'Evaluator', 'examples') == ('RecordValidator', 'valid_examples')
+  assert upstream_artifact(spec, 'RecordValidator', 'examples') == ('ImportExampleGen', 'examples')
   assert upstream_artifact(spec, 'Pusher', 'model_blessing') == ('Evaluator', 'blessing')
   assert 'baseline_model' not in tasks['Evaluator'].inputs.artifacts
 
@@ -255,7 +257,7 @@ def test_launcher_wires_inputs_as_the_spec_does(tmp_path, monkeypatch):
   assert evaluator['artifacts']['model']['artifacts'][0]['uri'] == trainer_model
   trainer = invocation['tfx.components.trainer.executor.GenericExecutor']['inputs']
   assert trainer['parameterValues']['train_args'] == '{"num_steps": 7}'
-  example_gen = invocation['tfx.components.example_gen.import_example_gen.executor.Executor']
+  example_gen = invocation['components.record_validation.tolerant_import.Executor']
   assert example_gen['inputs']['parameterValues']['input_base'] == 'gs://bucket/data'
   assert example_gen['inputs']['parameterValues']['output_data_format'] == 6  # an integer, as KFP
 

@@ -88,3 +88,70 @@ def test_get_loss_names_every_flag_value_and_rejects_others():
     assert np.isfinite(float(losses.get_loss(name)(y, x, w)))
   with pytest.raises(ValueError, match='unknown loss'):
     losses.get_loss('dice')
+
+
+def numpy_lovasz_sigmoid(y, x, w):
+  """Berman et al.'s reference algorithm (lovasz_losses.py: lovasz_softmax_flat with classes='present'
+  on per-class probabilities), transcribed to numpy."""
+  keep = w.reshape(-1) > 0
+  labels, probs = y.reshape(-1, y.shape[-1])[keep], x.reshape(-1, x.shape[-1])[keep]
+  losses_per_class = []
+  for c in range(y.shape[-1]):
+    fg = labels[:, c]
+    if fg.sum() == 0:
+      continue
+    errors = np.abs(fg - probs[:, c])
+    order = np.argsort(-errors, kind='stable')
+    gt_sorted = fg[order]
+    gts = gt_sorted.sum()
+    jaccard = 1.0 - (gts - np.cumsum(gt_sorted)) / (gts + np.cumsum(1.0 - gt_sorted))
+    grad = np.concatenate([jaccard[:1], np.diff(jaccard)])
+    losses_per_class.append(np.dot(errors[order], grad))
+  return np.mean(losses_per_class) if losses_per_class else 0.0
+
+
+def test_lovasz_matches_reference_algorithm():
+  for seed in range(5):
+    y, x, w = _random_batch(seed)
+    np.testing.assert_allclose(losses.lovasz_sigmoid_loss(y, x, w).numpy(),
+                               numpy_lovasz_sigmoid(y, x, w), rtol=1e-5)
+
+
+def test_lovasz_hand_computed_binary_case():
+  # Pixels: (label, probability) = (1, 0.8), (0, 0.3). Errors 0.2 and 0.3, sorted: 0.3 (label 0),
+  # 0.2 (label 1). Jaccard loss of the prefixes: {px2} -> 1 - 1/2 = 0.5, {px2, px1} -> 1 - 0/2 = 1,
+  # so the gradient is (0.5, 0.5) and the loss 0.3 * 0.5 + 0.2 * 0.5 = 0.25.
+  y = np.array([[[[1.0], [0.0]]]], dtype=np.float32)
+  x = np.array([[[[0.8], [0.3]]]], dtype=np.float32)
+  assert float(losses.lovasz_sigmoid_loss(y, x)) == pytest.approx(0.25)
+
+
+def test_lovasz_is_the_jaccard_loss_on_hard_predictions():
+  # The Lovász extension is tight on the vertices: for 0/1 predictions it equals 1 - IoU per class.
+  rng = np.random.default_rng(7)
+  y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, size=(1, 6, 6))]
+  x = np.eye(2, dtype=np.float32)[rng.integers(0, 2, size=(1, 6, 6))]
+  expected = np.mean([1 - np.sum(x[..., c] * y[..., c]) / np.sum(np.maximum(x[..., c], y[..., c]))
+                      for c in range(2)])
+  assert float(losses.lovasz_sigmoid_loss(y, x)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_lovasz_ignores_zero_weight_pixels_and_empty_batches():
+  y, x, w = _random_batch(8)
+  garbage = np.where(w[..., None] > 0, x, 1.0 - x)
+  np.testing.assert_allclose(losses.lovasz_sigmoid_loss(y, x, w).numpy(),
+                             losses.lovasz_sigmoid_loss(y, garbage, w).numpy(), rtol=1e-6)
+  assert float(losses.lovasz_sigmoid_loss(y, x, np.zeros_like(w))) == 0.0
+  x_var = tf.Variable(x)
+  with tf.GradientTape() as tape:
+    value = losses.lovasz_sigmoid_loss(y, x_var, w)
+  assert np.all(np.isfinite(tape.gradient(value, x_var).numpy()))
+
+
+def test_cross_entropy_weight_scales_the_cross_entropy_term():
+  y, x, w = _random_batch(9)
+  expected = (0.25 * losses.sigmoid_cross_entropy_loss(y, x, w).numpy() +
+              losses.soft_iou_loss(y, x, w).numpy())
+  np.testing.assert_allclose(
+      losses.get_loss('cross_entropy+soft_iou', cross_entropy_weight=0.25)(y, x, w).numpy(),
+      expected, rtol=1e-6)

@@ -34,7 +34,7 @@ _rng = np.random.default_rng(0)
 BAD_NAMES = ('bad/truncated.png', 'bad/truncated.jpg', 'bad/random.png', 'bad/zero.png',
              'bad/mask_size.png', 'bad/labels.png', 'bad/16bit.png', 'bad/16bit_mask.png',
              'bad/rgba_mask.png', 'bad/palette_mask.png', 'bad/bomb.png', 'bad/bomb_warning.png',
-             'bad/height.png', 'bad/no_mask.png')
+             'bad/height.png', 'bad/no_mask.png', 'bad/zero_dims.png')
 
 
 # --- The fuzz corpus ------------------------------------------------------------------------------
@@ -63,15 +63,19 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
   return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
 
 
+def _gray_png(width: int, height: int, pixel_data: bytes) -> bytes:
+  ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+  return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', pixel_data)
+          + _png_chunk(b'IEND', b''))
+
+
 def _bomb(width: int, height: int) -> bytes:
   """A real 8-bit grayscale PNG of zeros: a few hundred KB that decode to width*height bytes."""
   compressor, row, parts = zlib.compressobj(9), bytes(width + 1), []  # Filter byte + pixels.
   for _ in range(height):
     parts.append(compressor.compress(row))
   parts.append(compressor.flush())
-  ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
-  return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', b''.join(parts))
-          + _png_chunk(b'IEND', b''))
+  return _gray_png(width, height, b''.join(parts))
 
 
 def _record(name, image, mask, image_format='png', height=SIZE, width=SIZE, channels=3) -> bytes:
@@ -112,6 +116,8 @@ def _bad_records():
       'bad/random.png': (_record('bad/random.png', _rng.bytes(300), good_mask),
                          'cannot decode image: not an image format Pillow recognises'),
       'bad/zero.png': (_record('bad/zero.png', b'', good_mask), 'empty image (0 bytes)'),
+      'bad/zero_dims.png': (_record('bad/zero_dims.png', _gray_png(0, 0, zlib.compress(b'')),
+                                    good_mask), 'cannot decode image'),
       'bad/mask_size.png': (_record('bad/mask_size.png', good_png, _png(_mask(SIZE // 2))),
                             'mask is 8x8 (HxW) but its image is 16x16'),
       'bad/labels.png': (_record('bad/labels.png', good_png, _png(out_of_range)),
@@ -238,7 +244,8 @@ def test_unparsable_record_is_named_by_split_file_and_index(corpus, passing):
 
 
 def test_damaged_files_are_quarantined_with_file_and_byte_offset(corpus, passing):
-  entries = {os.path.basename(entry.file): entry for entry in quarantine.read_entries(passing[1].uri, 'train')
+  entries = {os.path.basename(entry.file): entry
+             for entry in quarantine.read_entries(passing[1].uri, 'train')
              if 'unreadable input' in entry.reason}
   assert set(entries) == {'crc.tfrecord', 'cut.tfrecord'}
   crc, cut = entries['crc.tfrecord'], entries['cut.tfrecord']
@@ -275,7 +282,8 @@ def test_outputs_are_examples_artifacts_downstream_components_read(passing):
     assert examples_utils.get_payload_format(artifact) == example_gen_pb2.FORMAT_TF_EXAMPLE
     for split in ('train', 'eval'):
       names = os.listdir(artifact_utils.get_split_uri([artifact], split))
-      assert names and all(name.startswith('data_tfrecord-') and name.endswith('.gz') for name in names)
+      assert names and all(name.startswith('data_tfrecord-') and name.endswith('.gz')
+                           for name in names)
 
 
 def test_zero_tolerance_fails_naming_count_reasons_and_quarantine(corpus, tmp_path):
@@ -287,7 +295,8 @@ def test_zero_tolerance_fails_naming_count_reasons_and_quarantine(corpus, tmp_pa
                             f'records are bad, more than max_bad_fraction=0 allows')
   assert f'train {bad_train} of {corpus["input"]["train"]}' in message
   assert 'eval 1 of 5 (20.0%)' in message
-  assert 'First reasons:\n  train record #1 of crc.tfrecord: unreadable input: corrupt record' in message
+  assert ('First reasons:\n  train record #1 of crc.tfrecord: unreadable input: corrupt record'
+          in message)
   assert bad.uri in message
   # The quarantine is complete before the run fails.
   assert len(quarantine.read_entries(bad.uri, 'train')) == bad_train

@@ -2,7 +2,7 @@
 import dataclasses
 
 # Values of the `loss` setting; `trainer.losses.get_loss` maps each to its function.
-LOSS_NAMES = ('soft_iou', 'soft_iou_per_class', 'cross_entropy', 'cross_entropy+soft_iou')
+LOSS_NAMES = ('soft_iou', 'soft_iou_per_class', 'lovasz', 'cross_entropy', 'cross_entropy+soft_iou')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,6 +14,7 @@ class TrainerConfig:
     image_size: model input height and width; Transform resizes to it.
     channels: image channels after Transform (1 or 3).
     loss: one of `trainer.losses.LOSS_NAMES`.
+    cross_entropy_weight: weight of the cross-entropy term of 'cross_entropy+soft_iou'.
     learning_rate: Adam's step size.
     batch_size: global batch size (split across replicas).
     base_filters: width of the first encoder stage; each deeper stage doubles it.
@@ -31,6 +32,7 @@ class TrainerConfig:
   image_size: int = 64
   channels: int = 3
   loss: str = 'soft_iou'
+  cross_entropy_weight: float = 1.0
   learning_rate: float = 3e-3
   batch_size: int = 16
   base_filters: int = 16

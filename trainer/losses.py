@@ -1,5 +1,8 @@
 """Segmentation losses for a sigmoid head over one-hot labels.
 
+`lovasz_sigmoid_loss` is the Lovász extension of the Jaccard loss (Berman et al., CVPR 2018) in its
+per-class sigmoid form: each class channel is a binary problem on its own sigmoid probabilities.
+
 `soft_iou_loss` is the loss of Rahman & Wang (ISVC 2016) as written in the seed post: with sigmoid
 outputs X and one-hot labels Y, I = sum(X*Y), U = sum(X + Y - X*Y), loss = 1 - I/U, summed over the
 whole batch (every pixel of every image and every class channel at once).
@@ -55,17 +58,52 @@ def sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight=None):
   return tf.reduce_sum(w * bce) / tf.maximum(tf.reduce_sum(w) * channels, 1.0)
 
 
-def get_loss(name: str):
-  """The loss function for a `--loss` flag value."""
+def lovasz_grad(gt_sorted):
+  """Gradient of the Lovász extension of the Jaccard loss w.r.t. errors sorted in decreasing order
+  (Berman et al., Alg. 1): the Jaccard loss of each prefix of the sorted pixels, differenced."""
+  gts = tf.reduce_sum(gt_sorted)
+  intersection = gts - tf.cumsum(gt_sorted)
+  union = gts + tf.cumsum(1.0 - gt_sorted)
+  jaccard = 1.0 - intersection / union
+  return tf.concat([jaccard[:1], jaccard[1:] - jaccard[:-1]], axis=0)
+
+
+def _lovasz_one_class(probabilities, labels):
+  errors = tf.abs(labels - probabilities)
+  errors_sorted, order = tf.math.top_k(errors, k=tf.size(errors))
+  return tf.tensordot(errors_sorted, lovasz_grad(tf.gather(labels, order)), axes=1)
+
+
+def lovasz_sigmoid_loss(y_true, y_pred, sample_weight=None):
+  """Mean over the classes present in the batch's labels of each class's Lovász hinge on its sigmoid
+  probabilities, every pixel of the batch at once; pixels of weight 0 are left out. 0 when no class
+  is present (an all-ignore batch)."""
+  y_true = tf.cast(y_true, tf.float32)
+  y_pred = tf.cast(y_pred, tf.float32)
+  num_classes = y_true.shape[-1]
+  keep = tf.reshape(_pixel_weights(y_true, sample_weight), [-1]) > 0
+  labels = tf.boolean_mask(tf.reshape(y_true, [-1, num_classes]), keep)
+  probabilities = tf.boolean_mask(tf.reshape(y_pred, [-1, num_classes]), keep)
+  per_class = tf.stack([_lovasz_one_class(probabilities[:, c], labels[:, c])
+                        for c in range(num_classes)])
+  present = tf.cast(tf.reduce_sum(labels, axis=0) > 0, tf.float32)
+  return tf.reduce_sum(per_class * present) / tf.maximum(tf.reduce_sum(present), 1.0)
+
+
+def get_loss(name: str, cross_entropy_weight: float = 1.0):
+  """The loss function for a `--loss` flag value; `cross_entropy_weight` scales the cross-entropy
+  term of 'cross_entropy+soft_iou'."""
   if name == 'soft_iou':
     return soft_iou_loss
   if name == 'soft_iou_per_class':
     return soft_iou_per_class_loss
+  if name == 'lovasz':
+    return lovasz_sigmoid_loss
   if name == 'cross_entropy':
     return sigmoid_cross_entropy_loss
   if name == 'cross_entropy+soft_iou':
     def cross_entropy_plus_soft_iou(y_true, y_pred, sample_weight=None):
-      return (sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight) +
+      return (cross_entropy_weight * sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight) +
               soft_iou_loss(y_true, y_pred, sample_weight))
     return cross_entropy_plus_soft_iou
   raise ValueError(f'unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)}')

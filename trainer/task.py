@@ -21,9 +21,9 @@ class SegmentationLoss(tf_keras.losses.Loss):
   those of the mean of the replicas' losses.
   """
 
-  def __init__(self, name: str):
+  def __init__(self, name: str, cross_entropy_weight: float = 1.0):
     super().__init__(reduction=tf_keras.losses.Reduction.SUM_OVER_BATCH_SIZE, name=name)
-    self._fn = losses.get_loss(name)
+    self._fn = losses.get_loss(name, cross_entropy_weight)
 
   def __call__(self, y_true, y_pred, sample_weight=None):
     return self._fn(y_true, y_pred, sample_weight)
@@ -37,7 +37,7 @@ def compiled_model(config: trainer_config.TrainerConfig, class_priors=None) -> t
   network = model.build_fcn(config.image_size, config.channels, config.num_classes,
                             config.base_filters, config.depth, class_priors=class_priors)
   network.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
-                  loss=SegmentationLoss(config.loss),
+                  loss=SegmentationLoss(config.loss, config.cross_entropy_weight),
                   metrics=[metrics.ThresholdedMeanIoU(config.num_classes)])
   return network
 

@@ -59,8 +59,9 @@ def _summary(split: str, inputs: int, valid: int, bad: int, first: List) -> str:
 
 
 @beam.ptransform_fn
-def ValidateSplit(pipeline: beam.Pipeline, split: str, files: List[str], valid_dir: str,  # pylint: disable=invalid-name
-                  quarantine_uri: str, num_classes: int, ignore_label: int):
+def ValidateSplit(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, split: str, files: List[str], valid_dir: str, quarantine_uri: str,
+    num_classes: int, ignore_label: int):
   """Writes the valid records under `valid_dir` and the bad ones into the quarantine artifact."""
   records = (pipeline
              | 'Files' >> beam.Create(sorted(files))

@@ -81,7 +81,8 @@ def _check_example(example: example_pb2.Example, num_classes: int, ignore_label:
     raise _Bad(f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image is '
                f'{image.height}x{image.width}')
   id_pixels = np.bincount(mask.ravel(), minlength=256)
-  conversion._check_class_ids('mask', id_pixels, num_classes, ignore_label)  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  conversion._check_class_ids('mask', id_pixels, num_classes, ignore_label)
 
 
 def _check_pixels(role: str, pixels: int) -> None:

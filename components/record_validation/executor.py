@@ -80,7 +80,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           fileio.makedirs(folder)
         files = [path for path in fileio.glob(io_utils.all_files_pattern(split_uri))
                  if not fileio.isdir(path)]
-        _ = pipeline | f'Validate[{split}]' >> beam_job.ValidateSplit(  # pylint: disable=no-value-for-parameter
+        # pylint: disable-next=no-value-for-parameter
+        _ = pipeline | f'Validate[{split}]' >> beam_job.ValidateSplit(
             split, files, valid_dir, bad.uri, num_classes, ignore_label)
 
     summary = _write_summary(bad.uri, splits, max_bad_fraction)

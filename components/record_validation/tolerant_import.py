@@ -37,8 +37,9 @@ class _ReadTolerantly(beam.DoFn):
 
 
 @beam.ptransform_fn
-def _ImportRecords(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
-                   split_pattern: str) -> beam.pvalue.PCollection:
+def _ImportRecords(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+    split_pattern: str) -> beam.pvalue.PCollection:
   pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
   files = sorted(path for path in fileio.glob(pattern) if not fileio.isdir(path))
   if not files:

@@ -29,7 +29,7 @@ def read_image_bytes(name, data: bytes) -> SourceImage:
 
 
 def read_mask_bytes(name, data: bytes) -> np.ndarray:
-  """What `decode.read_mask` returns for a file holding `data` (HxW uint8 class ids); BadFile otherwise."""
+  """What `decode.read_mask` returns for a file holding `data`: HxW uint8 class ids; or BadFile."""
   if not data:
     raise BadFile(name, 'empty mask (0 bytes)')
   image = decode._decode(name, data, 'mask')  # pylint: disable=protected-access
