@@ -1,7 +1,7 @@
 """The pipeline definition: which components run and how they are wired. Every runner uses it.
 
 ImportExampleGen -> RecordValidator (bad records -> quarantine) -> StatisticsGen -> SchemaGen
-  -> ExampleValidator; -> Transform -> Trainer -> Evaluator (+ Resolver: latest blessed) -> Pusher
+  -> ExampleValidator -> AnomalyGate; -> Transform -> Trainer -> Evaluator (+ Resolver: latest blessed) -> Pusher
 """
 import dataclasses
 from typing import Dict, List, Optional
@@ -11,6 +11,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.utils import proto_utils
 
 from components import dedup_pusher
+from components.anomaly_gate import AnomalyGate
 from components.record_validation import RecordValidator, TolerantImportExampleGen
 from pipeline import eval_config as eval_config_lib
 from transform.preprocessing import TransformConfig
@@ -57,7 +58,8 @@ def create_pipeline(pipeline_name: str,
                     enable_cache: bool = True,
                     max_bad_fraction: float = 0.0,
                     runtime_parameters: bool = False,
-                    baseline_resolver: bool = True) -> tfx.dsl.Pipeline:
+                    baseline_resolver: bool = True,
+                    eval_options: Optional[eval_config_lib.EvalOptions] = None) -> tfx.dsl.Pipeline:
   """Builds the segmentation pipeline.
 
   Args:
@@ -85,6 +87,9 @@ def create_pipeline(pipeline_name: str,
     baseline_resolver: compare the candidate with the latest blessed model. False leaves the
       Evaluator without a baseline (only `min_mean_iou` blesses), for orchestrators that cannot run
       a Resolver, e.g. open-source Kubeflow Pipelines.
+    eval_options: the Evaluator's optional rules and slices beyond `min_mean_iou` (per-class IoU
+      floors, a per-class regression limit, feature and class-presence slices); see
+      `pipeline.eval_config`.
   """
   for field in ('image_size', 'channels', 'num_classes'):
     if getattr(transform_config, field) != getattr(trainer_config, field):
@@ -100,16 +105,20 @@ def create_pipeline(pipeline_name: str,
       ignore_label=transform_config.ignore_label, max_bad_fraction=max_bad_fraction)
   examples = record_validator.outputs['valid_examples']
   statistics_gen = tfx.components.StatisticsGen(examples=examples)
+  # The schema is inferred from the train split alone, so that eval data unlike it (a feature
+  # missing, another type, a new image format) is an anomaly that stops the run before Transform.
   schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
-                                        infer_feature_shape=True)
+                                        infer_feature_shape=True, exclude_splits=['eval'])
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+  anomaly_gate = AnomalyGate(anomalies=example_validator.outputs['anomalies'])
 
   transform = tfx.components.Transform(
       examples=examples,
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
       custom_config=dataclasses.asdict(transform_config))
+  transform.add_upstream_node(anomaly_gate)  # no data passes, only the order: anomalies stop the run
 
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
@@ -132,7 +141,8 @@ def create_pipeline(pipeline_name: str,
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'] if model_resolver else None,
       eval_config=_settable('eval_config', eval_config_lib.make_eval_config(
-          transform_config.num_classes, min_mean_iou, class_names), runtime_parameters))
+          transform_config.num_classes, min_mean_iou, class_names, eval_options),
+          runtime_parameters))
 
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
@@ -144,8 +154,9 @@ def create_pipeline(pipeline_name: str,
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[c for c in (example_gen, record_validator, statistics_gen, schema_gen, example_validator, transform,
-                              trainer, model_resolver, evaluator, pusher) if c is not None],
+      components=[c for c in (example_gen, record_validator, statistics_gen, schema_gen,
+                              example_validator, anomaly_gate, transform, trainer, model_resolver,
+                              evaluator, pusher) if c is not None],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

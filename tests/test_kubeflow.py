@@ -17,7 +17,8 @@ from kubeflow import local_launcher, parameters, submit
 
 IMAGE = 'ghcr.io/example/iouseg:test'
 RUN_EXECUTOR = ['python', '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor']
-COMPONENTS = {'ImportExampleGen', 'RecordValidator', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
+COMPONENTS = {'ImportExampleGen', 'RecordValidator', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'AnomalyGate', 'Transform',
               'Trainer', 'Evaluator', 'Pusher'}
 RESOLVER_TASKS = {'latest_blessed_model_resolver-model-blessing-resolver',
                   'latest_blessed_model_resolver-model-resolver'}
@@ -81,7 +82,8 @@ def test_every_component_is_a_task_wired_like_the_pipeline(spec):
       'StatisticsGen': {'RecordValidator'},
       'SchemaGen': {'StatisticsGen'},
       'ExampleValidator': {'StatisticsGen', 'SchemaGen'},
-      'Transform': {'RecordValidator', 'SchemaGen'},
+      'AnomalyGate': {'ExampleValidator'},
+      'Transform': {'RecordValidator', 'SchemaGen', 'AnomalyGate'},
       'Trainer': {'Transform', 'SchemaGen'},
       'Evaluator': {'RecordValidator', 'Trainer'},
       'Pusher': {'Evaluator', 'Trainer'},
