@@ -1,7 +1,7 @@
 """One serialized record -> valid, or the reason it is not: the converter's checks, applied to a record.
 
-The image and the mask go through the converter's own rules (`iouseg.converters.decode_bytes`, which
-applies `decode.py` to bytes) and its class-id check (`conversion._check_class_ids`), with the
+The image and the mask go through the converter's own rules (`decode.image_from_bytes`,
+`decode.mask_from_bytes`) and its class-id check (`conversion._check_class_ids`), with the
 converter's reasons. Two rules are specific to a stored record:
 - the mask must be an 8-bit grayscale PNG. The converter accepts palette and 1-bit masks from disk
   because it re-encodes every mask as 8-bit grayscale; stored as they are, TF's decode_png (what
@@ -19,7 +19,7 @@ from tensorflow.core.example import example_pb2
 
 from components.record_validation import unreadable
 from iouseg import data_format
-from iouseg.converters import conversion, decode, decode_bytes
+from iouseg.converters import conversion, decode
 from iouseg.converters.decode import BadFile
 
 _IHDR_BIT_DEPTH, _IHDR_COLOUR_TYPE = 24, 25
@@ -71,10 +71,10 @@ def _check_example(example: example_pb2.Example, num_classes: int, ignore_label:
   features = example.features.feature
   image_bytes = _one_value(features, data_format.IMAGE_ENCODED, 'bytes_list')
   mask_bytes = _one_value(features, data_format.MASK_ENCODED, 'bytes_list')
-  image = decode_bytes.read_image_bytes('image', image_bytes)
+  image = decode.image_from_bytes('image', image_bytes)
   _check_pixels('image', image.height * image.width)
   _check_declared(features, image)
-  mask = decode_bytes.read_mask_bytes('mask', mask_bytes)
+  mask = decode.mask_from_bytes('mask', mask_bytes)
   _check_pixels('mask', mask.size)
   _check_mask_encoding(mask_bytes)
   if mask.shape != (image.height, image.width):

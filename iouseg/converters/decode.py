@@ -43,36 +43,48 @@ class SourceImage:
 
 
 def read_image(path: Path) -> SourceImage:
-  data = _read_bytes(path)
-  image = _decode(path, data, 'image')
+  return image_from_bytes(path, _read_bytes(path))
+
+
+def image_from_bytes(name, data: bytes) -> SourceImage:
+  """The checks of `read_image` on bytes already in memory (e.g. a record's); `name` is reported."""
+  if not data:
+    raise BadFile(name, 'empty image (0 bytes)')
+  image = _decode(name, data, 'image')
   record_format = RECORD_FORMATS.get(image.format)
   if record_format is None:
-    raise BadFile(path, f'image is {image.format}, not PNG or JPEG')
+    raise BadFile(name, f'image is {image.format}, not PNG or JPEG')
   if _is_16_bit_png(data):
     # Going to 8 bits needs an intensity mapping that depends on the data (12-bit microscopy in a
     # 16-bit file would turn almost black under a fixed shift), so the user picks it, not the converter.
-    raise BadFile(path, '16-bit PNG image: convert it to 8-bit first, with the intensity scaling '
+    raise BadFile(name, '16-bit PNG image: convert it to 8-bit first, with the intensity scaling '
                         'that suits your data')
   channels = IMAGE_CHANNELS_BY_MODE.get(image.mode)
   if channels is None:
-    raise BadFile(path, f"unsupported image mode '{image.mode}' (expected grayscale, RGB or RGBA)")
+    raise BadFile(name, f"unsupported image mode '{image.mode}' (expected grayscale, RGB or RGBA)")
   return SourceImage(data, record_format, image.height, image.width, channels)
 
 
 def read_mask(path: Path) -> np.ndarray:
   """The mask's class ids as an HxW uint8 array."""
-  data = _read_bytes(path)
-  image = _decode(path, data, 'mask')
+  return mask_from_bytes(path, _read_bytes(path))
+
+
+def mask_from_bytes(name, data: bytes) -> np.ndarray:
+  """The checks of `read_mask` on bytes already in memory (e.g. a record's); `name` is reported."""
+  if not data:
+    raise BadFile(name, 'empty mask (0 bytes)')
+  image = _decode(name, data, 'mask')
   if image.format != 'PNG':
-    raise BadFile(path, f'mask is {image.format}, not PNG')
+    raise BadFile(name, f'mask is {image.format}, not PNG')
   if _is_16_bit_png(data):
-    raise BadFile(path, '16-bit PNG mask: class ids must be stored as 8-bit')
+    raise BadFile(name, '16-bit PNG mask: class ids must be stored as 8-bit')
   if image.mode not in MASK_MODES:
     bands = len(image.getbands())
     if bands > 1:
-      raise BadFile(path, f"mask has {bands} channels (mode '{image.mode}'); masks must hold one class "
+      raise BadFile(name, f"mask has {bands} channels (mode '{image.mode}'); masks must hold one class "
                           f'id per pixel (map a colour-coded mask to ids, or save it as a palette PNG)')
-    raise BadFile(path, f"unsupported mask mode '{image.mode}' (expected 8-bit grayscale or palette)")
+    raise BadFile(name, f"unsupported mask mode '{image.mode}' (expected 8-bit grayscale or palette)")
   return np.asarray(image, dtype=np.uint8)
 
 
