@@ -10,6 +10,7 @@ import dataclasses
 from typing import Optional
 
 from iouseg.data_format import DEFAULT_IGNORE_LABEL
+from pipeline import beam_runners
 from trainer.config import LOSS_NAMES, TrainerConfig
 
 # Where the CLI can list the valid values; the dataclasses validate the rest themselves.
@@ -61,14 +62,45 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser,
   parser.add_argument('--min-mean-iou', type=float, default=0.5,
                       help='blessing threshold on eval mean IoU (default: %(default)s)')
   parser.add_argument('--class-names', help='comma-separated, background first (default: class_0,...)')
-  parser.add_argument('--beam-arg', action='append', default=None, metavar='ARG',
-                      help='Beam pipeline argument for every Beam-based component, repeatable, e.g. '
-                      '--beam-arg=--direct_running_mode=multi_processing')
+  evaluation = parser.add_argument_group('blessing rules and slices beyond --min-mean-iou')
+  evaluation.add_argument('--class-min-iou', type=_class_floors, default={}, metavar='CLASS=IOU,...',
+                          help='per-class IoU floors on the eval split, e.g. background=0.9,disc=0.5')
+  evaluation.add_argument('--max-class-drop', type=float, metavar='IOU',
+                          help='no class may lose more IoU than this against the latest blessed '
+                          'model, e.g. 0.05')
+  evaluation.add_argument('--slice-by', action='append', default=[], metavar='FEATURE[,FEATURE]',
+                          help='repeatable: report metrics per value of an example feature (features '
+                          'listed together are crossed), e.g. image/source; the mean-IoU rules '
+                          'apply to every slice')
+  evaluation.add_argument('--class-presence-slices', action='store_true',
+                          help='also slice by whether each foreground class occurs in the ground '
+                          'truth (slices label_has_<class>=yes/no)')
+  parser.add_argument('--beam-runner', default='in_memory', choices=beam_runners.LOCAL_RUNNERS,
+                      help='Beam runner of every Beam-based component (default: %(default)s)')
+  parser.add_argument('--beam-workers', type=int, default=2,
+                      help='processes of --beam-runner multi_processing (default: %(default)s)')
+  parser.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
+                      help='extra Beam argument, repeatable; with a cluster runner\'s arguments '
+                      '(README: Dataflow, Flink, Spark) it overrides --beam-runner')
   parser.add_argument('--no-cache', action='store_true', help='re-execute every component')
   parser.add_argument('--max-bad-fraction', type=float, default=0.0,
                       help='fail the run when a larger share of a split is bad records; they are '
                       'quarantined either way (default: %(default)s)')
   add_config_arguments(parser)
+
+
+def _class_floors(text: str) -> dict:
+  """'background=0.9,disc=0.5' -> {'background': 0.9, 'disc': 0.5}."""
+  floors = {}
+  for item in filter(None, text.split(',')):
+    name, _, value = item.partition('=')
+    try:
+      if not name.strip():
+        raise ValueError(item)
+      floors[name.strip()] = float(value)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f'{item!r}: expected CLASS=IOU, e.g. disc=0.5') from None
+  return floors
 
 
 def configs_from_args(args: argparse.Namespace):
@@ -79,8 +111,16 @@ def configs_from_args(args: argparse.Namespace):
                for config_class in (TransformConfig, TrainerConfig))
 
 
+def pipeline_beam_args(args: argparse.Namespace) -> list:
+  """--beam-arg alone when it names a runner, else the local runner's arguments plus --beam-arg."""
+  if any(arg.startswith('--runner=') for arg in args.beam_arg):
+    return list(args.beam_arg)
+  return beam_runners.beam_args(args.beam_runner, args.beam_workers) + list(args.beam_arg)
+
+
 def create_pipeline_kwargs(args: argparse.Namespace) -> dict:
   """`create_pipeline` keyword arguments from the flags of `add_pipeline_arguments`."""
+  from pipeline.eval_config import EvalOptions  # pylint: disable=g-import-not-at-top
   transform_config, trainer_config = configs_from_args(args)
   return dict(
       pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root, data_root=args.data_root,
@@ -88,5 +128,10 @@ def create_pipeline_kwargs(args: argparse.Namespace) -> dict:
       trainer_config=trainer_config, train_steps=args.train_steps, eval_steps=args.eval_steps,
       min_mean_iou=args.min_mean_iou,
       class_names=args.class_names.split(',') if args.class_names else None,
-      beam_pipeline_args=args.beam_arg, enable_cache=not args.no_cache,
-      max_bad_fraction=args.max_bad_fraction)
+      beam_pipeline_args=pipeline_beam_args(args), enable_cache=not args.no_cache,
+      max_bad_fraction=args.max_bad_fraction,
+      eval_options=EvalOptions(
+          class_min_iou=args.class_min_iou, max_class_drop=args.max_class_drop,
+          slice_features=[tuple(f.strip() for f in spec.split(',') if f.strip())
+                          for spec in args.slice_by],
+          class_presence_slices=args.class_presence_slices))

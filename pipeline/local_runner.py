@@ -4,6 +4,7 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
+from pipeline import beam_runners
 from pipeline import pipeline as pipeline_lib
 
 
@@ -22,5 +23,5 @@ def run(metadata_path: str, beam_pipeline_args: Optional[List[str]] = None, **pi
   tfx.orchestration.LocalDagRunner().run(pipeline_lib.create_pipeline(
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path),
-      beam_pipeline_args=beam_pipeline_args or ['--direct_running_mode=in_memory'],
+      beam_pipeline_args=beam_pipeline_args or beam_runners.beam_args('in_memory'),
       **pipeline_args))

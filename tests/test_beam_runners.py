@@ -1,0 +1,138 @@
+"""The pipeline's Beam components give the same results on every local Beam runner.
+
+One in-memory pipeline run on a tiny set; then StatisticsGen, Transform and the Evaluator are run
+again, each through its own TFX executor with the inputs and settings recorded in ML Metadata, on
+DirectRunner multi-processing (2 workers) and on the portable runner with an embedded job server.
+"""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.components.statistics_gen import executor as statistics_executor
+from tfx.components.transform import executor as transform_executor
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+
+from ml_metadata.proto import metadata_store_pb2
+
+from iouseg import run_summary
+from pipeline import beam_runners, local_runner
+from trainer.config import TrainerConfig
+from transform import features
+from transform.preprocessing import TransformConfig
+
+EXECUTORS = {'StatisticsGen': statistics_executor.Executor, 'Transform': transform_executor.Executor,
+             'Evaluator': evaluator_executor.Executor}
+OTHER_RUNNERS = ('multi_processing', 'portable')
+
+
+@pytest.fixture(scope='module')
+def in_memory_run(tiny_demo_data, tmp_path_factory):
+  base = tmp_path_factory.mktemp('beam')
+  metadata = str(base / 'metadata.sqlite')
+  local_runner.run(
+      metadata_path=metadata, beam_pipeline_args=beam_runners.beam_args('in_memory'),
+      pipeline_name='beam', pipeline_root=str(base / 'root'), data_root=str(tiny_demo_data),
+      serving_model_dir=str(base / 'serving'), transform_config=TransformConfig(32, 3, 4),
+      trainer_config=TrainerConfig(image_size=32, base_filters=8, depth=2, batch_size=8, epochs=1),
+      train_steps=5, eval_steps=1, min_mean_iou=0.0,
+      split_patterns=local_runner.split_patterns_for(str(tiny_demo_data)))
+  return metadata
+
+
+def _artifacts(store, execution, event_types):
+  events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
+  by_key = {}
+  for event in events:
+    artifact = store.get_artifacts_by_id([event.artifact_id])[0]
+    artifact_type = store.get_artifact_types_by_id([artifact.type_id])[0]
+    by_key.setdefault(event.path.steps[0].key, []).append(
+        artifact_utils.deserialize_artifact(artifact_type, artifact))
+  return by_key
+
+
+def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:
+  """Runs `node`'s executor again with its recorded inputs and settings; returns its new outputs."""
+  store = run_summary.open_store(metadata)
+  execution, = [e for e in store.get_executions() if run_summary.node_id(store, e) == node]
+  inputs = _artifacts(store, execution, (metadata_store_pb2.Event.INPUT,))
+  outputs = _artifacts(store, execution, (metadata_store_pb2.Event.OUTPUT,))
+  for key, artifacts in outputs.items():
+    for i, artifact in enumerate(artifacts):
+      artifact.uri = os.path.join(out_dir, node, key, str(i))
+      tf.io.gfile.makedirs(artifact.uri)
+  properties = {name: (value.string_value if value.HasField('string_value') else value.int_value)
+                for name, value in execution.custom_properties.items()}
+  context = base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=beam_args, tmp_dir=os.path.join(out_dir, 'tmp'), unique_id=node)
+  EXECUTORS[node](context).Do(inputs, outputs, properties)
+  return outputs
+
+
+def _statistics(statistics_artifact, split):
+  stats = statistics_pb2.DatasetFeatureStatisticsList()
+  path, = glob.glob(os.path.join(statistics_artifact.uri, f'Split-{split}', 'FeatureStats.pb'))
+  stats.ParseFromString(open(path, 'rb').read())
+  dataset, = stats.datasets
+  return {f.path.step[0]: f for f in dataset.features}, dataset.num_examples
+
+
+def _transformed(examples_artifact, split):
+  """Rows keyed by their label bytes (exact, no arithmetic), values the float features."""
+  spec = {k: tf.io.VarLenFeature(tf.float32) for k in (features.IMAGE, features.LABEL, features.WEIGHT)}
+  rows = {}
+  files = glob.glob(os.path.join(examples_artifact.uri, f'Split-{split}', '*'))
+  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+    parsed = {k: tf.sparse.to_dense(v).numpy() for k, v in tf.io.parse_single_example(record, spec).items()}
+    rows[parsed[features.LABEL].tobytes() + parsed[features.WEIGHT].tobytes()] = parsed
+  return rows
+
+
+def _metrics(evaluation_artifact):
+  return run_summary.sliced_metrics(evaluation_artifact.uri)[run_summary.OVERALL][
+      run_summary.CANDIDATE]
+
+
+@pytest.mark.parametrize('runner', OTHER_RUNNERS)
+def test_same_results_on_every_local_runner(in_memory_run, runner, tmp_path):
+  args = beam_runners.beam_args(runner, workers=2)
+  store = run_summary.open_store(in_memory_run)
+  original = {node: _artifacts(store, e, (metadata_store_pb2.Event.OUTPUT,))
+              for e in store.get_executions() for node in [run_summary.node_id(store, e)]
+              if node in EXECUTORS}
+
+  statistics = rerun(in_memory_run, 'StatisticsGen', args, str(tmp_path))['statistics'][0]
+  for split in ('train', 'eval'):
+    again, count = _statistics(statistics, split)
+    before, expected_count = _statistics(original['StatisticsGen']['statistics'][0], split)
+    assert count == expected_count > 0
+    assert set(again) == set(before)
+    for name, feature in before.items():
+      kind = feature.WhichOneof('stats')
+      assert again[name].WhichOneof('stats') == kind, name
+      assert (getattr(again[name], kind).common_stats.num_non_missing ==
+              getattr(feature, kind).common_stats.num_non_missing), name
+      if kind == 'num_stats':
+        assert again[name].num_stats.mean == pytest.approx(feature.num_stats.mean), name
+        assert again[name].num_stats.max == feature.num_stats.max, name
+
+  transformed = rerun(in_memory_run, 'Transform', args, str(tmp_path))['transformed_examples'][0]
+  for split in ('train', 'eval'):
+    again = _transformed(transformed, split)
+    before = _transformed(original['Transform']['transformed_examples'][0], split)
+    assert again.keys() == before.keys() and len(before) > 0
+    for key, row in before.items():
+      # Same one-hot labels and weights exactly; images equal up to the order of the float sums
+      # in the normalisation's mean and variance.
+      np.testing.assert_allclose(again[key][features.IMAGE], row[features.IMAGE], atol=1e-5)
+
+  evaluation = rerun(in_memory_run, 'Evaluator', args, str(tmp_path))['evaluation'][0]
+  again, before = _metrics(evaluation), _metrics(original['Evaluator']['evaluation'][0])
+  assert set(again) == set(before) and 'mean_iou' in before
+  for name, value in before.items():
+    # Sums of integer confusion matrices: the same numbers however Beam split the data.
+    np.testing.assert_allclose(again[name], value, atol=1e-9, err_msg=name)
