@@ -15,6 +15,10 @@ DEMO_ARGS := --data-root $(DEMO_DATA) --pipeline-root runs/demo/pipeline_root \
 	--serving-dir runs/demo/serving --metadata runs/demo/metadata.sqlite \
 	--class-names background,disc,square,triangle
 
+# The report test renders HTML in headless Chromium (Debian's package; root, or sudo, installs it).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: install demo test clean
 
 install: $(INSTALLED)
@@ -31,7 +35,11 @@ demo: install
 	$(BIN)/iouseg demo-data --output $(DEMO_DATA)
 	$(BIN)/iouseg run $(DEMO_ARGS)
 
-test: install
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest tests
 
 clean:
