@@ -37,7 +37,7 @@ demo: install
 
 $(CHROMIUM):
 	$(SUDO) apt-get update
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest tests

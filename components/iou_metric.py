@@ -152,7 +152,7 @@ class _SplitMetrics:
     self._sums_key = sums_key
     self._keys = keys
 
-  def __call__(self, metrics: Dict[metric_types.MetricKey, object]) -> Dict[metric_types.MetricKey, object]:
+  def __call__(self, metrics: Dict[metric_types.MetricKey, object]):
     values = metrics[self._sums_key].metrics()
     return {key: values[name] for name, key in self._keys.items()}
 
@@ -165,7 +165,7 @@ class _ClassIoUValue:
     self._key = key
     self._class_id = class_id
 
-  def __call__(self, metrics: Dict[metric_types.MetricKey, object]) -> Dict[metric_types.MetricKey, float]:
+  def __call__(self, metrics: Dict[metric_types.MetricKey, object]):
     return {self._key: float(iou.per_class_iou(metrics[self._sums_key].matrix)[self._class_id])}
 
 

@@ -3,7 +3,14 @@ import os
 
 # TFX 1.16 needs Keras 2; TF 2.16 gives Keras 3 unless told before TensorFlow is first imported.
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+# TF's C++ start-up logs CUDA-plugin registration "errors" even without a GPU; real op failures
+# still reach the user as Python exceptions.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import warnings  # pylint: disable=wrong-import-position
+
+# google-cloud libraries (imported by TFX) warn about Python 3.10 support on every start.
+warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
 
 import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys  # pylint: disable=wrong-import-position
@@ -85,6 +92,17 @@ def _add_convert(sub):
   p.set_defaults(func=converters.main)
 
 
+def _add_report(sub):
+  from iouseg.report import command
+  p = sub.add_parser('report', help='one HTML page reviewing the latest run\'s evaluation',
+                     description='Writes a self-contained HTML report of the latest run of a pipeline '
+                     'from ML Metadata and its TFMA output: verdict and failed rules, per-class IoU '
+                     'against the baseline, confusion matrix, slices, and the eval images with '
+                     'ground-truth and predicted masks, worst IoU first.')
+  command.add_arguments(p)
+  p.set_defaults(func=command.main)
+
+
 def _add_kubeflow(sub):
   from kubeflow import compile as kubeflow_compile
   from kubeflow import submit as kubeflow_submit
@@ -106,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_convert(sub)
   _add_run(sub)
   _add_predict(sub)
+  _add_report(sub)
   _add_kubeflow(sub)
   return parser
 

@@ -4,15 +4,28 @@ Nothing here trusts the process that ran the pipeline: every fact comes from the
 the artifacts it points to, so the same summary can be printed for any past run.
 """
 import dataclasses
+import json
+import math
 from typing import Dict, List, Optional
 
+import numpy as np
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.slicer import slicer_lib
+from tensorflow_model_analysis.writers import eval_config_writer
 
 from components import dedup_pusher, iou_metric
 
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+_INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+OVERALL = 'overall'
+CANDIDATE, BASELINE = 'candidate', 'baseline'
+# The key of a model in a TFMA output without a baseline.
+_SINGLE_MODEL = ''
+
+# slice name -> model name (CANDIDATE, BASELINE) -> metric name -> value (float, or an array).
+SlicedMetrics = Dict[str, Dict[str, Dict[str, object]]]
 
 
 @dataclasses.dataclass
@@ -26,6 +39,14 @@ class RunSummary:
   pushed: bool
   pushed_destination: Optional[str]
   already_serving: bool
+  class_names: List[str] = dataclasses.field(default_factory=list)  # in class-id order
+  slices: SlicedMetrics = dataclasses.field(default_factory=dict)  # every slice, overall included
+  # Artifact locations, for whoever reviews the run (`iouseg report`, the notebook).
+  evaluation_uri: Optional[str] = None
+  model_uri: Optional[str] = None  # the candidate the Evaluator judged
+  baseline_model_uri: Optional[str] = None
+  examples_uri: Optional[str] = None  # the Evaluator's examples; it reads their eval split
+  model_run_uri: Optional[str] = None  # the Trainer's TensorBoard logs
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -47,14 +68,19 @@ def _state_name(execution) -> str:
   return {'COMPLETE': 'executed', 'CACHED': 'cached'}.get(state, state.lower())
 
 
-def _outputs(store, execution) -> Dict[str, list]:
-  events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in _OUTPUT_EVENTS]
+def _artifacts(store, execution, event_types) -> Dict[str, list]:
+  """Input or output artifacts of `execution` by key ('model', 'evaluation', ...)."""
+  events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
   artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-  outputs = {}
+  by_key = {}
   for event in events:
     key = event.path.steps[0].key if event.path.steps else ''
-    outputs.setdefault(key, []).append(artifacts[event.artifact_id])
-  return outputs
+    by_key.setdefault(key, []).append(artifacts[event.artifact_id])
+  return by_key
+
+
+def _uri(artifacts: Dict[str, list], key: str) -> Optional[str]:
+  return artifacts[key][0].uri if artifacts.get(key) else None
 
 
 def _int_property(artifact, name: str) -> Optional[int]:
@@ -67,51 +93,129 @@ def _string_property(artifact, name: str) -> Optional[str]:
   return None if value is None else value.string_value
 
 
-def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
-  """{model name: {metric name: value}} of the overall (unsliced) eval split."""
+def slice_name(slice_key) -> str:
+  """'overall', or 'column=value, ...' of a serialized TFMA slice key."""
+  columns = slicer_lib.deserialize_slice_key(slice_key)
+  return ', '.join(f'{column}={value}' for column, value in columns) if columns else OVERALL
+
+
+def _metric_value(value) -> Optional[object]:
+  """A float, an array (the confusion matrix), or None for kinds a summary does not use."""
+  kind = value.WhichOneof('type')
+  if kind == 'double_value':
+    return value.double_value.value
+  if kind == 'array_value':
+    array = value.array_value
+    values = {'INT32': array.int32_values, 'INT64': array.int64_values,
+              'FLOAT32': array.float32_values, 'FLOAT64': array.float64_values}.get(
+                  type(array).DataType.Name(array.data_type))
+    return None if values is None else np.asarray(values).reshape(tuple(array.shape))
+  return None
+
+
+def sliced_metrics(evaluation_uri: str) -> SlicedMetrics:
+  """Every slice's metrics for the candidate (and baseline) model."""
   result = {}
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
-    if metrics_for_slice.slice_key.single_slice_keys:
-      continue
+    per_model = result.setdefault(slice_name(metrics_for_slice.slice_key), {})
     for key_and_value in metrics_for_slice.metric_keys_and_values:
+      value = _metric_value(key_and_value.value)
       # Diff keys hold candidate - baseline under the candidate's name: not the candidate's value.
-      if key_and_value.key.is_diff or not key_and_value.value.HasField('double_value'):
+      if key_and_value.key.is_diff or value is None:
         continue
-      result.setdefault(key_and_value.key.model_name, {})[key_and_value.key.name] = (
-          key_and_value.value.double_value.value)
+      model = key_and_value.key.model_name
+      per_model.setdefault(CANDIDATE if model == _SINGLE_MODEL else model, {})[
+          key_and_value.key.name] = value
   return result
 
 
-def _failure_line(failure) -> str:
-  """TFMA leaves `message` empty for threshold failures; say which rule failed, with the numbers."""
-  name, value = failure.metric_key.name, failure.metric_value.double_value.value
+def class_names(evaluation_uri: str) -> List[str]:
+  """The class names in class-id order, from the evaluation's own `ClassIoU` metric configs."""
+  eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
+  names = {}
+  for spec in eval_config.metrics_specs:
+    for metric in spec.metrics:
+      if metric.class_name == iou_metric.ClassIoU.__name__:
+        config = json.loads(metric.config)
+        names[config['class_id']] = config['class_name']
+  return [names[k] for k in sorted(names)]
+
+
+def format_value(name: str, value: float) -> str:
+  """4 decimals; a NaN class IoU is an absent class, any other NaN is undefined (no valid pixels)."""
+  if not math.isnan(value):
+    return f'{value:.4f}'
+  return 'absent' if name.startswith(iou_metric.CLASS_IOU_PREFIX) else 'undefined'
+
+
+def _where(slice_text: str) -> str:
+  return '' if slice_text == OVERALL else f' on slice {slice_text}'
+
+
+def _change_line(name: str, where: str, diff: float, slice_metrics: Dict[str, Dict[str, object]],
+                 change) -> str:
+  candidate = slice_metrics.get(CANDIDATE, {}).get(name, float('nan'))
+  baseline = slice_metrics.get(BASELINE, {}).get(name, float('nan'))
+  values = (f'candidate {format_value(name, candidate)} vs baseline '
+            f'{format_value(name, baseline)}')
+  if math.isnan(diff):
+    return f'{name}{where}: {values}: the change cannot be measured'
+  if change.HasField('relative'):
+    return f'{name}{where}: {values}; relative change required >= {change.relative.value:g}'
+  allowed = change.absolute.value
+  rule = ('the candidate may not be worse than the baseline' if abs(allowed) < 1e-6
+          else f'at most {-allowed:g} may be lost')
+  return f'{name}{where}: {values}, change {diff:+.4f}; {rule}'
+
+
+def _failure_line(failure, slice_text: str, slice_metrics: Dict[str, Dict[str, object]]) -> str:
+  """TFMA leaves `message` empty for threshold failures; say which rule failed, where, with the
+  numbers (a change rule: both models' values)."""
+  name, where = failure.metric_key.name, _where(slice_text)
+  if failure.message:  # e.g. 'Metric not found.'
+    return f'{name}{where}: {failure.message.strip()}'
+  value = failure.metric_value.double_value.value
   threshold = failure.metric_threshold
   if failure.metric_key.is_diff:
-    change = threshold.change_threshold
-    allowed = change.absolute.value if change.HasField('absolute') else change.relative.value
-    return (f'{name} change against the baseline = {value:+.4f}: the candidate may not be worse '
-            f'than the baseline (allowed change >= {allowed:g})')
+    return _change_line(name, where, value, slice_metrics, threshold.change_threshold)
   bounds = threshold.value_threshold
   rule = []
   if bounds.HasField('lower_bound'):
     rule.append(f'>= {bounds.lower_bound.value:g}')
   if bounds.HasField('upper_bound'):
     rule.append(f'<= {bounds.upper_bound.value:g}')
-  return f'{name} = {value:.4f}: required {" and ".join(rule)}'
+  return f'{name} = {format_value(name, value)}{where}: required {" and ".join(rule)}'
 
 
-def validation_failures(evaluation_uri: str) -> List[str]:
-  """One line per failed blessing rule, with the metric, its value and the rule."""
+def validation_failures(evaluation_uri: str, slices: Optional[SlicedMetrics] = None) -> List[str]:
+  """One line per failed blessing rule, with the metric, the slice, its value(s) and the rule."""
+  slices = sliced_metrics(evaluation_uri) if slices is None else slices
   validation = tfma.load_validation_result(evaluation_uri)
   lines = []
-  for per_slice in validation.metric_validations_per_slice:
-    for failure in per_slice.failures:
-      lines.append(_failure_line(failure))
+  per_slice = sorted(((slice_name(v.slice_key), v) for v in validation.metric_validations_per_slice),
+                     key=lambda named: (named[0] != OVERALL, named[0]))  # the whole split first
+  for slice_text, validations in per_slice:
+    for failure in validations.failures:
+      lines.append(_failure_line(failure, slice_text, slices.get(slice_text, {})))
   if validation.missing_thresholds:
     lines.append('not validated: a configured threshold had no metric to check')
   for spec in validation.missing_slices:
     lines.append(f'not validated: slice {spec} was missing from the eval data')
   return lines
+
+
+def _read_evaluator(summary: RunSummary, inputs: Dict[str, list], outputs: Dict[str, list]) -> None:
+  summary.evaluation_uri = _uri(outputs, 'evaluation')
+  summary.model_uri = _uri(inputs, 'model')
+  summary.baseline_model_uri = _uri(inputs, 'baseline_model')
+  summary.examples_uri = _uri(inputs, 'examples')
+  summary.slices = sliced_metrics(summary.evaluation_uri)
+  overall = summary.slices.get(OVERALL, {})
+  summary.candidate_metrics = overall.get(CANDIDATE, {})
+  summary.baseline_metrics = overall.get(BASELINE, {})
+  summary.class_names = class_names(summary.evaluation_uri)
+  summary.blessed = bool(_int_property(outputs['blessing'][0], 'blessed'))
+  summary.failures = validation_failures(summary.evaluation_uri, summary.slices)
 
 
 def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
@@ -126,14 +230,11 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
     node = node_id(store, execution)
     summary.component_states[node] = _state_name(execution)
-    outputs = _outputs(store, execution)
+    outputs = _artifacts(store, execution, _OUTPUT_EVENTS)
+    if node == 'Trainer' and outputs.get('model_run'):
+      summary.model_run_uri = _uri(outputs, 'model_run')
     if node == 'Evaluator' and outputs.get('evaluation'):
-      evaluation_uri = outputs['evaluation'][0].uri
-      metrics = overall_metrics(evaluation_uri)
-      summary.candidate_metrics = metrics.get('candidate', metrics.get('', {}))
-      summary.baseline_metrics = metrics.get('baseline', {})
-      summary.blessed = bool(_int_property(outputs['blessing'][0], 'blessed'))
-      summary.failures = validation_failures(evaluation_uri)
+      _read_evaluator(summary, _artifacts(store, execution, _INPUT_EVENTS), outputs)
     if node == 'Pusher' and outputs.get('pushed_model'):
       pushed = outputs['pushed_model'][0]
       summary.pushed = bool(_int_property(pushed, 'pushed'))
@@ -142,18 +243,57 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   return summary
 
 
+def evaluation_uris(metadata_path: str, pipeline_name: str) -> List[str]:
+  """Every TFMA output the pipeline's Evaluator wrote, oldest first (a cached Evaluator reuses an
+  earlier one: each appears once)."""
+  store = open_store(metadata_path)
+  pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
+  if pipeline is None:
+    raise LookupError(f'no pipeline {pipeline_name!r} in {metadata_path}')
+  evaluations = {}
+  for execution in store.get_executions_by_context(pipeline.id):
+    if node_id(store, execution) == 'Evaluator':
+      for artifact in _artifacts(store, execution, _OUTPUT_EVENTS).get('evaluation', []):
+        evaluations[artifact.id] = artifact.uri
+  return [evaluations[k] for k in sorted(evaluations)]
+
+
+def _metric_lines(summary: RunSummary) -> List[str]:
+  metrics = summary.candidate_metrics
+  lines = [f'Eval mean IoU: {format_value(iou_metric.MEAN_IOU, metrics[iou_metric.MEAN_IOU])}']
+  lines += [f'  {label:<28} {format_value(name, metrics[name])}' for name, label in (
+      (iou_metric.FREQUENCY_WEIGHTED_IOU, 'frequency-weighted IoU'),
+      (iou_metric.PIXEL_ACCURACY, 'pixel accuracy'),
+      (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss')) if name in metrics]
+  for class_name in summary.class_names:
+    name = iou_metric.class_iou_name(class_name)
+    if name in metrics:
+      note = ' (in neither labels nor predictions)' if math.isnan(metrics[name]) else ''
+      lines.append(f'  {class_name:<20} IoU {format_value(name, metrics[name])}{note}')
+  return lines
+
+
+def _slice_lines(summary: RunSummary) -> List[str]:
+  sliced = {name: models for name, models in summary.slices.items() if name != OVERALL}
+  if not sliced:
+    return []
+  lines = ['Slices (mean IoU, candidate / baseline):']
+  for name, models in sorted(sliced.items()):
+    values = [format_value(iou_metric.MEAN_IOU, models[model][iou_metric.MEAN_IOU])
+              for model in (CANDIDATE, BASELINE) if iou_metric.MEAN_IOU in models.get(model, {})]
+    lines.append(f'  {name:<40} {" / ".join(values)}')
+  return lines
+
+
 def format_summary(summary: RunSummary) -> str:
   lines = [f'Run {summary.run_id}', 'Components:']
   lines += [f'  {node:<32} {state}' for node, state in summary.component_states.items()]
-  mean_iou = summary.candidate_metrics.get(iou_metric.MEAN_IOU)
-  if mean_iou is not None:
-    lines.append(f'Eval mean IoU: {mean_iou:.4f}')
-    for name, value in sorted(summary.candidate_metrics.items()):
-      if name.startswith('iou/'):
-        lines.append(f'  {name[4:]:<20} IoU {value:.4f}')
+  if iou_metric.MEAN_IOU in summary.candidate_metrics:
+    lines += _metric_lines(summary)
   baseline = summary.baseline_metrics.get(iou_metric.MEAN_IOU)
-  lines.append(f'Baseline mean IoU: {baseline:.4f}' if baseline is not None
-               else 'Baseline: none (first blessed model)')
+  lines.append(f'Baseline mean IoU: {format_value(iou_metric.MEAN_IOU, baseline)}'
+               if baseline is not None else 'Baseline: none (first blessed model)')
+  lines += _slice_lines(summary)
   if summary.blessed is not None:
     lines.append('Blessed: yes' if summary.blessed else 'Blessed: NO')
     lines += [f'  failed: {failure}' for failure in summary.failures]

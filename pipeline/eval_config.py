@@ -15,7 +15,7 @@ result names the metric, the slice and the value that failed:
 Slices, besides the whole split: any example features (crossed when listed together), and, per
 foreground class, whether the class occurs in the image's ground truth. The latter is a TFMA SQL
 slice (`slice_keys_sql`) over the transformed one-hot `label`, which TFMA 0.47 adds to the features
-it slices on: a real TFMA slice, so every metric and rule applies to it, with no change to
+it slices on: a real TFMA slice, so every metric and the mean-IoU rules apply to it, with no change to
 Transform, the model or the extractors.
 """
 import dataclasses

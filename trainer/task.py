@@ -6,7 +6,7 @@ import tf_keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from trainer import config as trainer_config
-from trainer import data, distribution, export, losses, metrics, model
+from trainer import data, distribution, export, losses, metrics, model, tensorboard_images
 
 # Batches read to estimate the class priors that initialise the head's bias.
 _PRIOR_BATCHES = 8
@@ -68,7 +68,9 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
       steps_per_epoch=max(1, fn_args.train_steps // epochs),
       validation_data=evaluation,
       validation_steps=max(1, fn_args.eval_steps),
-      callbacks=[tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')],
+      callbacks=[tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'),
+                 tensorboard_images.PredictedMasks.from_dataset(
+                     evaluation, fn_args.model_run_dir, config.num_classes)],
       verbose=2)
 
   signatures = export.add_signatures(network, tf_transform_output)
