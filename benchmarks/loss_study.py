@@ -28,7 +28,7 @@ import tf_keras  # pylint: disable=wrong-import-position
 from iouseg import converters, demo_data  # pylint: disable=wrong-import-position
 from trainer import decode, in_memory, iou, task  # pylint: disable=wrong-import-position
 from trainer.config import LOSS_NAMES, TrainerConfig  # pylint: disable=wrong-import-position
-from transform.preprocessing import TransformConfig  # pylint: disable=wrong-import-position
+from transform.config import TransformConfig  # pylint: disable=wrong-import-position
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 

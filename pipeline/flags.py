@@ -2,8 +2,7 @@
 
 Model settings get one flag per field of `TrainerConfig` (`--image-size`, `--loss`, ...) with its
 default, so the flags cannot drift from the settings the pipeline reads; `TransformConfig` shares
-image size, channels and classes with it and adds `--ignore-label`. `TransformConfig` is imported
-only to build the configs: its module loads TensorFlow, which building the `iouseg` parser must not.
+image size, channels and classes with it and adds `--ignore-label`.
 """
 import argparse
 import dataclasses
@@ -12,6 +11,7 @@ from typing import Optional
 from iouseg.data_format import DEFAULT_IGNORE_LABEL
 from pipeline import beam_runners
 from trainer.config import LOSS_NAMES, TrainerConfig
+from transform.config import TransformConfig
 
 # Where the CLI can list the valid values; the dataclasses validate the rest themselves.
 _CHOICES = {'loss': LOSS_NAMES, 'channels': (1, 3), 'head_init': ('zeros', 'prior'),
@@ -105,7 +105,6 @@ def _class_floors(text: str) -> dict:
 
 def configs_from_args(args: argparse.Namespace):
   """(TransformConfig, TrainerConfig), each from the flags of its own fields."""
-  from transform.preprocessing import TransformConfig  # pylint: disable=g-import-not-at-top
   values = vars(args)
   return tuple(config_class(**{f.name: values[f.name] for f in dataclasses.fields(config_class)})
                for config_class in (TransformConfig, TrainerConfig))

@@ -14,7 +14,7 @@ from components import dedup_pusher
 from components.anomaly_gate import AnomalyGate
 from components.record_validation import RecordValidator, TolerantImportExampleGen
 from pipeline import eval_config as eval_config_lib
-from transform.preprocessing import TransformConfig
+from transform.config import TransformConfig
 from trainer.config import TrainerConfig
 
 PREPROCESSING_FN = 'transform.preprocessing.preprocessing_fn'

@@ -10,7 +10,7 @@ from components.anomaly_gate import DataAnomaliesError
 from iouseg import data_format, demo_data, run_summary
 from pipeline import local_runner
 from trainer.config import TrainerConfig
-from transform.preprocessing import TransformConfig
+from transform.config import TransformConfig
 
 
 def _write_jpeg_eval_split(path, count=4):

@@ -23,7 +23,7 @@ from iouseg import run_summary
 from pipeline import beam_runners, local_runner
 from trainer.config import TrainerConfig
 from transform import features
-from transform.preprocessing import TransformConfig
+from transform.config import TransformConfig
 
 EXECUTORS = {'StatisticsGen': statistics_executor.Executor, 'Transform': transform_executor.Executor,
              'Evaluator': evaluator_executor.Executor}

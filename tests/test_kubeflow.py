@@ -159,7 +159,7 @@ def test_local_runner_pipeline_keeps_plain_values_and_the_resolver():
   from tfx import v1 as tfx
   from pipeline import pipeline as pipeline_lib
   from trainer.config import TrainerConfig
-  from transform.preprocessing import TransformConfig
+  from transform.config import TransformConfig
   pipeline = pipeline_lib.create_pipeline('p', '/r', '/d', '/s', TransformConfig(), TrainerConfig(),
                                           10, 1, 0.5)
   assert pipeline_lib.RESOLVER_ID in {c.id for c in pipeline.components}

@@ -15,7 +15,8 @@ from PIL import Image
 
 from iouseg import converters, data_format
 from transform import features
-from transform.preprocessing import TransformConfig, preprocessing_fn
+from transform.config import TransformConfig
+from transform.preprocessing import preprocessing_fn
 
 IGNORE = data_format.DEFAULT_IGNORE_LABEL
 

@@ -19,7 +19,7 @@ from iouseg import cli, data_format, predict, run_summary
 from pipeline import local_runner
 from trainer import decode, iou
 from trainer.config import TrainerConfig
-from transform.preprocessing import TransformConfig
+from transform.config import TransformConfig
 
 NAME = 'e2e'
 SIZE, CLASSES = 32, 4

@@ -11,7 +11,7 @@ import tf_keras
 from iouseg import demo_data
 from trainer import decode, in_memory, iou, task
 from trainer.config import TrainerConfig
-from transform.preprocessing import TransformConfig
+from transform.config import TransformConfig
 
 STEPS = 300
 TRANSFORM = TransformConfig(image_size=64, channels=3, num_classes=demo_data.NUM_CLASSES)

@@ -7,7 +7,8 @@ import tensorflow_transform.beam as tft_beam
 
 from iouseg import data_format
 from transform import features
-from transform.preprocessing import TransformConfig, preprocessing_fn
+from transform.config import TransformConfig
+from transform.preprocessing import preprocessing_fn
 
 RAW_SPEC = {
     data_format.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),

@@ -9,7 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from iouseg import data_format
-from transform.preprocessing import TransformConfig, decode_image, decode_mask
+from transform.config import TransformConfig
+from transform.preprocessing import decode_image, decode_mask
 
 
 def load_split(file_pattern: str, config: TransformConfig):

@@ -1,28 +1,17 @@
 """Transform's `preprocessing_fn`: raw records -> normalised images, one-hot labels, pixel weights.
 
 Referenced by import path (`transform.preprocessing.preprocessing_fn`); its settings come from the
-Transform component's `custom_config` (see `TransformConfig`).
+Transform component's `custom_config` (see `transform.config.TransformConfig`).
 """
-import dataclasses
-
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from iouseg import data_format
 from transform import features
+from transform.config import TransformConfig
 
 # Keeps the normalisation finite for a constant channel (e.g. a blank synthetic set).
 _VARIANCE_EPSILON = 1e-6
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformConfig:
-  """image_size: output height and width; channels: 1 or 3; num_classes: one-hot depth;
-  ignore_label: mask value that marks pixels to leave out of loss and metrics."""
-  image_size: int = 64
-  channels: int = 3
-  num_classes: int = 4
-  ignore_label: int = data_format.DEFAULT_IGNORE_LABEL
 
 
 def decode_image(encoded, config: TransformConfig):
