@@ -26,9 +26,6 @@ import yaml
 from kubeflow import resources
 from pipeline import flags
 
-SPLIT_PATTERNS = {'train': 'train/*', 'eval': 'eval/*'}
-
-
 def add_compile_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--image', required=True,
                       help='container image of every task, built from kubeflow/Dockerfile and pushed '
@@ -50,7 +47,7 @@ def build_pipeline(args: argparse.Namespace):
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   pipeline = pipeline_lib.create_pipeline(
       **flags.create_pipeline_kwargs(args),
-      split_patterns=None if args.hash_split else SPLIT_PATTERNS,
+      split_patterns=None if args.hash_split else pipeline_lib.SPLIT_PATTERNS,
       runtime_parameters=True, baseline_resolver=args.baseline_resolver)
   resources.attach(pipeline, resources.resource_specs(args))
   return pipeline

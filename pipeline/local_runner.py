@@ -9,11 +9,11 @@ from pipeline import pipeline as pipeline_lib
 
 
 def split_patterns_for(data_root: str) -> Optional[dict]:
-  """{'train': 'train/*', 'eval': 'eval/*'} when `data_root` has both split folders, else None
-  (the pipeline then hash-splits all files found directly under `data_root`)."""
-  splits = {name: f'{name}/*' for name in ('train', 'eval')
-            if os.path.isdir(os.path.join(data_root, name))}
-  return splits if len(splits) == 2 else None
+  """`pipeline.SPLIT_PATTERNS` when `data_root` has both split folders, else None (the pipeline
+  then hash-splits all files found directly under `data_root`)."""
+  has_splits = all(os.path.isdir(os.path.join(data_root, split))
+                   for split in pipeline_lib.SPLIT_PATTERNS)
+  return pipeline_lib.SPLIT_PATTERNS if has_splits else None
 
 
 def run(metadata_path: str, beam_pipeline_args: Optional[List[str]] = None, **pipeline_args) -> None:

@@ -20,6 +20,8 @@ from trainer.config import TrainerConfig
 PREPROCESSING_FN = 'transform.preprocessing.preprocessing_fn'
 RUN_FN = 'trainer.task.run_fn'
 RESOLVER_ID = 'latest_blessed_model_resolver'
+# The data layout every runner expects unless told to hash-split: DATA_ROOT/train/*, DATA_ROOT/eval/*.
+SPLIT_PATTERNS = {'train': 'train/*', 'eval': 'eval/*'}
 
 
 def example_gen_configs(split_patterns: Optional[Dict[str, str]]) -> dict:
@@ -74,7 +76,7 @@ def create_pipeline(pipeline_name: str,
     eval_steps: validation steps the Trainer runs at the end of each epoch.
     min_mean_iou: blessing lower bound on the eval split's mean IoU.
     split_patterns: split name -> file pattern relative to `data_root`, e.g.
-      {'train': 'train/*', 'eval': 'eval/*'}; None for a 3:1 hash split.
+      `SPLIT_PATTERNS`; None for a 3:1 hash split.
     class_names: names for per-class metrics; default class_0, class_1, ...
     metadata_connection_config: ML Metadata connection; None lets the orchestrator choose.
     beam_pipeline_args: arguments for every Beam-based component (runner, workers...).
