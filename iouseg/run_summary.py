@@ -243,6 +243,32 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   return summary
 
 
+def component_spans(metadata_path: str, pipeline_name: str) -> Dict[str, tuple]:
+  """{node id: (start, end) in seconds since the epoch} of each execution of the latest run: from its
+  creation in MLMD to its last update (the launcher's record of the component finishing)."""
+  store = open_store(metadata_path)
+  run_id = latest_run(metadata_path, pipeline_name).run_id
+  run = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == run_id][0]
+  return {node_id(store, e): (e.create_time_since_epoch / 1e3, e.last_update_time_since_epoch / 1e3)
+          for e in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)}
+
+
+def latest_outputs(metadata_path: str, pipeline_name: str, node: str) -> Dict[str, list]:
+  """The output artifacts (TFX `Artifact`s, by key) of `node` in the latest run of the pipeline, for
+  tools that read a component's outputs directly (the benchmarks)."""
+  from tfx.types import artifact_utils  # pylint: disable=g-import-not-at-top
+  store = open_store(metadata_path)
+  run_id = latest_run(metadata_path, pipeline_name).run_id
+  run = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == run_id][0]
+  for execution in store.get_executions_by_context(run.id):
+    if node_id(store, execution) == node:
+      outputs = _artifacts(store, execution, _OUTPUT_EVENTS)
+      return {key: [artifact_utils.deserialize_artifact(
+          store.get_artifact_types_by_id([a.type_id])[0], a) for a in artifacts]
+              for key, artifacts in outputs.items()}
+  raise LookupError(f'no {node} execution in run {run_id} of {metadata_path}')
+
+
 def evaluation_uris(metadata_path: str, pipeline_name: str) -> List[str]:
   """Every TFMA output the pipeline's Evaluator wrote, oldest first (a cached Evaluator reuses an
   earlier one: each appears once)."""

@@ -22,7 +22,10 @@ _HELP = {
     'channels': 'image channels after Transform',
     'loss': 'training loss (see README)',
     'epochs': 'the train steps are spread over this many epochs',
-    'mixed_precision': 'mixed_float16 when a GPU is visible',
+    'mixed_precision': 'mixed_float16 with loss scaling when a GPU is visible',
+    'jit_compile': 'XLA-compile the training step',
+    'cache_mib': 'keep each decoded split in memory after its first pass when it fits in this '
+                 'many MiB; 0 never',
     'distribution': 'tf.distribute strategy: all local GPUs, or several workers from TF_CONFIG',
     'head_init': "initial sigmoid bias: 0 for every class, or each class's pixel frequency",
 }

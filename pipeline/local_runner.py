@@ -3,6 +3,7 @@ import os
 from typing import List, Optional
 
 from tfx import v1 as tfx
+from tfx.orchestration.pipeline import RunOptions
 
 from pipeline import beam_runners
 from pipeline import pipeline as pipeline_lib
@@ -16,12 +17,15 @@ def split_patterns_for(data_root: str) -> Optional[dict]:
   return pipeline_lib.SPLIT_PATTERNS if has_splits else None
 
 
-def run(metadata_path: str, beam_pipeline_args: Optional[List[str]] = None, **pipeline_args) -> None:
+def run(metadata_path: str, beam_pipeline_args: Optional[List[str]] = None,
+        run_options: Optional[RunOptions] = None, **pipeline_args) -> None:
   """Builds the pipeline with `pipeline_args` (see `create_pipeline`) and runs it to completion;
-  Beam runs in memory in this process unless `beam_pipeline_args` choose otherwise."""
+  Beam runs in memory in this process unless `beam_pipeline_args` choose otherwise. `run_options`
+  runs part of it (TFX's partial run: the nodes between `from_nodes` and `to_nodes`, the rest of
+  their inputs taken from the previous run)."""
   os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
   tfx.orchestration.LocalDagRunner().run(pipeline_lib.create_pipeline(
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path),
       beam_pipeline_args=beam_pipeline_args or beam_runners.beam_args('in_memory'),
-      **pipeline_args))
+      **pipeline_args), run_options=run_options)

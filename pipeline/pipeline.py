@@ -119,7 +119,8 @@ def create_pipeline(pipeline_name: str,
       examples=examples,
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config=dataclasses.asdict(transform_config))
+      custom_config=dataclasses.asdict(transform_config),
+      disable_statistics=True)
   transform.add_upstream_node(anomaly_gate)  # no data passes, only the order: anomalies stop the run
 
   trainer = tfx.components.Trainer(

@@ -13,11 +13,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from PIL import Image
+from tfx.types import artifact_utils
 
 from iouseg import cli, data_format, predict, run_summary
 from pipeline import local_runner
-from trainer import decode, iou
+from trainer import data, decode, iou
 from trainer.config import TrainerConfig
 from transform.config import TransformConfig
 
@@ -118,6 +120,25 @@ def test_tfma_mean_iou_equals_numpy_on_the_models_own_predictions(runs, tiny_dem
   assert runs['first'].candidate_metrics['mean_iou'] == pytest.approx(iou.mean_iou(matrix), abs=1e-6)
   for k, value in enumerate(iou.per_class_iou(matrix)):
     assert runs['first'].candidate_metrics[f'iou/class_{k}'] == pytest.approx(value, abs=1e-6)
+
+
+def test_cached_training_feed_reads_the_same_examples_as_the_tfrecords(runs):
+  """The Trainer keeps a split that fits `cache_mib` in memory after its first pass; over several
+  epochs it must hand the model exactly what re-reading the transformed TFRecords does."""
+  outputs = run_summary.latest_outputs(runs['paths']['metadata'], NAME, 'Transform')
+  examples = outputs['transformed_examples']
+  tf_transform_output = tft.TFTransformOutput(outputs['transform_graph'][0].uri)
+  pattern = [os.path.join(artifact_utils.get_split_uri(examples, 'train'), '*')]
+  batches = 3 * 16 // TINY_MODEL['batch_size']  # three epochs of the 16 train records
+
+  def images(cache_mib):
+    dataset = data.make_dataset(pattern, data.data_accessor(examples), tf_transform_output,
+                                TINY_MODEL['batch_size'], seed=0, shuffle=False, cache_mib=cache_mib)
+    return np.concatenate([image.numpy() for image, _, _ in dataset.take(batches)])
+
+  cached, read = images(cache_mib=64), images(cache_mib=0)
+  assert cached.shape == (48, SIZE, SIZE, 3)
+  np.testing.assert_array_equal(cached, read)
 
 
 def test_second_run_uses_first_model_as_baseline_and_publishes_nothing_new(runs):

@@ -24,7 +24,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
 from components.record_validation import (BadRecordsError, RecordValidator, TolerantImportExampleGen,
-                                          executor, quarantine, tfrecord_reader)
+                                          beam_job, executor, quarantine, tfrecord_reader)
 from iouseg import data_format
 
 NUM_CLASSES = 4
@@ -273,6 +273,24 @@ def test_valid_records_pass_through_unchanged_and_nothing_is_lost(corpus, passin
   lines = tf.io.gfile.glob(os.path.join(bad.uri, 'reasons', 'train*.jsonl'))
   reasons = [json.loads(line) for path in lines for line in open(path)]
   assert len(reasons) == len(quarantine.read_entries(bad.uri, 'train'))
+
+
+def test_large_split_is_written_in_shards_that_hold_every_valid_record(corpus, tmp_path,
+                                                                        monkeypatch):
+  # GZIP files cannot be split: one file per split would keep a multi-worker Transform on one worker.
+  monkeypatch.setattr(beam_job, 'SHARD_BYTES', 1024)
+  valid, _, error = _run_executor(corpus['uri'], tmp_path, 1.0)
+  assert error is None
+  train_files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([valid], 'train'), '*'))
+  assert len(train_files) > 1
+  assert sorted(_read_split(valid, 'train')) == sorted(corpus['valid']['train'])
+
+
+def test_shard_count_follows_input_size():
+  assert beam_job.valid_shards(0) == 1
+  assert beam_job.valid_shards(beam_job.SHARD_BYTES) == 1
+  assert beam_job.valid_shards(beam_job.SHARD_BYTES + 1) == 2
+  assert beam_job.valid_shards(10**15) == beam_job.MAX_SHARDS
 
 
 def test_outputs_are_examples_artifacts_downstream_components_read(passing):

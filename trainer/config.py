@@ -20,7 +20,13 @@ class TrainerConfig:
     base_filters: width of the first encoder stage; each deeper stage doubles it.
     depth: number of down-sampling stages of the encoder.
     epochs: train_steps are spread over this many epochs (one TensorBoard point each).
-    mixed_precision: use `mixed_float16` when a GPU is present (ignored on CPU).
+    mixed_precision: use `mixed_float16` when a GPU is present (ignored on CPU); Keras then wraps
+      the optimizer in a LossScaleOptimizer (dynamic loss scaling) so float16 gradients do not
+      underflow.
+    cache_mib: hold the decoded train and eval splits in memory after their first pass when each
+      fits in this many MiB (0: never); larger splits are read from the TFRecords every epoch.
+    jit_compile: XLA-compile the training step (fuses the convolutions' element-wise tails; works
+      on CPU and GPU).
     distribution: 'mirrored' (all local GPUs) or 'multi_worker' (TF_CONFIG from the environment).
     head_init: 'zeros' starts every sigmoid at 0.5; 'prior' starts each class at its pixel
       frequency. 'zeros' is the default because the soft IoU's gradient reaches a logit through
@@ -39,6 +45,8 @@ class TrainerConfig:
   depth: int = 3
   epochs: int = 4
   mixed_precision: bool = False
+  jit_compile: bool = False
+  cache_mib: int = 1024
   distribution: str = 'mirrored'
   head_init: str = 'zeros'
   seed: int = 0

@@ -16,6 +16,11 @@ import apache_beam as beam
 from components.record_validation import checks, quarantine, tfrecord_reader
 
 METRICS_NAMESPACE = 'RecordValidator'
+# GZIP files cannot be split, so a downstream Beam job (Transform, Evaluator) reads each file in one
+# worker: the valid records are written in shards of about this much input, so that a split larger
+# than one shard spreads over the workers (benchmarks/transform_scaling.py).
+SHARD_BYTES = 4 * 2**20
+MAX_SHARDS = 256
 FIRST_REASONS = 10
 _BAD = 'bad'
 
@@ -58,11 +63,17 @@ def _summary(split: str, inputs: int, valid: int, bad: int, first: List) -> str:
                      'first_reasons': [reason for _, reason in first]})
 
 
+def valid_shards(input_bytes: int) -> int:
+  """How many files the valid records of a split of `input_bytes` are written to."""
+  return max(1, min(MAX_SHARDS, -(-input_bytes // SHARD_BYTES)))
+
+
 @beam.ptransform_fn
 def ValidateSplit(  # pylint: disable=invalid-name
     pipeline: beam.Pipeline, split: str, files: List[str], valid_dir: str, quarantine_uri: str,
-    num_classes: int, ignore_label: int):
-  """Writes the valid records under `valid_dir` and the bad ones into the quarantine artifact."""
+    num_classes: int, ignore_label: int, shards: int = 1):
+  """Writes the valid records under `valid_dir` (in `shards` files) and the bad ones into the
+  quarantine artifact."""
   records = (pipeline
              | 'Files' >> beam.Create(sorted(files))
              | 'SpreadFiles' >> beam.Reshuffle()
@@ -74,7 +85,8 @@ def ValidateSplit(  # pylint: disable=invalid-name
   valid, bad = checked.valid, checked[_BAD]
 
   _ = valid | 'WriteValid' >> beam.io.WriteToTFRecord(
-      os.path.join(valid_dir, quarantine.RECORDS_FILE_PREFIX), file_name_suffix='.gz')
+      os.path.join(valid_dir, quarantine.RECORDS_FILE_PREFIX), file_name_suffix='.gz',
+      num_shards=shards)
   _ = (bad
        | 'ToExample' >> beam.Map(quarantine.Entry.to_example_bytes)
        | 'WriteBad' >> beam.io.WriteToTFRecord(

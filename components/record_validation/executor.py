@@ -82,7 +82,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                  if not fileio.isdir(path)]
         # pylint: disable-next=no-value-for-parameter
         _ = pipeline | f'Validate[{split}]' >> beam_job.ValidateSplit(
-            split, files, valid_dir, bad.uri, num_classes, ignore_label)
+            split, files, valid_dir, bad.uri, num_classes, ignore_label,
+            beam_job.valid_shards(sum(fileio.stat(path).length for path in files)))
 
     summary = _write_summary(bad.uri, splits, max_bad_fraction)
     failing = {split: counts for split, counts in summary['splits'].items()
