@@ -19,7 +19,7 @@ DEMO_ARGS := --data-root $(DEMO_DATA) --pipeline-root runs/demo/pipeline_root \
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test clean
+.PHONY: install demo test benchmarks clean
 
 install: $(INSTALLED)
 
@@ -45,6 +45,19 @@ $(CHROMIUM):
 
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest tests
+
+# Every benchmark of the README's Performance section, each writing its table to benchmarks/results/
+# (about 30 minutes on 2 cores). trainer_input reads the demo run's transformed data. On a CPU the
+# precision benchmark times the demo model; on a GPU run it without flags (a GPU-sized model).
+RESULTS := benchmarks/results
+benchmarks: demo
+	$(BIN)/python benchmarks/whole_run.py --out $(RESULTS)/whole_run.md
+	$(BIN)/python benchmarks/memory.py --scales 1,4,32 --out $(RESULTS)/memory.md
+	$(BIN)/python benchmarks/trainer_input.py --out $(RESULTS)/trainer_input.md
+	$(BIN)/python benchmarks/precision.py --image-size 64 --base-filters 16 --depth 3 \
+		--out $(RESULTS)/precision_cpu.md
+	$(BIN)/python benchmarks/evaluation.py --out $(RESULTS)/evaluation.md
+	$(BIN)/python benchmarks/transform_scaling.py --out $(RESULTS)/transform_scaling.md
 
 clean:
 	rm -rf runs $(DEMO_DATA)

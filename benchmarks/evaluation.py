@@ -13,8 +13,6 @@ the project's numpy functions. Both mean IoUs are printed: they must agree. Targ
 """
 import argparse
 import os
-import pathlib
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from tfx.types import artifact_utils  # pylint: disable=wrong-import-position
 from tfx.utils import path_utils  # pylint: disable=wrong-import-position
 
 import demo_pipeline  # pylint: disable=wrong-import-position
+import report  # pylint: disable=wrong-import-position
 from iouseg import run_summary  # pylint: disable=wrong-import-position
 from pipeline import local_runner  # pylint: disable=wrong-import-position
 from trainer import decode, iou  # pylint: disable=wrong-import-position
@@ -90,14 +89,8 @@ def main(argv=None) -> int:
   lines += ['', f'Target: TFMA <= {TARGET} x the limit (measured {tfma_seconds / limit_seconds:.2f} over '
             f'the whole run, {limit_rate / tfma_rate:.2f} beyond start-up). Data: {args.eval_records} '
             f'eval demo records. TFMA start-up: the Evaluator of a {args.small_records}-record run; '
-            f"the limit's: loading the model and its first batch of {BATCH_SIZE}.",
-            f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores. Command: '
-            f'`python benchmarks/evaluation.py {" ".join(sys.argv[1:])}`'.rstrip()]
-  markdown = '\n'.join(lines)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+            f"the limit's: loading the model and its first batch of {BATCH_SIZE}."]
+  return report.publish(lines, args.out, 'evaluation.py')
 
 
 if __name__ == '__main__':

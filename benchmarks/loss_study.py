@@ -86,7 +86,7 @@ def _mean_spread(values):
 
 
 def table(results: dict, steps: int, seeds) -> str:
-  lines = [f'| data | loss | lr | head init | eval mean IoU | foreground IoU | s / run |',
+  lines = ['| data | loss | lr | head init | eval mean IoU | foreground IoU | s / run |',
            '| --- | --- | --- | --- | --- | --- | --- |']
   for cell, runs in results.items():
     lines.append(f'| {cell.dataset} | `{cell.loss}` | {cell.learning_rate:g} | {cell.head_init} | '

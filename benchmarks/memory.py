@@ -9,11 +9,9 @@ runs in one process). A streaming stage's growth stays flat as the data grows; o
 data in memory grows with it. The Trainer's steps do not depend on the data size.
 """
 import argparse
-import os
-import pathlib
-import platform
 import sys
 
+import report
 import whole_run
 
 BEAM_STAGES = ('ImportExampleGen', 'RecordValidator', 'StatisticsGen', 'Transform', 'Evaluator')
@@ -46,14 +44,8 @@ def main(argv=None) -> int:
   lines += ['', f'MiB of resident memory (the run and its child processes). Whole-run peak '
             f'{last}x / {first}x = {runs[last].peak_mib() / runs[first].peak_mib():.2f}. Data: '
             + ', '.join(f'{s}x = {whole_run.DEMO_TRAIN * s} train + {whole_run.DEMO_EVAL * s} '
-                        f'eval records ({runs[s].wall:.0f} s)' for s in scales) + '.',
-            f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores. Command: '
-            f'`python benchmarks/memory.py {" ".join(sys.argv[1:])}`'.rstrip()]
-  markdown = '\n'.join(lines)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+                        f'eval records ({runs[s].wall:.0f} s)' for s in scales) + '.']
+  return report.publish(lines, args.out, 'memory.py')
 
 
 if __name__ == '__main__':

@@ -11,8 +11,6 @@ rows measure the float32 model again (the target, mixed >= 2 x float32, is for G
 """
 import argparse
 import os
-import pathlib
-import platform
 import sys
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -21,6 +19,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf  # pylint: disable=wrong-import-position
 import tf_keras  # pylint: disable=wrong-import-position
 
+import report  # pylint: disable=wrong-import-position
 import steps  # pylint: disable=wrong-import-position
 from trainer import distribution, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
@@ -86,14 +85,8 @@ def main(argv=None) -> int:
   lines += ['', f'Target on a GPU: mixed_float16 >= {TARGET} x float32. Model: FCN '
             f'{args.image_size}x{args.image_size}x3, base filters {args.base_filters}, depth '
             f'{args.depth}, batch {args.batch_size}; median of {args.repeats} interleaved turns of '
-            f'{args.steps} steps after {args.warmup} untimed.',
-            f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {device}. Command: '
-            f'`python benchmarks/precision.py {" ".join(sys.argv[1:])}`'.rstrip()]
-  markdown = '\n'.join(lines)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+            f'{args.steps} steps after {args.warmup} untimed.']
+  return report.publish(lines, args.out, 'precision.py', device=f', {device}')
 
 
 if __name__ == '__main__':

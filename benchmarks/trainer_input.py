@@ -15,8 +15,6 @@ Prints images/s of each and its ratio to the limit (target: the Trainer's feed >
 """
 import argparse
 import os
-import pathlib
-import platform
 import sys
 import tempfile
 
@@ -27,6 +25,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 import tensorflow_transform as tft  # pylint: disable=wrong-import-position
 from tfx.types import artifact_utils  # pylint: disable=wrong-import-position
 
+import report  # pylint: disable=wrong-import-position
 import steps  # pylint: disable=wrong-import-position
 from iouseg import run_summary  # pylint: disable=wrong-import-position
 from trainer import data, task  # pylint: disable=wrong-import-position
@@ -97,15 +96,9 @@ def main(argv=None) -> int:
   lines += ['', f"Target: the Trainer's feed >= {TARGET} x in-memory. Model: the demo FCN "
             f'({config.image_size}x{config.image_size}x{config.channels}, base filters '
             f'{config.base_filters}, depth {config.depth}), batch {config.batch_size}; median of '
-            f'{args.repeats} interleaved turns of {args.steps} steps after {args.warmup} untimed.',
-            f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores, '
-            f'{"GPU" if tf.config.list_physical_devices("GPU") else "no GPU"}. Command: '
-            f'`python benchmarks/trainer_input.py {" ".join(sys.argv[1:])}`'.rstrip()]
-  markdown = '\n'.join(lines)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+            f'{args.repeats} interleaved turns of {args.steps} steps after {args.warmup} untimed.']
+  device = 'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'
+  return report.publish(lines, args.out, 'trainer_input.py', device=f', {device}')
 
 
 if __name__ == '__main__':

@@ -16,7 +16,6 @@ record once, with the Transform's own functions. Prints images/s and the ratios 
 import argparse
 import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 from tfx.orchestration.pipeline import RunOptions  # pylint: disable=wrong-import-position
 
 import demo_pipeline  # pylint: disable=wrong-import-position
+import report  # pylint: disable=wrong-import-position
 from iouseg import data_format  # pylint: disable=wrong-import-position
 from pipeline import beam_runners, local_runner  # pylint: disable=wrong-import-position
 from transform.config import TransformConfig  # pylint: disable=wrong-import-position
@@ -114,14 +114,8 @@ def main(argv=None) -> int:
             f'{args.eval_records} eval demo records ({size_mib:.0f} MiB of TFRecords, 96x96 PNG '
             f'in, 64x64 out). Start-up: the Transform seconds of a {small}-record run of the same '
             'setting (pipeline construction, preprocessing_fn tracing, worker processes); beyond '
-            'start-up = the extra records over the extra seconds of the large run.',
-            f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores. Command: '
-            f'`python benchmarks/transform_scaling.py {" ".join(sys.argv[1:])}`'.rstrip()]
-  markdown = '\n'.join(lines)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+            'start-up = the extra records over the extra seconds of the large run.']
+  return report.publish(lines, args.out, 'transform_scaling.py')
 
 
 if __name__ == '__main__':

@@ -13,8 +13,6 @@ IoU >= 0.8). `--scale` multiplies the demo set's record counts (benchmarks/memor
 import argparse
 import dataclasses
 import os
-import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +21,7 @@ import time
 
 import psutil
 
+import report
 from iouseg import run_summary
 
 WALL_TARGET_S = 180.0
@@ -104,8 +103,10 @@ def main(argv=None) -> int:
   lines = ['| component | seconds | share of wall time | peak memory (MiB) |',
            '| --- | --- | --- | --- |']
   seconds = {node: end - start for node, (start, end) in run.spans.items()}
+  # A component shorter than the sampling interval has no sample of its own: '-'.
   lines += [f'| {node} | {seconds[node]:.1f} | {seconds[node] / run.wall:.0%} | '
-            f'{run.peak_mib(*run.spans[node]):.0f} |' for node in run.spans]
+            f'{run.peak_mib(*run.spans[node]):.0f} |'.replace('| nan |', '| - |')
+            for node in run.spans]
   outside = run.wall - sum(seconds.values())
   lines.append(f'| outside components (start-up, imports, launcher, metadata) | {outside:.1f} | '
                f'{outside / run.wall:.0%} | |')
@@ -115,14 +116,8 @@ def main(argv=None) -> int:
             f'{MEAN_IOU_TARGET} (ratio {run.mean_iou / MEAN_IOU_TARGET:.2f}). Data: '
             f'{DEMO_TRAIN * args.scale} train + {DEMO_EVAL * args.scale} eval records. Memory: '
             'resident set of the run and its child processes, sampled every '
-            f'{SAMPLE_EVERY_S} s.',
-            f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores. Command: '
-            f'`python benchmarks/whole_run.py {" ".join(sys.argv[1:])}`'.rstrip()]
-  markdown = '\n'.join(lines)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+            f'{SAMPLE_EVERY_S} s.']
+  return report.publish(lines, args.out, 'whole_run.py')
 
 
 if __name__ == '__main__':

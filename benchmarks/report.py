@@ -1,0 +1,19 @@
+"""Shared by the benchmarks: the machine and the command under each table; print it and keep it."""
+import os
+import pathlib
+import platform
+import sys
+from typing import List, Optional
+
+
+def publish(lines: List[str], out: Optional[str], script: str, device: str = '') -> int:
+  """Appends the machine line (with `device`, e.g. ', no GPU') and the command that ran, prints the
+  markdown and writes it to `out` when given. Returns the exit status for `main`."""
+  command = ' '.join(['python', f'benchmarks/{script}'] + sys.argv[1:])
+  lines = lines + [f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores{device}. '
+                   f'Command: `{command}`']
+  markdown = '\n'.join(lines)
+  print(markdown)
+  if out:
+    pathlib.Path(out).write_text(markdown + '\n')
+  return 0
