@@ -6,7 +6,7 @@ Metadata, as `iouseg run` would record them.
 """
 import os
 
-from iouseg import demo_data, run_summary
+from iouseg import demo_data, mlmd_store
 from pipeline import beam_runners
 from pipeline import pipeline as pipeline_lib
 from trainer.config import TrainerConfig
@@ -32,6 +32,6 @@ def prepare(work: str, train_records: int, eval_records: int, pipeline_name: str
 
 def seconds(run_args: dict, node: str) -> float:
   """Seconds of `node`'s execution in the latest run."""
-  start, end = run_summary.component_spans(run_args['metadata_path'],
+  start, end = mlmd_store.component_spans(run_args['metadata_path'],
                                            run_args['pipeline_name'])[node]
   return end - start

@@ -27,7 +27,7 @@ from tfx.utils import path_utils  # pylint: disable=wrong-import-position
 
 import demo_pipeline  # pylint: disable=wrong-import-position
 import report  # pylint: disable=wrong-import-position
-from iouseg import run_summary  # pylint: disable=wrong-import-position
+from iouseg import mlmd_store, run_summary  # pylint: disable=wrong-import-position
 from pipeline import local_runner  # pylint: disable=wrong-import-position
 from trainer import decode, iou  # pylint: disable=wrong-import-position
 from transform import features  # pylint: disable=wrong-import-position
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     _, tfma_startup = evaluator_run(os.path.join(work, 'small'), args.small_records)
     run_args, tfma_seconds = evaluator_run(os.path.join(work, 'large'), args.eval_records)
     summary = run_summary.latest_run(run_args['metadata_path'], PIPELINE_NAME)
-    examples = run_summary.latest_outputs(run_args['metadata_path'], PIPELINE_NAME,
+    examples = mlmd_store.latest_outputs(run_args['metadata_path'], PIPELINE_NAME,
                                           'RecordValidator')['valid_examples']
     limit_startup, limit_seconds, limit_iou = predict_and_count(
         path_utils.serving_model_path(summary.model_uri),

@@ -27,7 +27,7 @@ from tfx.types import artifact_utils  # pylint: disable=wrong-import-position
 
 import report  # pylint: disable=wrong-import-position
 import steps  # pylint: disable=wrong-import-position
-from iouseg import run_summary  # pylint: disable=wrong-import-position
+from iouseg import mlmd_store  # pylint: disable=wrong-import-position
 from trainer import data, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
 
@@ -38,7 +38,7 @@ LIMIT = 'in-memory tensors (the limit)'
 
 def transform_outputs(metadata: str, pipeline_name: str):
   """(transformed examples artifact, transform graph uri) of the latest run's Transform."""
-  outputs = run_summary.latest_outputs(metadata, pipeline_name, 'Transform')
+  outputs = mlmd_store.latest_outputs(metadata, pipeline_name, 'Transform')
   return outputs['transformed_examples'][0], outputs['transform_graph'][0].uri
 
 

@@ -22,7 +22,7 @@ import time
 import psutil
 
 import report
-from iouseg import run_summary
+from iouseg import mlmd_store, run_summary
 
 WALL_TARGET_S = 180.0
 MEAN_IOU_TARGET = 0.8
@@ -88,7 +88,7 @@ def run_demo(scale: int = 1, run_flags=()) -> WholeRun:
     if returncode:
       raise RuntimeError(f'iouseg run failed with exit status {returncode}')
     summary = run_summary.latest_run(paths['metadata'], 'iouseg')
-    return WholeRun(wall, run_summary.component_spans(paths['metadata'], 'iouseg'), samples,
+    return WholeRun(wall, mlmd_store.component_spans(paths['metadata'], 'iouseg'), samples,
                     summary.candidate_metrics.get('mean_iou', float('nan')))
 
 

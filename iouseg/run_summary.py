@@ -10,15 +10,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow_model_analysis as tfma
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.slicer import slicer_lib
 from tensorflow_model_analysis.writers import eval_config_writer
 
 from components import dedup_pusher, iou_metric
+from iouseg import mlmd_store
 
-_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
-_INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 OVERALL = 'overall'
 CANDIDATE, BASELINE = 'candidate', 'baseline'
 # The key of a model in a TFMA output without a baseline.
@@ -49,34 +47,9 @@ class RunSummary:
   model_run_uri: Optional[str] = None  # the Trainer's TensorBoard logs
 
 
-def open_store(metadata_path: str) -> metadata_store.MetadataStore:
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  return metadata_store.MetadataStore(config)
-
-
-def node_id(store, execution) -> str:
-  for context in store.get_contexts_by_execution(execution.id):
-    if store.get_context_types_by_id([context.type_id])[0].name == 'node':
-      return context.name.split('.', 1)[-1]
-  return execution.type
-
-
 def _state_name(execution) -> str:
   state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
   return {'COMPLETE': 'executed', 'CACHED': 'cached'}.get(state, state.lower())
-
-
-def _artifacts(store, execution, event_types) -> Dict[str, list]:
-  """Input or output artifacts of `execution` by key ('model', 'evaluation', ...)."""
-  events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
-  artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-  by_key = {}
-  for event in events:
-    key = event.path.steps[0].key if event.path.steps else ''
-    by_key.setdefault(key, []).append(artifacts[event.artifact_id])
-  return by_key
 
 
 def _uri(artifacts: Dict[str, list], key: str) -> Optional[str]:
@@ -220,21 +193,18 @@ def _read_evaluator(summary: RunSummary, inputs: Dict[str, list], outputs: Dict[
 
 def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   """The summary of the most recent run of `pipeline_name` recorded in the SQLite store."""
-  store = open_store(metadata_path)
-  runs = [c for c in store.get_contexts_by_type('pipeline_run')
-          if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))]
-  if not runs:
-    raise LookupError(f'no run of pipeline {pipeline_name!r} in {metadata_path}')
-  run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+  store = mlmd_store.open_store(metadata_path)
+  run = mlmd_store.latest_run_context(store, metadata_path, pipeline_name)
   summary = RunSummary(run.name, {}, {}, {}, None, [], False, None, False)
   for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-    node = node_id(store, execution)
+    node = mlmd_store.node_id(store, execution)
     summary.component_states[node] = _state_name(execution)
-    outputs = _artifacts(store, execution, _OUTPUT_EVENTS)
+    outputs = mlmd_store.artifacts(store, execution, mlmd_store.OUTPUT_EVENTS)
     if node == 'Trainer' and outputs.get('model_run'):
       summary.model_run_uri = _uri(outputs, 'model_run')
     if node == 'Evaluator' and outputs.get('evaluation'):
-      _read_evaluator(summary, _artifacts(store, execution, _INPUT_EVENTS), outputs)
+      _read_evaluator(summary, mlmd_store.artifacts(store, execution, mlmd_store.INPUT_EVENTS),
+                      outputs)
     if node == 'Pusher' and outputs.get('pushed_model'):
       pushed = outputs['pushed_model'][0]
       summary.pushed = bool(_int_property(pushed, 'pushed'))
@@ -243,43 +213,18 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   return summary
 
 
-def component_spans(metadata_path: str, pipeline_name: str) -> Dict[str, tuple]:
-  """{node id: (start, end) in seconds since the epoch} of each execution of the latest run: from its
-  creation in MLMD to its last update (the launcher's record of the component finishing)."""
-  store = open_store(metadata_path)
-  run_id = latest_run(metadata_path, pipeline_name).run_id
-  run = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == run_id][0]
-  return {node_id(store, e): (e.create_time_since_epoch / 1e3, e.last_update_time_since_epoch / 1e3)
-          for e in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)}
-
-
-def latest_outputs(metadata_path: str, pipeline_name: str, node: str) -> Dict[str, list]:
-  """The output artifacts (TFX `Artifact`s, by key) of `node` in the latest run of the pipeline, for
-  tools that read a component's outputs directly (the benchmarks)."""
-  from tfx.types import artifact_utils  # pylint: disable=g-import-not-at-top
-  store = open_store(metadata_path)
-  run_id = latest_run(metadata_path, pipeline_name).run_id
-  run = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == run_id][0]
-  for execution in store.get_executions_by_context(run.id):
-    if node_id(store, execution) == node:
-      outputs = _artifacts(store, execution, _OUTPUT_EVENTS)
-      return {key: [artifact_utils.deserialize_artifact(
-          store.get_artifact_types_by_id([a.type_id])[0], a) for a in artifacts]
-              for key, artifacts in outputs.items()}
-  raise LookupError(f'no {node} execution in run {run_id} of {metadata_path}')
-
-
 def evaluation_uris(metadata_path: str, pipeline_name: str) -> List[str]:
   """Every TFMA output the pipeline's Evaluator wrote, oldest first (a cached Evaluator reuses an
   earlier one: each appears once)."""
-  store = open_store(metadata_path)
+  store = mlmd_store.open_store(metadata_path)
   pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
   if pipeline is None:
     raise LookupError(f'no pipeline {pipeline_name!r} in {metadata_path}')
   evaluations = {}
   for execution in store.get_executions_by_context(pipeline.id):
-    if node_id(store, execution) == 'Evaluator':
-      for artifact in _artifacts(store, execution, _OUTPUT_EVENTS).get('evaluation', []):
+    if mlmd_store.node_id(store, execution) == 'Evaluator':
+      for artifact in mlmd_store.artifacts(store, execution,
+                                           mlmd_store.OUTPUT_EVENTS).get('evaluation', []):
         evaluations[artifact.id] = artifact.uri
   return [evaluations[k] for k in sorted(evaluations)]
 

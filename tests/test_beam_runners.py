@@ -15,11 +15,10 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.statistics_gen import executor as statistics_executor
 from tfx.components.transform import executor as transform_executor
 from tfx.dsl.components.base import base_beam_executor
-from tfx.types import artifact_utils
 
 from ml_metadata.proto import metadata_store_pb2
 
-from iouseg import run_summary
+from iouseg import mlmd_store, run_summary
 from pipeline import beam_runners, local_runner
 from trainer.config import TrainerConfig
 from transform import features
@@ -44,23 +43,12 @@ def in_memory_run(tiny_demo_data, tmp_path_factory):
   return metadata
 
 
-def _artifacts(store, execution, event_types):
-  events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
-  by_key = {}
-  for event in events:
-    artifact = store.get_artifacts_by_id([event.artifact_id])[0]
-    artifact_type = store.get_artifact_types_by_id([artifact.type_id])[0]
-    by_key.setdefault(event.path.steps[0].key, []).append(
-        artifact_utils.deserialize_artifact(artifact_type, artifact))
-  return by_key
-
-
 def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:
   """Runs `node`'s executor again with its recorded inputs and settings; returns its new outputs."""
-  store = run_summary.open_store(metadata)
-  execution, = [e for e in store.get_executions() if run_summary.node_id(store, e) == node]
-  inputs = _artifacts(store, execution, (metadata_store_pb2.Event.INPUT,))
-  outputs = _artifacts(store, execution, (metadata_store_pb2.Event.OUTPUT,))
+  store = mlmd_store.open_store(metadata)
+  execution, = [e for e in store.get_executions() if mlmd_store.node_id(store, e) == node]
+  inputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.INPUT,))
+  outputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.OUTPUT,))
   for key, artifacts in outputs.items():
     for i, artifact in enumerate(artifacts):
       artifact.uri = os.path.join(out_dir, node, key, str(i))
@@ -100,9 +88,9 @@ def _metrics(evaluation_artifact):
 @pytest.mark.parametrize('runner', OTHER_RUNNERS)
 def test_same_results_on_every_local_runner(in_memory_run, runner, tmp_path):
   args = beam_runners.beam_args(runner, workers=2)
-  store = run_summary.open_store(in_memory_run)
-  original = {node: _artifacts(store, e, (metadata_store_pb2.Event.OUTPUT,))
-              for e in store.get_executions() for node in [run_summary.node_id(store, e)]
+  store = mlmd_store.open_store(in_memory_run)
+  original = {node: mlmd_store.tfx_artifacts(store, e, (metadata_store_pb2.Event.OUTPUT,))
+              for e in store.get_executions() for node in [mlmd_store.node_id(store, e)]
               if node in EXECUTORS}
 
   statistics = rerun(in_memory_run, 'StatisticsGen', args, str(tmp_path))['statistics'][0]

@@ -17,7 +17,7 @@ import tensorflow_transform as tft
 from PIL import Image
 from tfx.types import artifact_utils
 
-from iouseg import cli, data_format, predict, run_summary
+from iouseg import cli, data_format, mlmd_store, predict, run_summary
 from pipeline import local_runner
 from trainer import data, decode, iou
 from trainer.config import TrainerConfig
@@ -125,7 +125,7 @@ def test_tfma_mean_iou_equals_numpy_on_the_models_own_predictions(runs, tiny_dem
 def test_cached_training_feed_reads_the_same_examples_as_the_tfrecords(runs):
   """The Trainer keeps a split that fits `cache_mib` in memory after its first pass; over several
   epochs it must hand the model exactly what re-reading the transformed TFRecords does."""
-  outputs = run_summary.latest_outputs(runs['paths']['metadata'], NAME, 'Transform')
+  outputs = mlmd_store.latest_outputs(runs['paths']['metadata'], NAME, 'Transform')
   examples = outputs['transformed_examples']
   tf_transform_output = tft.TFTransformOutput(outputs['transform_graph'][0].uri)
   pattern = [os.path.join(artifact_utils.get_split_uri(examples, 'train'), '*')]
