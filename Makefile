@@ -46,7 +46,7 @@ $(CHROMIUM):
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest tests
 
-# Every benchmark of the README's Performance section, each writing its table to benchmarks/results/
+# Every benchmark of docs/performance.md, each writing its table to benchmarks/results/
 # (about 30 minutes on 2 cores). trainer_input reads the demo run's transformed data. On a CPU the
 # precision benchmark times the demo model; on a GPU run it without flags (a GPU-sized model).
 RESULTS := benchmarks/results

@@ -1,17 +1,27 @@
 """iouseg: a TFX pipeline that trains FCN segmentation models on the soft IoU loss."""
+import pathlib
+
 import setuptools
+
+# One list of direct dependencies, requirements.in (pinned with everything below it in
+# requirements.lock, which `make install` installs with --no-deps); what follows its '# tests:' line
+# is the `test` extra.
+_REQUIREMENTS = (pathlib.Path(__file__).parent / 'requirements.in').read_text().split('\n# tests:')
+
+
+def _names(text: str) -> list:
+  return [line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith('#')]
+
 
 setuptools.setup(
     name='iouseg',
     version='0.1.0',
     description='TFX pipeline for semantic segmentation trained on the soft IoU loss',
-    python_requires='>=3.9,<3.11',
+    python_requires='>=3.10,<3.11',  # the code uses `X | None`; TFX 1.16's wheels stop at 3.10
     packages=setuptools.find_packages(include=['iouseg', 'iouseg.*', 'pipeline', 'pipeline.*',
                                                'components', 'components.*', 'trainer', 'trainer.*',
                                                'transform', 'transform.*', 'kubeflow', 'kubeflow.*']),
-    # Pinned versions live in requirements.lock (installed with --no-deps); these are the direct needs.
-    install_requires=['tfx==1.16.0', 'tensorflow==2.16.2', 'tensorflow-transform==1.16.0',
-                      'tensorflow-model-analysis==0.47.1', 'apache-beam[gcp]==2.61.0',
-                      'tf-keras==2.16.0', 'kfp==2.5.0', 'pillow', 'matplotlib'],
+    install_requires=_names(_REQUIREMENTS[0]),
+    extras_require={'test': _names(_REQUIREMENTS[1])},
     entry_points={'console_scripts': ['iouseg=iouseg.cli:main']},
 )

@@ -17,8 +17,7 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
@@ -26,7 +25,7 @@ from tfx.types import artifact_utils  # pylint: disable=wrong-import-position
 from tfx.utils import path_utils  # pylint: disable=wrong-import-position
 
 import demo_pipeline  # pylint: disable=wrong-import-position
-import report  # pylint: disable=wrong-import-position
+import report_table  # pylint: disable=wrong-import-position
 from iouseg import mlmd_store, run_summary  # pylint: disable=wrong-import-position
 from pipeline import local_runner  # pylint: disable=wrong-import-position
 from trainer import decode, iou  # pylint: disable=wrong-import-position
@@ -90,7 +89,7 @@ def main(argv=None) -> int:
             f'the whole run, {limit_rate / tfma_rate:.2f} beyond start-up). Data: {args.eval_records} '
             f'eval demo records. TFMA start-up: the Evaluator of a {args.small_records}-record run; '
             f"the limit's: loading the model and its first batch of {BATCH_SIZE}."]
-  return report.publish(lines, args.out, 'evaluation.py')
+  return report_table.publish(lines, args.out, 'evaluation.py')
 
 
 if __name__ == '__main__':

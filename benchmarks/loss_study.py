@@ -18,8 +18,7 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
@@ -30,7 +29,7 @@ from trainer import decode, in_memory, iou, task  # pylint: disable=wrong-import
 from trainer.config import LOSS_NAMES, TrainerConfig  # pylint: disable=wrong-import-position
 from transform.config import TransformConfig  # pylint: disable=wrong-import-position
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'data' / 'samples'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +48,7 @@ def prepare(dataset: str, workdir: str):
     config = TransformConfig(image_size=64, channels=3, num_classes=demo_data.NUM_CLASSES)
   elif dataset == 'nuclei':
     root = os.path.join(workdir, 'nuclei')
-    converters.convert(SHARED_DATA / 'nuclei', root, num_classes=2, strict=True)
+    converters.convert(SAMPLES / 'nuclei', root, num_classes=2, strict=True)
     # The 128x128 tiles at 64x64: nuclei stay several pixels wide, and a step costs what a demo step does.
     config = TransformConfig(image_size=64, channels=1, num_classes=2)
   else:

@@ -11,7 +11,7 @@ data in memory grows with it. The Trainer's steps do not depend on the data size
 import argparse
 import sys
 
-import report
+import report_table
 import whole_run
 
 BEAM_STAGES = ('ImportExampleGen', 'RecordValidator', 'StatisticsGen', 'Transform', 'Evaluator')
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
             f'{last}x / {first}x = {runs[last].peak_mib() / runs[first].peak_mib():.2f}. Data: '
             + ', '.join(f'{s}x = {whole_run.DEMO_TRAIN * s} train + {whole_run.DEMO_EVAL * s} '
                         f'eval records ({runs[s].wall:.0f} s)' for s in scales) + '.']
-  return report.publish(lines, args.out, 'memory.py')
+  return report_table.publish(lines, args.out, 'memory.py')
 
 
 if __name__ == '__main__':

@@ -10,16 +10,14 @@ says what ran: `mixed_precision` falls back to float32 where no GPU is visible, 
 rows measure the float32 model again (the target, mixed >= 2 x float32, is for GPUs).
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import tensorflow as tf  # pylint: disable=wrong-import-position
 import tf_keras  # pylint: disable=wrong-import-position
 
-import report  # pylint: disable=wrong-import-position
+import report_table  # pylint: disable=wrong-import-position
 import steps  # pylint: disable=wrong-import-position
 from trainer import distribution, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
@@ -86,7 +84,7 @@ def main(argv=None) -> int:
             f'{args.image_size}x{args.image_size}x3, base filters {args.base_filters}, depth '
             f'{args.depth}, batch {args.batch_size}; median of {args.repeats} interleaved turns of '
             f'{args.steps} steps after {args.warmup} untimed.']
-  return report.publish(lines, args.out, 'precision.py', device=f', {device}')
+  return report_table.publish(lines, args.out, 'precision.py', device=f', {device}')
 
 
 if __name__ == '__main__':

@@ -21,14 +21,13 @@ import tempfile
 import time
 import zlib
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import tensorflow as tf  # pylint: disable=wrong-import-position
 import tensorflow_transform as tft  # pylint: disable=wrong-import-position
 from tfx.types import artifact_utils  # pylint: disable=wrong-import-position
 
-import report  # pylint: disable=wrong-import-position
+import report_table  # pylint: disable=wrong-import-position
 import steps  # pylint: disable=wrong-import-position
 from iouseg import mlmd_store  # pylint: disable=wrong-import-position
 from trainer import data, task  # pylint: disable=wrong-import-position
@@ -117,7 +116,7 @@ def main(argv=None) -> int:
             f'GZIP: a transformed train example is {raw_kb:.0f} KB, {gzip_kb:.0f} KB compressed '
             f'({raw_kb / gzip_kb:.1f} x smaller); compressing costs {gzip_ms:.2f} ms per record.']
   device = 'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'
-  return report.publish(lines, args.out, 'trainer_input.py', device=f', {device}')
+  return report_table.publish(lines, args.out, 'trainer_input.py', device=f', {device}')
 
 
 if __name__ == '__main__':

@@ -20,15 +20,14 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import tensorflow as tf  # pylint: disable=wrong-import-position
 from tfx.orchestration.pipeline import RunOptions  # pylint: disable=wrong-import-position
 
 import demo_pipeline  # pylint: disable=wrong-import-position
-import report  # pylint: disable=wrong-import-position
-from iouseg import data_format  # pylint: disable=wrong-import-position
+import report_table  # pylint: disable=wrong-import-position
+from transform import data_format  # pylint: disable=wrong-import-position
 from pipeline import beam_runners, local_runner  # pylint: disable=wrong-import-position
 from transform.config import TransformConfig  # pylint: disable=wrong-import-position
 from transform.preprocessing import decode_image, decode_mask  # pylint: disable=wrong-import-position
@@ -40,8 +39,7 @@ LOOP_TARGET = 0.5
 
 def plain_loop_images_per_second(file_pattern: str, config: TransformConfig) -> float:
   """Parse, decode and resize every record in one tf.data pipeline pinned to one thread."""
-  spec = {data_format.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
-          data_format.MASK_ENCODED: tf.io.FixedLenFeature([], tf.string)}
+  spec = data_format.raw_feature_spec((data_format.IMAGE_ENCODED, data_format.MASK_ENCODED))
 
   def decode(serialized):
     raw = tf.io.parse_single_example(serialized, spec)
@@ -115,7 +113,7 @@ def main(argv=None) -> int:
             f'in, 64x64 out). Start-up: the Transform seconds of a {small}-record run of the same '
             'setting (pipeline construction, preprocessing_fn tracing, worker processes); beyond '
             'start-up = the extra records over the extra seconds of the large run.']
-  return report.publish(lines, args.out, 'transform_scaling.py')
+  return report_table.publish(lines, args.out, 'transform_scaling.py')
 
 
 if __name__ == '__main__':

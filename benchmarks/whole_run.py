@@ -21,7 +21,7 @@ import time
 
 import psutil
 
-import report
+import report_table
 from iouseg import mlmd_store, run_summary
 
 WALL_TARGET_S = 180.0
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             f'{DEMO_TRAIN * args.scale} train + {DEMO_EVAL * args.scale} eval records. Memory: '
             'resident set of the run and its child processes, sampled every '
             f'{SAMPLE_EVERY_S} s.']
-  return report.publish(lines, args.out, 'whole_run.py')
+  return report_table.publish(lines, args.out, 'whole_run.py')
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from iouseg import data_format
+from transform import data_format
 
 # Where ExampleValidator (TFX 1.16) writes each split's anomalies inside its artifact.
 _ANOMALIES_FILE = 'SchemaDiff.pb'

@@ -9,7 +9,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from iouseg import data_format
+from transform import data_format
 
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle')
 NUM_CLASSES = len(CLASS_NAMES)

@@ -5,7 +5,7 @@ from typing import Iterator, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from iouseg import data_format
+from transform import data_format
 
 
 def resolve_saved_model(path: str) -> str:

@@ -1,7 +1,7 @@
 """Beam pipeline arguments for every Beam-based component, by runner name.
 
 Local runners are chosen by name; cluster runners (Dataflow, Flink, Spark) need their own endpoints,
-so their argument sets are templates the user completes and passes with --beam-arg (see README).
+so their argument sets are templates the user completes and passes with --beam-arg (see docs/scaling.md).
 """
 from typing import List
 

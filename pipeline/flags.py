@@ -8,42 +8,30 @@ import argparse
 import dataclasses
 from typing import Optional
 
-from iouseg.data_format import DEFAULT_IGNORE_LABEL
 from pipeline import beam_runners
-from trainer.config import LOSS_NAMES, TrainerConfig
+from trainer.config import TrainerConfig
 from transform.config import TransformConfig
 
-# Where the CLI can list the valid values; the dataclasses validate the rest themselves.
-_CHOICES = {'loss': LOSS_NAMES, 'channels': (1, 3), 'head_init': ('zeros', 'prior'),
-            'distribution': ('mirrored', 'multi_worker')}
-_HELP = {
-    'num_classes': 'classes including background (class 0)',
-    'image_size': 'model input height and width; Transform resizes to it',
-    'channels': 'image channels after Transform',
-    'loss': 'training loss (see README)',
-    'epochs': 'the train steps are spread over this many epochs',
-    'mixed_precision': 'mixed_float16 with loss scaling when a GPU is visible',
-    'jit_compile': 'XLA-compile the training step',
-    'cache_mib': 'keep each decoded split in memory after its first pass when it fits in this '
-                 'many MiB; 0 never',
-    'distribution': 'tf.distribute strategy: all local GPUs, or several workers from TF_CONFIG',
-    'head_init': "initial sigmoid bias: 0 for every class, or each class's pixel frequency",
-}
+
+def _config_fields():
+  """TrainerConfig's fields, then TransformConfig's own (the shared ones are the same settings)."""
+  trainer_fields = dataclasses.fields(TrainerConfig)
+  names = {f.name for f in trainer_fields}
+  return list(trainer_fields) + [f for f in dataclasses.fields(TransformConfig) if f.name not in names]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+  """One flag per config field, with the field's own help, default and choices."""
   group = parser.add_argument_group('model settings (TrainerConfig and TransformConfig fields)')
-  for field in dataclasses.fields(TrainerConfig):
+  for field in _config_fields():
     flag = '--' + field.name.replace('_', '-')
-    help_text = _HELP.get(field.name, f'TrainerConfig.{field.name}')
+    help_text = field.metadata['help']
     if isinstance(field.default, bool):
       group.add_argument(flag, action='store_true', help=help_text)
     else:
       group.add_argument(flag, type=type(field.default), default=field.default,
-                         choices=_CHOICES.get(field.name),
+                         choices=field.metadata.get('choices'),
                          help=f'{help_text} (default: %(default)s)')
-  group.add_argument('--ignore-label', type=int, default=DEFAULT_IGNORE_LABEL,
-                     help='mask value left out of loss and metrics (default: %(default)s)')
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser,
@@ -84,7 +72,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser,
                       help='processes of --beam-runner multi_processing (default: %(default)s)')
   parser.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                       help='extra Beam argument, repeatable; with a cluster runner\'s arguments '
-                      '(README: Dataflow, Flink, Spark) it overrides --beam-runner')
+                      '(docs/scaling.md: Dataflow, Flink, Spark) it overrides --beam-runner')
   parser.add_argument('--no-cache', action='store_true', help='re-execute every component')
   parser.add_argument('--max-bad-fraction', type=float, default=0.0,
                       help='fail the run when a larger share of a split is bad records; they are '

@@ -1,15 +1,59 @@
-"""Shared test set-up: Keras 2 before TensorFlow loads, and small data sets built once per session."""
+"""Shared test set-up: Keras 2 before TensorFlow loads, the repository's sample data, small data
+sets built once per session, and the helpers several test files use (import them from `conftest`)."""
 import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import io  # pylint: disable=wrong-import-position
 import pathlib  # pylint: disable=wrong-import-position
 
 import pytest  # pylint: disable=wrong-import-position
+from PIL import Image  # pylint: disable=wrong-import-position
 
-# CI clones the repo next to a copy of shared/; so does every developer checkout.
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Real image/mask samples shipped with the repository (licences in their README).
+SAMPLES = REPO / 'data' / 'samples'
+
+# A model that trains on 32 px in seconds: enough to check wiring, blessing and export.
+TINY_SIZE, TINY_CLASSES = 32, 4
+TINY_MODEL = dict(image_size=TINY_SIZE, num_classes=TINY_CLASSES, base_filters=8, depth=2,
+                  batch_size=8, epochs=2)
+
+
+def tiny_model_flags(**overrides) -> list:
+  """TINY_MODEL (with `overrides`) as `iouseg run` / `compile-kubeflow` flags."""
+  return [item for name, value in {**TINY_MODEL, **overrides}.items()
+          for item in ('--' + name.replace('_', '-'), str(value))]
+
+
+def run_tiny_pipeline(base: pathlib.Path, data_root, name: str, *, train_steps: int,
+                      min_mean_iou: float = 0.0, eval_steps: int = 1, trainer_overrides=None,
+                      **pipeline_args) -> str:
+  """One `local_runner.run` of the tiny model with its outputs under `base` (pipeline root `root`,
+  serving dir `serving`, ML Metadata `metadata.sqlite`); returns the metadata path."""
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
+  from transform.config import TransformConfig  # pylint: disable=g-import-not-at-top
+  model = {**TINY_MODEL, **(trainer_overrides or {})}
+  metadata = str(base / 'metadata.sqlite')
+  local_runner.run(
+      metadata_path=metadata, pipeline_name=name, pipeline_root=str(base / 'root'),
+      data_root=str(data_root), serving_model_dir=str(base / 'serving'),
+      transform_config=TransformConfig(model['image_size'], 3, model['num_classes']),
+      trainer_config=TrainerConfig(**model), train_steps=train_steps, eval_steps=eval_steps,
+      min_mean_iou=min_mean_iou, split_patterns=local_runner.split_patterns_for(str(data_root)),
+      **pipeline_args)
+  return metadata
+
+
+def encoded(image, image_format: str = 'PNG') -> bytes:
+  """PNG or JPEG bytes of a PIL image or an array (HxW or HxWxC; its dtype decides the bit depth)."""
+  if not isinstance(image, Image.Image):
+    image = Image.fromarray(image)
+  buffer = io.BytesIO()
+  image.save(buffer, format=image_format)
+  return buffer.getvalue()
 
 
 @pytest.fixture(scope='session')

@@ -1,16 +1,12 @@
 """Eval data unlike the train split stops the pipeline before Transform, naming the anomaly."""
-import io
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from components.anomaly_gate import DataAnomaliesError
-from iouseg import data_format, demo_data, run_summary
-from pipeline import local_runner
-from trainer.config import TrainerConfig
-from transform.config import TransformConfig
+from conftest import encoded, run_tiny_pipeline
+from iouseg import demo_data, run_summary
+from transform import data_format
 
 
 def _write_jpeg_eval_split(path, count=4):
@@ -18,9 +14,7 @@ def _write_jpeg_eval_split(path, count=4):
   with tf.io.TFRecordWriter(path) as writer:
     for i in range(count):
       image, mask = demo_data.make_pair(rng, 48, data_format.DEFAULT_IGNORE_LABEL)
-      buf = io.BytesIO()
-      Image.fromarray(image).save(buf, format='JPEG')
-      writer.write(data_format.make_example(buf.getvalue(), 'jpeg', 48, 48, 3, f'eval/{i}.jpg',
+      writer.write(data_format.make_example(encoded(image, 'JPEG'), 'jpeg', 48, 48, 3, f'eval/{i}.jpg',
                                             data_format.encode_png(mask)).SerializeToString())
 
 
@@ -33,12 +27,7 @@ def test_new_image_format_in_eval_stops_the_run_before_transform(tmp_path):
   _write_jpeg_eval_split(str(data / 'eval' / 'demo.tfrecord'))
   metadata = str(tmp_path / 'metadata.sqlite')
   with pytest.raises(Exception) as failure:
-    local_runner.run(
-        metadata_path=metadata, pipeline_name='anomalies', pipeline_root=str(tmp_path / 'root'),
-        data_root=str(data), serving_model_dir=str(tmp_path / 'serving'),
-        transform_config=TransformConfig(32, 3, 4), trainer_config=TrainerConfig(image_size=32),
-        train_steps=1, eval_steps=1, min_mean_iou=0.0,
-        split_patterns=local_runner.split_patterns_for(str(data)))
+    run_tiny_pipeline(tmp_path, data, 'anomalies', train_steps=1)
   chain, error = [], failure.value
   while error is not None:
     chain.append(error)

@@ -18,11 +18,10 @@ from tfx.dsl.components.base import base_beam_executor
 
 from ml_metadata.proto import metadata_store_pb2
 
+from conftest import run_tiny_pipeline
 from iouseg import mlmd_store, run_summary
-from pipeline import beam_runners, local_runner
-from trainer.config import TrainerConfig
+from pipeline import beam_runners
 from transform import features
-from transform.config import TransformConfig
 
 EXECUTORS = {'StatisticsGen': statistics_executor.Executor, 'Transform': transform_executor.Executor,
              'Evaluator': evaluator_executor.Executor}
@@ -32,15 +31,9 @@ OTHER_RUNNERS = ('multi_processing', 'portable')
 @pytest.fixture(scope='module')
 def in_memory_run(tiny_demo_data, tmp_path_factory):
   base = tmp_path_factory.mktemp('beam')
-  metadata = str(base / 'metadata.sqlite')
-  local_runner.run(
-      metadata_path=metadata, beam_pipeline_args=beam_runners.beam_args('in_memory'),
-      pipeline_name='beam', pipeline_root=str(base / 'root'), data_root=str(tiny_demo_data),
-      serving_model_dir=str(base / 'serving'), transform_config=TransformConfig(32, 3, 4),
-      trainer_config=TrainerConfig(image_size=32, base_filters=8, depth=2, batch_size=8, epochs=1),
-      train_steps=5, eval_steps=1, min_mean_iou=0.0,
-      split_patterns=local_runner.split_patterns_for(str(tiny_demo_data)))
-  return metadata
+  return run_tiny_pipeline(base, tiny_demo_data, 'beam', train_steps=5,
+                           trainer_overrides={'epochs': 1},
+                           beam_pipeline_args=beam_runners.beam_args('in_memory'))
 
 
 def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:

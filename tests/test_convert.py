@@ -1,4 +1,4 @@
-"""`iouseg convert` on the real samples in shared/data and on a corpus of broken files built here."""
+"""`iouseg convert` on the real samples in data/samples and on a corpus of broken files built here."""
 import argparse
 import io
 import json
@@ -12,12 +12,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from iouseg import data_format
+from conftest import SAMPLES, encoded
 from iouseg.converters import ConversionError, add_arguments, convert, main
+from transform import data_format
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
-NUCLEI = SHARED_DATA / 'nuclei'
-VOC_SAMPLE = SHARED_DATA / 'voc-sample'
+NUCLEI = SAMPLES / 'nuclei'
+VOC_SAMPLE = SAMPLES / 'voc-sample'
 VOC_ID = '2011_000000'
 
 
@@ -52,21 +52,9 @@ def by_filename(records: list) -> dict:
   return {record[data_format.IMAGE_FILENAME].decode(): record for record in records}
 
 
-def png_bytes(image: Image.Image) -> bytes:
-  buffer = io.BytesIO()
-  image.save(buffer, format='PNG')
-  return buffer.getvalue()
-
-
-def jpeg_bytes(image: Image.Image) -> bytes:
-  buffer = io.BytesIO()
-  image.save(buffer, format='JPEG')
-  return buffer.getvalue()
-
-
 def png_declaring_size(width: int, height: int) -> bytes:
   """A valid-looking 1x1 grayscale PNG whose header claims width x height (a decompression bomb)."""
-  data = bytearray(png_bytes(Image.new('L', (1, 1))))
+  data = bytearray(encoded(Image.new('L', (1, 1))))
   data[16:24] = struct.pack('>II', width, height)  # IHDR payload starts after signature, length, type.
   data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))  # Pillow checks the IHDR CRC.
   return bytes(data)
@@ -214,26 +202,26 @@ def build_broken_corpus(root: Path) -> dict:
   rng = np.random.default_rng(0)
   noise = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
   class_ids = np.array([[0, 1, 255, 1]] * 8 * 2, np.uint8).reshape(8, 8)
-  good_mask = png_bytes(Image.fromarray(class_ids))
+  good_mask = encoded(Image.fromarray(class_ids))
   files = {
-      'images/good.png': png_bytes(Image.new('L', (8, 8), 100)),
-      'images/rgba.png': png_bytes(Image.new('RGBA', (8, 8), (10, 20, 30, 128))),
-      'images/truncated_png.png': png_bytes(noise)[:1500],
-      'images/truncated_jpeg.jpg': jpeg_bytes(noise)[:600],
+      'images/good.png': encoded(Image.new('L', (8, 8), 100)),
+      'images/rgba.png': encoded(Image.new('RGBA', (8, 8), (10, 20, 30, 128))),
+      'images/truncated_png.png': encoded(noise)[:1500],
+      'images/truncated_jpeg.jpg': encoded(noise, 'JPEG')[:600],
       'images/random_bytes.png': rng.bytes(700),
       'images/zero_size.png': b'',
-      'images/wrong_size.png': png_bytes(Image.new('L', (8, 8))),
-      'masks/wrong_size.png': png_bytes(Image.new('L', (8, 6))),
-      'images/out_of_range.png': png_bytes(Image.new('L', (8, 8))),
-      'masks/out_of_range.png': png_bytes(Image.fromarray(np.where(class_ids == 1, 7, class_ids))),
-      'images/sixteen_bit.png': png_bytes(Image.fromarray(np.full((8, 8), 40000, np.uint16))),
-      'images/rgb_mask.png': png_bytes(Image.new('RGB', (8, 8))),
-      'masks/rgb_mask.png': png_bytes(Image.new('RGB', (8, 8), (128, 0, 0))),
-      'images/image_only.png': png_bytes(Image.new('L', (8, 8))),
+      'images/wrong_size.png': encoded(Image.new('L', (8, 8))),
+      'masks/wrong_size.png': encoded(Image.new('L', (8, 6))),
+      'images/out_of_range.png': encoded(Image.new('L', (8, 8))),
+      'masks/out_of_range.png': encoded(Image.fromarray(np.where(class_ids == 1, 7, class_ids))),
+      'images/sixteen_bit.png': encoded(Image.fromarray(np.full((8, 8), 40000, np.uint16))),
+      'images/rgb_mask.png': encoded(Image.new('RGB', (8, 8))),
+      'masks/rgb_mask.png': encoded(Image.new('RGB', (8, 8), (128, 0, 0))),
+      'images/image_only.png': encoded(Image.new('L', (8, 8))),
       'masks/mask_only.png': good_mask,
       # Two images for one mask: writing either would hide the other, so neither is written.
-      'images/twins.png': png_bytes(Image.new('L', (8, 8))),
-      'images/twins.jpg': jpeg_bytes(Image.new('L', (8, 8))),
+      'images/twins.png': encoded(Image.new('L', (8, 8))),
+      'images/twins.jpg': encoded(Image.new('L', (8, 8)), 'JPEG'),
       # Above twice Pillow's limit it raises; between the limit and twice it only warns.
       'images/bomb_error.png': png_declaring_size(20_000, 20_000),
       'images/bomb_warning.png': png_declaring_size(10_000, 10_000),
@@ -302,7 +290,7 @@ def test_nothing_valid_is_a_failure_with_no_output(tmp_path):
   (corpus / 'images').mkdir(parents=True)
   (corpus / 'masks').mkdir()
   (corpus / 'images' / 'a.png').write_bytes(b'')
-  (corpus / 'masks' / 'a.png').write_bytes(png_bytes(Image.new('L', (4, 4))))
+  (corpus / 'masks' / 'a.png').write_bytes(encoded(Image.new('L', (4, 4))))
 
   assert run_cli('--input', corpus, '--output', tmp_path / 'out', '--num-classes', 2) != 0
   assert not (tmp_path / 'out').exists()

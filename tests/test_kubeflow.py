@@ -12,6 +12,7 @@ import types
 import pytest
 from google.protobuf import json_format
 
+from conftest import tiny_model_flags
 from kubeflow import compile as compile_lib
 from kubeflow import local_launcher, parameters, submit
 
@@ -24,9 +25,8 @@ RESOLVER_TASKS = {'latest_blessed_model_resolver-model-blessing-resolver',
                   'latest_blessed_model_resolver-model-resolver'}
 # A small model and a cluster-style layout: every path is a bucket, none of this machine.
 TINY = ['--image', IMAGE, '--pipeline-root', 'gs://bucket/root', '--data-root', 'gs://bucket/data',
-        '--serving-dir', 'gs://bucket/serving', '--image-size', '32', '--depth', '2',
-        '--base-filters', '8', '--epochs', '1', '--batch-size', '4', '--eval-steps', '1',
-        '--train-steps', '600',
+        '--serving-dir', 'gs://bucket/serving', *tiny_model_flags(epochs=1, batch_size=4),
+        '--eval-steps', '1', '--train-steps', '600',
         '--gpu-count', '2', '--trainer-cpu', '4', '--trainer-memory-gb', '16',
         '--transform-cpu', '3', '--transform-memory-gb', '6']
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from iouseg import converters, data_format
+from iouseg import converters
+from transform import data_format
 from transform import features
 from transform.config import TransformConfig
 from transform.preprocessing import preprocessing_fn
@@ -34,9 +35,7 @@ def image_mask_pairs(draw):
 
 
 def _transform(serialized, config: TransformConfig, temp_dir):
-  spec = {data_format.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
-          data_format.MASK_ENCODED: tf.io.FixedLenFeature([], tf.string),
-          data_format.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string)}
+  spec = data_format.raw_feature_spec()
   raw = {k: v.numpy() for k, v in tf.io.parse_single_example(serialized, spec).items()}
   with tft_beam.Context(temp_dir=temp_dir):
     (rows, _), _ = (([raw], tft.DatasetMetadata.from_feature_spec(spec))

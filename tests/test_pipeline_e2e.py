@@ -17,16 +17,13 @@ import tensorflow_transform as tft
 from PIL import Image
 from tfx.types import artifact_utils
 
-from iouseg import cli, data_format, mlmd_store, predict, run_summary
-from pipeline import local_runner
+from conftest import TINY_CLASSES as CLASSES, TINY_MODEL, TINY_SIZE as SIZE
+from conftest import run_tiny_pipeline, tiny_model_flags
+from iouseg import cli, mlmd_store, predict, run_summary
 from trainer import data, decode, iou
-from trainer.config import TrainerConfig
-from transform.config import TransformConfig
+from transform import data_format
 
 NAME = 'e2e'
-SIZE, CLASSES = 32, 4
-TINY_MODEL = dict(image_size=SIZE, channels=3, num_classes=CLASSES, base_filters=8, depth=2,
-                  batch_size=8, epochs=2)
 TRAIN_STEPS = 80
 
 
@@ -34,15 +31,10 @@ def _versions(serving_dir):
   return sorted(os.listdir(serving_dir)) if os.path.isdir(serving_dir) else []
 
 
-def _run_pipeline(paths, data_root, min_mean_iou, **trainer_overrides):
-  local_runner.run(
-      metadata_path=paths['metadata'], pipeline_name=NAME, pipeline_root=paths['root'],
-      data_root=str(data_root), serving_model_dir=paths['serving'],
-      transform_config=TransformConfig(SIZE, 3, CLASSES),
-      trainer_config=TrainerConfig(**{**TINY_MODEL, **trainer_overrides}),
-      train_steps=TRAIN_STEPS, eval_steps=1, min_mean_iou=min_mean_iou,
-      split_patterns=local_runner.split_patterns_for(str(data_root)))
-  return run_summary.latest_run(paths['metadata'], NAME)
+def _run_pipeline(base, data_root, min_mean_iou, **trainer_overrides):
+  metadata = run_tiny_pipeline(base, data_root, NAME, train_steps=TRAIN_STEPS,
+                               min_mean_iou=min_mean_iou, trainer_overrides=trainer_overrides)
+  return run_summary.latest_run(metadata, NAME)
 
 
 @pytest.fixture(scope='module')
@@ -54,8 +46,7 @@ def runs(tiny_demo_data, tmp_path_factory):
   # Run 1 goes through the command line a user types.
   argv = ['run', '--data-root', str(tiny_demo_data), '--pipeline-root', paths['root'],
           '--serving-dir', paths['serving'], '--metadata', paths['metadata'],
-          '--pipeline-name', NAME, '--image-size', str(SIZE), '--num-classes', str(CLASSES),
-          '--base-filters', '8', '--depth', '2', '--batch-size', '8', '--epochs', '2',
+          '--pipeline-name', NAME, *tiny_model_flags(),
           '--train-steps', str(TRAIN_STEPS), '--eval-steps', '1', '--min-mean-iou', '0.1']
   buffer = io.StringIO()
   with contextlib.redirect_stdout(buffer):
@@ -63,11 +54,11 @@ def runs(tiny_demo_data, tmp_path_factory):
   results['first'] = run_summary.latest_run(paths['metadata'], NAME)
   results['first_versions'] = _versions(paths['serving'])
   results['cli_output'] = buffer.getvalue()
-  results['second'] = _run_pipeline(paths, tiny_demo_data, 0.1)
+  results['second'] = _run_pipeline(base, tiny_demo_data, 0.1)
   results['second_versions'] = _versions(paths['serving'])
-  results['impossible'] = _run_pipeline(paths, tiny_demo_data, 1.01)
+  results['impossible'] = _run_pipeline(base, tiny_demo_data, 1.01)
   results['impossible_versions'] = _versions(paths['serving'])
-  results['worse'] = _run_pipeline(paths, tiny_demo_data, 0.0, learning_rate=0.0)
+  results['worse'] = _run_pipeline(base, tiny_demo_data, 0.0, learning_rate=0.0)
   results['worse_versions'] = _versions(paths['serving'])
   return results
 

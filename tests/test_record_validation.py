@@ -23,9 +23,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
+from conftest import encoded
 from components.record_validation import (BadRecordsError, RecordValidator, TolerantImportExampleGen,
                                           beam_job, executor, quarantine, tfrecord_reader)
-from iouseg import data_format
+from transform import data_format
 
 NUM_CLASSES = 4
 SIZE = 16
@@ -38,18 +39,6 @@ BAD_NAMES = ('bad/truncated.png', 'bad/truncated.jpg', 'bad/random.png', 'bad/ze
 
 
 # --- The fuzz corpus ------------------------------------------------------------------------------
-
-def _png(array, mode=None) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(array, mode).save(buf, format='PNG')
-  return buf.getvalue()
-
-
-def _jpeg(array) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(array).save(buf, format='JPEG')
-  return buf.getvalue()
-
 
 def _rgb(size=SIZE):
   return _rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -84,22 +73,22 @@ def _record(name, image, mask, image_format='png', height=SIZE, width=SIZE, chan
 
 
 def _valid_records(prefix: str, count: int):
-  records = [_record(f'{prefix}/ok_{i}.png', _png(_rgb()), _png(_mask())) for i in range(count)]
+  records = [_record(f'{prefix}/ok_{i}.png', encoded(_rgb()), encoded(_mask())) for i in range(count)]
   with_ignore = _mask()
   with_ignore[:4] = data_format.DEFAULT_IGNORE_LABEL
   records += [
-      _record(f'{prefix}/ok.jpg', _jpeg(_rgb()), _png(_mask()), image_format='jpeg'),
-      _record(f'{prefix}/gray.png', _png(_rgb()[..., 0]), _png(_mask()), channels=1),
-      _record(f'{prefix}/rgba.png', _png(_rng.integers(0, 256, (SIZE, SIZE, 4), dtype=np.uint8)),
-              _png(_mask()), channels=4),
-      _record(f'{prefix}/ignore.png', _png(_rgb()), _png(with_ignore)),
+      _record(f'{prefix}/ok.jpg', encoded(_rgb(), 'JPEG'), encoded(_mask()), image_format='jpeg'),
+      _record(f'{prefix}/gray.png', encoded(_rgb()[..., 0]), encoded(_mask()), channels=1),
+      _record(f'{prefix}/rgba.png', encoded(_rng.integers(0, 256, (SIZE, SIZE, 4), dtype=np.uint8)),
+              encoded(_mask()), channels=4),
+      _record(f'{prefix}/ignore.png', encoded(_rgb()), encoded(with_ignore)),
   ]
   return records
 
 
 def _bad_records():
   """image/filename (or None) -> (record bytes, expected words in its reason)."""
-  good_png, good_jpeg, good_mask = _png(_rgb()), _jpeg(_rgb()), _png(_mask())
+  good_png, good_jpeg, good_mask = encoded(_rgb()), encoded(_rgb(), 'JPEG'), encoded(_mask())
   out_of_range = _mask()
   out_of_range[0, 0] = 7
   palette = Image.fromarray(_mask(), 'P')
@@ -118,16 +107,16 @@ def _bad_records():
       'bad/zero.png': (_record('bad/zero.png', b'', good_mask), 'empty image (0 bytes)'),
       'bad/zero_dims.png': (_record('bad/zero_dims.png', _gray_png(0, 0, zlib.compress(b'')),
                                     good_mask), 'cannot decode image'),
-      'bad/mask_size.png': (_record('bad/mask_size.png', good_png, _png(_mask(SIZE // 2))),
+      'bad/mask_size.png': (_record('bad/mask_size.png', good_png, encoded(_mask(SIZE // 2))),
                             'mask is 8x8 (HxW) but its image is 16x16'),
-      'bad/labels.png': (_record('bad/labels.png', good_png, _png(out_of_range)),
+      'bad/labels.png': (_record('bad/labels.png', good_png, encoded(out_of_range)),
                          'class ids [7] out of range'),
-      'bad/16bit.png': (_record('bad/16bit.png', _png(np.zeros((SIZE, SIZE), np.uint16)), good_mask,
+      'bad/16bit.png': (_record('bad/16bit.png', encoded(np.zeros((SIZE, SIZE), np.uint16)), good_mask,
                                 channels=1), '16-bit PNG image'),
       'bad/16bit_mask.png': (_record('bad/16bit_mask.png', good_png,
-                                     _png(np.zeros((SIZE, SIZE), np.uint16))), '16-bit PNG mask'),
+                                     encoded(np.zeros((SIZE, SIZE), np.uint16))), '16-bit PNG mask'),
       'bad/rgba_mask.png': (_record('bad/rgba_mask.png', good_png,
-                                    _png(np.zeros((SIZE, SIZE, 4), np.uint8))), 'mask has 4 channels'),
+                                    encoded(np.zeros((SIZE, SIZE, 4), np.uint8))), 'mask has 4 channels'),
       'bad/palette_mask.png': (_record('bad/palette_mask.png', good_png, buf.getvalue()),
                                'palette PNG mask'),
       # Above twice Pillow's MAX_IMAGE_PIXELS (an error), and in its warning band (made an error).
@@ -178,7 +167,7 @@ def corpus(tmp_path_factory):
   (train / 'crc.tfrecord').write_bytes(bytes(framed))
   framed, cut_offset = _framed(cut_records), 16 + len(cut_records[0])
   (train / 'cut.tfrecord').write_bytes(framed[:cut_offset + 100])
-  eval_bad = _record('eval/labels.png', _png(_rgb()), _png(_mask(ids=9) + 4))
+  eval_bad = _record('eval/labels.png', encoded(_rgb()), encoded(_mask(ids=9) + 4))
   _write_tfrecords(evaluation / 'data_tfrecord-00000-of-00001.gz', eval_valid + [eval_bad], 'GZIP')
   return {
       'uri': str(root), 'bad': bad,

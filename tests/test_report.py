@@ -24,13 +24,13 @@ import tensorflow_model_analysis as tfma
 from bs4 import BeautifulSoup
 from PIL import Image
 
+from conftest import TINY_MODEL, TINY_SIZE as SIZE, tiny_model_flags
 from iouseg import cli, run_summary
 from iouseg.report import charts
 from trainer import tensorboard_images
 
 NAME = 'review'
 CLASSES = ['background', 'disc', 'square', 'triangle']
-SIZE, EPOCHS = 32, 2
 CHROMIUM = '/usr/bin/chromium'
 NOTEBOOK = os.path.join(os.path.dirname(__file__), '..', 'notebooks', 'review_evaluation.ipynb')
 
@@ -49,8 +49,7 @@ def history(tiny_demo_data, tmp_path_factory):
   metadata = base / 'metadata.sqlite'
   common = ['--data-root', tiny_demo_data, '--pipeline-root', base / 'root',
             '--serving-dir', base / 'serving', '--metadata', metadata, '--pipeline-name', NAME,
-            '--image-size', SIZE, '--depth', '2', '--base-filters', '8', '--batch-size', '8',
-            '--epochs', EPOCHS, '--train-steps', '60', '--eval-steps', '1',
+            *tiny_model_flags(), '--train-steps', '60', '--eval-steps', '1',
             '--class-names', ','.join(CLASSES), '--min-mean-iou', '0.1']
   _iouseg('run', *common)
   printed = _iouseg('run', *common, '--learning-rate', '0', '--class-min-iou', 'disc=0.9',
@@ -105,7 +104,7 @@ def test_trainer_writes_predicted_masks_to_tensorboard_each_epoch(history):
           width, height, *pngs = tf.make_ndarray(value.tensor)
           steps[event.step] = [tf.io.decode_png(png).shape for png in pngs]
           assert (int(width), int(height)) == (3 * SIZE, SIZE)
-  assert steps == {epoch: [(SIZE, 3 * SIZE, 3)] * 3 for epoch in range(EPOCHS)}
+  assert steps == {epoch: [(SIZE, 3 * SIZE, 3)] * 3 for epoch in range(TINY_MODEL['epochs'])}
 
 
 def test_every_number_in_the_report_is_tfmas(history):

@@ -1,20 +1,15 @@
 """`preprocessing_fn` run through TFT's Beam implementation on a few hand-made records."""
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from iouseg import data_format
+from transform import data_format
 from transform import features
 from transform.config import TransformConfig
 from transform.preprocessing import preprocessing_fn
 
-RAW_SPEC = {
-    data_format.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
-    data_format.MASK_ENCODED: tf.io.FixedLenFeature([], tf.string),
-    data_format.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
-}
+RAW_SPEC = data_format.raw_feature_spec()
 CONFIG = TransformConfig(image_size=24, channels=3, num_classes=3, ignore_label=255)
 
 

@@ -1,61 +1,57 @@
-"""Trainer settings, passed from the pipeline through the Trainer's `custom_config` dict."""
+"""Trainer settings, passed from the pipeline through the Trainer's `custom_config` dict.
+
+Fields are `transform.config.setting`s: each carries its flag's help and choices (see there).
+"""
 import dataclasses
 
-# Values of the `loss` setting; `trainer.losses.get_loss` maps each to its function.
-LOSS_NAMES = ('soft_iou', 'soft_iou_per_class', 'lovasz', 'cross_entropy', 'cross_entropy+soft_iou')
+from trainer.losses import LOSS_NAMES
+from transform.config import TransformConfig, check_choices, setting
+
+HEAD_INITS = ('zeros', 'prior')
+DISTRIBUTIONS = ('mirrored', 'multi_worker')
+
+
+def _as_in_transform(name: str):
+  """The TransformConfig field `name` again (default, help, choices): both stages must agree on it,
+  and `create_pipeline` checks that they do."""
+  field = {f.name: f for f in dataclasses.fields(TransformConfig)}[name]
+  return dataclasses.field(default=field.default, metadata=field.metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
   """What the model and its training loop need beyond the data.
 
-  Attributes:
-    num_classes: output channels of the sigmoid head (background is class 0).
-    image_size: model input height and width; Transform resizes to it.
-    channels: image channels after Transform (1 or 3).
-    loss: one of `trainer.losses.LOSS_NAMES`.
-    cross_entropy_weight: weight of the cross-entropy term of 'cross_entropy+soft_iou'.
-    learning_rate: Adam's step size.
-    batch_size: global batch size (split across replicas).
-    base_filters: width of the first encoder stage; each deeper stage doubles it.
-    depth: number of down-sampling stages of the encoder.
-    epochs: train_steps are spread over this many epochs (one TensorBoard point each).
-    mixed_precision: use `mixed_float16` when a GPU is present (ignored on CPU); Keras then wraps
-      the optimizer in a LossScaleOptimizer (dynamic loss scaling) so float16 gradients do not
-      underflow.
-    cache_mib: hold the decoded train and eval splits in memory after their first pass when each
-      fits in this many MiB (0: never); larger splits are read from the TFRecords every epoch.
-    jit_compile: XLA-compile the training step (fuses the convolutions' element-wise tails; works
-      on CPU and GPU).
-    distribution: 'mirrored' (all local GPUs) or 'multi_worker' (TF_CONFIG from the environment).
-    head_init: 'zeros' starts every sigmoid at 0.5; 'prior' starts each class at its pixel
-      frequency. 'zeros' is the default because the soft IoU's gradient reaches a logit through
+  Notes beyond each field's help:
+    mixed_precision: Keras wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling) so
+      float16 gradients do not underflow; ignored on a CPU.
+    head_init: 'zeros' is the default because the soft IoU's gradient reaches a logit through
       sigmoid'(z) = p(1 - p): a rare class started at its prior (p ~ 0.001) barely moves and is never
-      learnt (measured: triangle IoU 0 with 'prior', 0.84 with 'zeros'; see the README's loss notes).
-    seed: seeds weights and shuffling so reruns are comparable.
+      learnt (measured: triangle IoU 0 with 'prior', 0.84 with 'zeros'; see docs/loss_study.md).
   """
-  num_classes: int = 4
-  image_size: int = 64
-  channels: int = 3
-  loss: str = 'soft_iou'
-  cross_entropy_weight: float = 1.0
-  learning_rate: float = 3e-3
-  batch_size: int = 16
-  base_filters: int = 16
-  depth: int = 3
-  epochs: int = 4
-  mixed_precision: bool = False
-  jit_compile: bool = False
-  cache_mib: int = 1024
-  distribution: str = 'mirrored'
-  head_init: str = 'zeros'
-  seed: int = 0
+  num_classes: int = _as_in_transform('num_classes')
+  image_size: int = _as_in_transform('image_size')
+  channels: int = _as_in_transform('channels')
+  loss: str = setting('soft_iou', 'training loss (see docs/loss_study.md)', LOSS_NAMES)
+  cross_entropy_weight: float = setting(1.0, "weight of the cross-entropy term of "
+                                        "'cross_entropy+soft_iou'")
+  learning_rate: float = setting(3e-3, "Adam's step size")
+  batch_size: int = setting(16, 'global batch size (split across replicas)')
+  base_filters: int = setting(16, 'width of the first encoder stage; each deeper stage doubles it')
+  depth: int = setting(3, 'down-sampling stages of the encoder')
+  epochs: int = setting(4, 'the train steps are spread over this many epochs')
+  mixed_precision: bool = setting(False, 'mixed_float16 with loss scaling when a GPU is visible')
+  jit_compile: bool = setting(False, 'XLA-compile the training step')
+  cache_mib: int = setting(1024, 'keep each split in memory after its first pass when it fits in '
+                           'this many MiB; 0 never')
+  distribution: str = setting('mirrored', 'tf.distribute strategy: all local GPUs, or several '
+                              'workers from TF_CONFIG', DISTRIBUTIONS)
+  head_init: str = setting('zeros', "initial sigmoid bias: 0 for every class, or each class's "
+                           'pixel frequency', HEAD_INITS)
+  seed: int = setting(0, 'seeds weights and shuffling so reruns are comparable')
 
   def __post_init__(self):
-    if self.loss not in LOSS_NAMES:
-      raise ValueError(f'unknown loss {self.loss!r}; choose one of {", ".join(LOSS_NAMES)}')
-    if self.head_init not in ('zeros', 'prior'):
-      raise ValueError(f"head_init must be 'zeros' or 'prior', not {self.head_init!r}")
+    check_choices(self)
 
   @classmethod
   def from_dict(cls, values: dict) -> 'TrainerConfig':

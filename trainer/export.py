@@ -11,7 +11,7 @@
 import tensorflow as tf
 import tf_keras
 
-from iouseg import data_format
+from transform import data_format
 from trainer import decode
 from transform import features
 

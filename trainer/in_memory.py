@@ -8,15 +8,14 @@ in-memory limit and the training-quality test.
 import numpy as np
 import tensorflow as tf
 
-from iouseg import data_format
+from transform import data_format
 from transform.config import TransformConfig
-from transform.preprocessing import decode_image, decode_mask
+from transform.preprocessing import VARIANCE_EPSILON, decode_image, decode_mask
 
 
 def load_split(file_pattern: str, config: TransformConfig):
   """(images float32 [N, S, S, C] in [0, 255], masks int32 [N, S, S]) of every record matched."""
-  spec = {data_format.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
-          data_format.MASK_ENCODED: tf.io.FixedLenFeature([], tf.string)}
+  spec = data_format.raw_feature_spec((data_format.IMAGE_ENCODED, data_format.MASK_ENCODED))
   images, masks = [], []
   for serialized in tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern)):
     raw = tf.io.parse_single_example(serialized, spec)
@@ -38,6 +37,6 @@ def load_train_eval(train_pattern: str, eval_pattern: str, config: TransformConf
   train_images, train_masks = load_split(train_pattern, config)
   eval_images, eval_masks = load_split(eval_pattern, config)
   pixels = train_images.reshape(-1, config.channels)
-  mean, std = pixels.mean(0), np.sqrt(pixels.var(0) + 1e-6)
+  mean, std = pixels.mean(0), np.sqrt(pixels.var(0) + VARIANCE_EPSILON)
   return (to_model_inputs(train_images, train_masks, mean, std, config),
           to_model_inputs(eval_images, eval_masks, mean, std, config))

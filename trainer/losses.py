@@ -10,14 +10,16 @@ whole batch (every pixel of every image and every class channel at once).
 All losses take `sample_weight` of shape [B, H, W] (or broadcastable to it): pixels of weight 0 (the
 ignore label) count in neither sum.
 """
-import tensorflow as tf
+import functools
+import inspect
 
-from trainer.config import LOSS_NAMES
+import tensorflow as tf
 
 # Added to I and U so that a batch in which neither labels nor predictions cover any pixel (all
 # ignore, or all zero) gives loss 0 instead of 0/0 = NaN; at 1.0 it is one pixel's worth of mass,
 # negligible against the thousands of pixels of a real batch, and the gradient stays finite.
 SOFT_IOU_EPSILON = 1.0
+
 
 def _pixel_weights(y_true, sample_weight):
   """Per-pixel weights [B, H, W, 1] to multiply into per-class terms."""
@@ -90,20 +92,30 @@ def lovasz_sigmoid_loss(y_true, y_pred, sample_weight=None):
   return tf.reduce_sum(per_class * present) / tf.maximum(tf.reduce_sum(present), 1.0)
 
 
+def cross_entropy_plus_soft_iou_loss(y_true, y_pred, sample_weight=None,
+                                     cross_entropy_weight: float = 1.0):
+  """`cross_entropy_weight` x sigmoid cross-entropy + the batch-level soft IoU loss."""
+  return (cross_entropy_weight * sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight) +
+          soft_iou_loss(y_true, y_pred, sample_weight))
+
+
+# The `--loss` flag's values, each with its function: the one place a loss is named.
+LOSSES = {
+    'soft_iou': soft_iou_loss,
+    'soft_iou_per_class': soft_iou_per_class_loss,
+    'lovasz': lovasz_sigmoid_loss,
+    'cross_entropy': sigmoid_cross_entropy_loss,
+    'cross_entropy+soft_iou': cross_entropy_plus_soft_iou_loss,
+}
+LOSS_NAMES = tuple(LOSSES)
+
+
 def get_loss(name: str, cross_entropy_weight: float = 1.0):
-  """The loss function for a `--loss` flag value; `cross_entropy_weight` scales the cross-entropy
-  term of 'cross_entropy+soft_iou'."""
-  if name == 'soft_iou':
-    return soft_iou_loss
-  if name == 'soft_iou_per_class':
-    return soft_iou_per_class_loss
-  if name == 'lovasz':
-    return lovasz_sigmoid_loss
-  if name == 'cross_entropy':
-    return sigmoid_cross_entropy_loss
-  if name == 'cross_entropy+soft_iou':
-    def cross_entropy_plus_soft_iou(y_true, y_pred, sample_weight=None):
-      return (cross_entropy_weight * sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight) +
-              soft_iou_loss(y_true, y_pred, sample_weight))
-    return cross_entropy_plus_soft_iou
-  raise ValueError(f'unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)}')
+  """The loss function `fn(y_true, y_pred, sample_weight=None)` for a `--loss` flag value;
+  `cross_entropy_weight` goes to the losses that have a cross-entropy term."""
+  if name not in LOSSES:
+    raise ValueError(f'unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)}')
+  loss = LOSSES[name]
+  if 'cross_entropy_weight' in inspect.signature(loss).parameters:
+    return functools.partial(loss, cross_entropy_weight=cross_entropy_weight)
+  return loss

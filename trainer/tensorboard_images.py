@@ -1,30 +1,19 @@
 """TensorBoard images of the predicted masks of a few fixed eval examples, written each epoch.
 
 Each example is one image, [input | ground truth | prediction], masks painted in the class colours
-that `iouseg report` also uses (background black, ignored pixels white), in the run `eval_images`
-beside the TensorBoard callback's `train` and `validation` runs in the model run dir.
+of `trainer.colours` (those `iouseg report` uses), in the run `eval_images` beside the TensorBoard
+callback's `train` and `validation` runs in the model run dir.
 """
 import os
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from trainer import decode
+from trainer.colours import IGNORE_COLOUR, class_colours
 
-# matplotlib's tab10, for the foreground classes in order; more classes than colours reuse them.
-_FOREGROUND = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2',
-               '#7f7f7f', '#bcbd22', '#17becf')
-IGNORE_COLOUR = (255, 255, 255)
 IMAGES_RUN = 'eval_images'
 IMAGES_TAG = 'predicted_masks'
-
-
-def class_colours(num_classes: int) -> np.ndarray:
-  """uint8 [C, 3] RGB; class 0 (background) black."""
-  hexes = [_FOREGROUND[(k - 1) % len(_FOREGROUND)] for k in range(1, num_classes)]
-  return np.array([(0, 0, 0)] + [tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)) for h in hexes],
-                  dtype=np.uint8)
 
 
 def _paint(class_ids, ignored, num_classes: int):

@@ -6,12 +6,12 @@ Transform component's `custom_config` (see `transform.config.TransformConfig`).
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from iouseg import data_format
+from transform import data_format
 from transform import features
 from transform.config import TransformConfig
 
 # Keeps the normalisation finite for a constant channel (e.g. a blank synthetic set).
-_VARIANCE_EPSILON = 1e-6
+VARIANCE_EPSILON = 1e-6
 
 
 def decode_image(encoded, config: TransformConfig):
@@ -65,7 +65,7 @@ def preprocessing_fn(inputs, custom_config):
   pixels = tf.reshape(images, [-1, config.channels])
   mean = tft.mean(pixels, reduce_instance_dims=False)
   variance = tft.var(pixels, reduce_instance_dims=False)
-  outputs = {features.IMAGE: (images - mean) * tf.math.rsqrt(variance + _VARIANCE_EPSILON)}
+  outputs = {features.IMAGE: (images - mean) * tf.math.rsqrt(variance + VARIANCE_EPSILON)}
 
   masks = tf.map_fn(lambda b: decode_mask(b, config), _flat(inputs[data_format.MASK_ENCODED]),
                     fn_output_signature=tf.int32)

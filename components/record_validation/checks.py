@@ -1,8 +1,7 @@
 """One serialized record -> valid, or the reason it is not: the converter's checks, applied to a record.
 
-The image and the mask go through the converter's own rules (`decode.image_from_bytes`,
-`decode.mask_from_bytes`) and its class-id check (`conversion._check_class_ids`), with the
-converter's reasons. Two rules are specific to a stored record:
+The image and the mask go through the converter's own rules (`image_checks.image_from_bytes`,
+`image_checks.mask_from_bytes`, `image_checks.check_class_ids`), with the converter's reasons. Two rules are specific to a stored record:
 - the mask must be an 8-bit grayscale PNG. The converter accepts palette and 1-bit masks from disk
   because it re-encodes every mask as 8-bit grayscale; stored as they are, TF's decode_png (what
   Transform uses) would turn palette indices into colours and 1-bit ids 0/1 into 0/255;
@@ -18,9 +17,8 @@ from PIL import Image
 from tensorflow.core.example import example_pb2
 
 from components.record_validation import unreadable
-from iouseg import data_format
-from iouseg.converters import conversion, decode
-from iouseg.converters.decode import BadFile
+from transform import data_format, image_checks
+from transform.image_checks import BadFile
 
 _IHDR_BIT_DEPTH, _IHDR_COLOUR_TYPE = 24, 25
 _PNG_GRAYSCALE, _PNG_PALETTE = 0, 3
@@ -71,18 +69,17 @@ def _check_example(example: example_pb2.Example, num_classes: int, ignore_label:
   features = example.features.feature
   image_bytes = _one_value(features, data_format.IMAGE_ENCODED, 'bytes_list')
   mask_bytes = _one_value(features, data_format.MASK_ENCODED, 'bytes_list')
-  image = decode.image_from_bytes('image', image_bytes)
+  image = image_checks.image_from_bytes('image', image_bytes)
   _check_pixels('image', image.height * image.width)
   _check_declared(features, image)
-  mask = decode.mask_from_bytes('mask', mask_bytes)
+  mask = image_checks.mask_from_bytes('mask', mask_bytes)
   _check_pixels('mask', mask.size)
   _check_mask_encoding(mask_bytes)
   if mask.shape != (image.height, image.width):
     raise _Bad(f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image is '
                f'{image.height}x{image.width}')
-  id_pixels = np.bincount(mask.ravel(), minlength=256)
-  # pylint: disable-next=protected-access
-  conversion._check_class_ids('mask', id_pixels, num_classes, ignore_label)
+  id_pixels = np.bincount(mask.ravel(), minlength=data_format.MASK_ID_RANGE)
+  image_checks.check_class_ids('mask', id_pixels, num_classes, ignore_label)
 
 
 def _check_pixels(role: str, pixels: int) -> None:
@@ -115,7 +112,7 @@ def _filename(example: example_pb2.Example) -> str:
   return feature.bytes_list.value[0].decode('utf-8', 'replace')
 
 
-def _check_declared(features, image: decode.SourceImage) -> None:
+def _check_declared(features, image: image_checks.SourceImage) -> None:
   """The size, channel and format features, where present, agree with the decoded image."""
   for key, actual in ((data_format.IMAGE_HEIGHT, image.height), (data_format.IMAGE_WIDTH, image.width),
                       (data_format.IMAGE_CHANNELS, image.channels)):

@@ -8,7 +8,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.record_validation import executor
-from iouseg import data_format
+from transform import data_format
 
 
 class RecordValidatorSpec(types.ComponentSpec):

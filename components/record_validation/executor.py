@@ -18,7 +18,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.record_validation import beam_job, quarantine
-from iouseg import data_format
+from transform import data_format
 
 # Keys of the component's spec, shared with component.py.
 EXAMPLES_KEY = 'examples'
@@ -37,11 +37,7 @@ class BadRecordsError(RuntimeError):
 
 def check_settings(num_classes: int, ignore_label: int, max_bad_fraction: float) -> None:
   """The converter's rules for num_classes and ignore_label, and a fraction in [0, 1]."""
-  if not 0 <= ignore_label <= 255:
-    raise ValueError(f'ignore_label must fit an 8-bit mask (0..255), got {ignore_label}')
-  if not 1 <= num_classes <= ignore_label:
-    raise ValueError(f'num_classes must be between 1 and the ignore label ({ignore_label}), '
-                     f'got {num_classes}')
+  data_format.check_label_settings(num_classes, ignore_label)
   if not 0.0 <= max_bad_fraction <= 1.0:
     raise ValueError(f'max_bad_fraction must be between 0 and 1, got {max_bad_fraction}')
 

@@ -3,7 +3,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from iouseg import data_format
+from transform import data_format
 from iouseg.converters.conversion import LAYOUTS, convert
 from iouseg.converters.errors import ConversionError
 from iouseg.converters.output import REPORT_NAME

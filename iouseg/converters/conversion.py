@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from iouseg import data_format
-from iouseg.converters.decode import BadFile, read_image, read_mask
+from transform import data_format
+from transform.image_checks import BadFile, check_class_ids, read_image, read_mask
 from iouseg.converters.errors import ConversionError
 from iouseg.converters.output import (REPORT_NAME, ShardedWriter, check_output_is_free,
                                       staged_output)
-from iouseg.converters.report import MASK_ID_RANGE, ReportBuilder
+from iouseg.converters.conversion_report import ReportBuilder
 from iouseg.converters.sources import Pair, Skip, find_inputs
 
 LAYOUTS = ('folders', 'voc')
@@ -65,12 +65,11 @@ def convert(input_dir, output_dir, *, num_classes: int, layout: str = 'folders',
 def _check_settings(settings: Settings) -> None:
   if settings.layout not in LAYOUTS:
     raise ConversionError(f'unknown layout {settings.layout!r} (expected one of {", ".join(LAYOUTS)})')
-  if not 0 <= settings.ignore_label < MASK_ID_RANGE:
-    raise ConversionError(f'--ignore-label must fit an 8-bit mask (0..255), got {settings.ignore_label}')
-  if not 1 <= settings.num_classes <= settings.ignore_label:
-    # Ids run 0..num_classes-1 and must not collide with the ignore label.
-    raise ConversionError(f'--num-classes must be between 1 and the ignore label '
-                          f'({settings.ignore_label}), got {settings.num_classes}')
+  try:
+    data_format.check_label_settings(settings.num_classes, settings.ignore_label,
+                                     names=('--num-classes', '--ignore-label'))
+  except ValueError as error:
+    raise ConversionError(str(error)) from None
   if settings.shards < 1:
     raise ConversionError(f'--shards must be at least 1, got {settings.shards}')
 
@@ -106,22 +105,14 @@ def _make_record(pair: Pair, settings: Settings):
   if mask.shape != (image.height, image.width):
     raise BadFile(pair.mask, f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image '
                              f'{pair.image.name} is {image.height}x{image.width}')
-  id_pixels = np.bincount(mask.ravel(), minlength=MASK_ID_RANGE)
-  _check_class_ids(pair.mask, id_pixels, settings.num_classes, settings.ignore_label)
+  id_pixels = np.bincount(mask.ravel(), minlength=data_format.MASK_ID_RANGE)
+  check_class_ids(pair.mask, id_pixels, settings.num_classes, settings.ignore_label)
   example = data_format.make_example(
       image.data, image.format, image.height, image.width, image.channels,
       filename=pair.image.relative_to(settings.input).as_posix(),
       # Re-encoded as 8-bit grayscale: TF's PNG decoder would turn palette indices into colours.
       mask_png=data_format.encode_png(mask))
   return example, image, id_pixels
-
-
-def _check_class_ids(mask_path: Path, id_pixels: np.ndarray, num_classes: int,
-                     ignore_label: int) -> None:
-  out_of_range = [int(i) for i in np.flatnonzero(id_pixels) if i >= num_classes and i != ignore_label]
-  if out_of_range:
-    raise BadFile(mask_path, f'class ids {out_of_range} out of range: --num-classes {num_classes} '
-                             f'allows 0..{num_classes - 1}, plus the ignore label {ignore_label}')
 
 
 def _fail_unless_usable(result: dict, strict: bool) -> None:

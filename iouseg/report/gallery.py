@@ -17,9 +17,9 @@ from PIL import Image
 from tfx.utils import path_utils
 
 from components import iou_metric
-from iouseg import data_format
+from transform import data_format
 from trainer import decode, iou
-from trainer.tensorboard_images import IGNORE_COLOUR, class_colours
+from trainer.colours import IGNORE_COLOUR, class_colours
 from transform import features
 
 EVAL_SPLIT = 'eval'

@@ -14,7 +14,7 @@ import numpy as np
 from components import iou_metric
 from iouseg import run_summary
 from iouseg.report import charts, gallery
-from trainer.tensorboard_images import IGNORE_COLOUR, class_colours
+from trainer.colours import IGNORE_COLOUR, class_colours
 
 _DISPLAY_SIZE = 160  # pixels per gallery panel
 _STYLE = """
@@ -41,14 +41,14 @@ _HEADLINE = ((iou_metric.MEAN_IOU, 'mean IoU'),
              (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss'))
 
 
-def _e(text) -> str:
+def _escape_html(text) -> str:
   return html.escape(str(text))
 
 
 def _number(name: str, value: Optional[float], model: str) -> str:
   if value is None:
     return '<td class="num">–</td>'
-  return (f'<td class="num" data-model="{model}" data-metric="{_e(name)}" '
+  return (f'<td class="num" data-model="{model}" data-metric="{_escape_html(name)}" '
           f'data-value="{float(value)!r}">{run_summary.format_value(name, value)}</td>')
 
 
@@ -61,11 +61,11 @@ def _change(candidate: Optional[float], baseline: Optional[float]) -> str:
 def _verdict(summary: run_summary.RunSummary) -> str:
   blessed = bool(summary.blessed)
   if summary.pushed:
-    pushed = f'Pushed to {_e(summary.pushed_destination)}' + (
+    pushed = f'Pushed to {_escape_html(summary.pushed_destination)}' + (
         ' (already serving there; no new version).' if summary.already_serving else '.')
   else:
     pushed = 'Not pushed.'
-  reasons = ''.join(f'<li>{_e(line)}</li>' for line in summary.failures)
+  reasons = ''.join(f'<li>{_escape_html(line)}</li>' for line in summary.failures)
   return (f'<section id="verdict" class="{"blessed" if blessed else "not-blessed"}">'
           f'<h2 id="verdict-text">{"Blessed" if blessed else "Not blessed"}</h2>'
           f'<p>{pushed}</p>' + (f'<p>Failed rules:</p><ul id="reasons">{reasons}</ul>'
@@ -83,7 +83,7 @@ def _metric_table(rows, candidate: Dict[str, object], baseline: Dict[str, object
     cells = _number(name, value, run_summary.CANDIDATE) + (
         _number(name, base, run_summary.BASELINE) + _change(value, base)
         if has_baseline else '')
-    body.append(f'<tr data-row="{_e(name)}"><td>{_e(label)}</td>{cells}</tr>')
+    body.append(f'<tr data-row="{_escape_html(name)}"><td>{_escape_html(label)}</td>{cells}</tr>')
   return f'<table id="{table_id}">{head}{"".join(body)}</table>'
 
 
@@ -97,7 +97,7 @@ def _class_section(summary: run_summary.RunSummary) -> str:
                         summary.baseline_metrics, 'class-iou')
   matrix = summary.candidate_metrics[iou_metric.CONFUSION_MATRIX]
   absent = [name for name, value in zip(names, candidate) if math.isnan(value)]
-  note = (f'<p class="note" id="absent">Absent: {_e(", ".join(absent))}: in neither the labels nor '
+  note = (f'<p class="note" id="absent">Absent: {_escape_html(", ".join(absent))}: in neither the labels nor '
           'the predictions of the eval split, so without an IoU; left out of the mean IoU.</p>'
           if absent else '')
   return ('<h2>Per-class IoU</h2><div class="figures">'
@@ -118,8 +118,8 @@ def _slices_section(summary: run_summary.RunSummary) -> str:
       cells += _number(iou_metric.MEAN_IOU, baseline.get(iou_metric.MEAN_IOU),
                        run_summary.BASELINE) + _change(
           candidate.get(iou_metric.MEAN_IOU), baseline.get(iou_metric.MEAN_IOU))
-    rows.append(f'<tr data-slice="{_e(name)}"><td>{_e(name)}</td>{cells}</tr>')
-  head = ''.join(f'<th>{_e(label)}</th>' for _, label in _HEADLINE) + (
+    rows.append(f'<tr data-slice="{_escape_html(name)}"><td>{_escape_html(name)}</td>{cells}</tr>')
+  head = ''.join(f'<th>{_escape_html(label)}</th>' for _, label in _HEADLINE) + (
       '<th>baseline mean IoU</th><th>change</th>' if summary.baseline_metrics else '')
   return ('<h2>Slices</h2><table id="slices"><tr><th>slice</th>' + head + '</tr>' + ''.join(rows) +
           '</table>')
@@ -133,7 +133,7 @@ def _gallery_section(samples: List[gallery.Sample], num_classes: int, class_name
            else 'WARNING: they do not add up to the confusion matrix in the TFMA output')
   colours = class_colours(num_classes)
   legend = ''.join(f'<span class="swatch" style="background: rgb{tuple(int(c) for c in colours[k])}">'
-                   f'</span>{_e(name)}' for k, name in enumerate(class_names) if k > 0)
+                   f'</span>{_escape_html(name)}' for k, name in enumerate(class_names) if k > 0)
   shown = gallery.worst_first(samples)[:limit]
   figures = []
   for sample in shown:
@@ -141,8 +141,8 @@ def _gallery_section(samples: List[gallery.Sample], num_classes: int, class_name
     score = ('no labelled pixel' if math.isnan(sample.mean_iou)
              else f'mean IoU {sample.mean_iou:.4f}')
     figures.append(f'<figure class="sample" data-iou="{sample.mean_iou!r}">'
-                   f'<img alt="{_e(sample.name)}" src="data:image/png;base64,{png}">'
-                   f'<figcaption>{_e(sample.name)}: {score}</figcaption></figure>')
+                   f'<img alt="{_escape_html(sample.name)}" src="data:image/png;base64,{png}">'
+                   f'<figcaption>{_escape_html(sample.name)}: {score}</figcaption></figure>')
   return ('<h2>Eval images, worst first</h2>'
           f'<p class="note">Image | ground truth | prediction, {len(shown)} of {len(samples)} eval '
           'records. Per-image IoU is computed here from the model\'s predictions on the pixels TFMA '
@@ -156,7 +156,7 @@ def _links(summary: run_summary.RunSummary) -> str:
            ('TensorBoard logs (tensorboard --logdir)', summary.model_run_uri),
            ('candidate model', summary.model_uri), ('baseline model', summary.baseline_model_uri)]
   return '<h2>Links</h2><ul id="links">' + ''.join(
-      f'<li>{_e(label)}: <a href="file://{_e(uri)}">{_e(uri)}</a></li>'
+      f'<li>{_escape_html(label)}: <a href="file://{_escape_html(uri)}">{_escape_html(uri)}</a></li>'
       for label, uri in items if uri) + '</ul>'
 
 
@@ -166,12 +166,12 @@ def render(summary: run_summary.RunSummary, samples: List[gallery.Sample], pipel
   num_classes = len(summary.class_names)
   title = f'iouseg evaluation: {pipeline_name}, run {summary.run_id}'
   generated = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
-  body = [f'<h1>{_e(title)}</h1><p class="note">Written {generated} from ML Metadata and the '
+  body = [f'<h1>{_escape_html(title)}</h1><p class="note">Written {generated} from ML Metadata and the '
           'Evaluator\'s TFMA output.</p>', _verdict(summary), '<h2>Eval split</h2>',
           _metric_table(_HEADLINE, summary.candidate_metrics, summary.baseline_metrics, 'headline'),
           _class_section(summary), _slices_section(summary),
           _gallery_section(samples, num_classes, summary.class_names,
                            summary.candidate_metrics[iou_metric.CONFUSION_MATRIX], gallery_limit),
           _links(summary)]
-  return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+  return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_escape_html(title)}</title>'
           f'<style>{_STYLE}</style></head><body>{"".join(body)}</body></html>')

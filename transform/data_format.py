@@ -1,7 +1,9 @@
 """The project's record format: one `tf.train.Example` per image, DeepLab/TF-models feature names.
 
 Every producer (demo data, `iouseg convert`) writes records with `make_example`, and every consumer
-(Transform, the serving signature, tests) reads the names defined here, so the format lives in one place.
+(the RecordValidator, Transform, the Trainer's input, the serving signatures, tests) reads the names,
+the raw feature spec and the label rules defined here, so the format lives in one place: the bottom
+of the package graph, in the stage that reads records first.
 """
 import io
 
@@ -20,6 +22,26 @@ MASK_FORMAT = 'image/segmentation/class/format'
 # Masks hold one class id per pixel; this value marks pixels that count in neither loss nor metrics
 # (PASCAL VOC's "void" border).
 DEFAULT_IGNORE_LABEL = 255
+# Masks are 8-bit, so ids 0..255 cover every value a pixel can hold.
+MASK_ID_RANGE = 256
+
+
+def raw_feature_spec(keys=(IMAGE_ENCODED, MASK_ENCODED, IMAGE_FILENAME)) -> dict:
+  """`tf.io.parse_example` spec of the raw features that `keys` names (all scalar bytes)."""
+  import tensorflow as tf  # Imported late: the converter's pure-PIL paths should not pay for TF.
+  return {key: tf.io.FixedLenFeature([], tf.string) for key in keys}
+
+
+def check_label_settings(num_classes: int, ignore_label: int,
+                         names=('num_classes', 'ignore_label')) -> None:
+  """ValueError unless class ids 0..num_classes-1 and the ignore label fit an 8-bit mask without
+  colliding; `names` are what the message calls the two settings (e.g. the converter's flags)."""
+  classes_name, ignore_name = names
+  if not 0 <= ignore_label < MASK_ID_RANGE:
+    raise ValueError(f'{ignore_name} must fit an 8-bit mask (0..255), got {ignore_label}')
+  if not 1 <= num_classes <= ignore_label:
+    raise ValueError(f'{classes_name} must be between 1 and the ignore label ({ignore_label}), '
+                     f'got {num_classes}')
 
 
 def encode_png(array: np.ndarray) -> bytes:

@@ -5,14 +5,13 @@ from pathlib import Path
 import numpy as np
 
 from iouseg.converters.sources import Inputs, Skip
-
-MASK_ID_RANGE = 256  # Masks are 8-bit, so ids 0..255 cover every value a pixel can hold.
+from transform import data_format
 
 
 @dataclasses.dataclass
 class SplitStats:
   records: int = 0
-  id_pixels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(MASK_ID_RANGE, np.int64))
+  id_pixels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(data_format.MASK_ID_RANGE, np.int64))
   heights: tuple | None = None  # (min, max); kept as a running range so memory stays flat.
   widths: tuple | None = None
   shards: list = dataclasses.field(default_factory=list)

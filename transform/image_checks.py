@@ -1,5 +1,8 @@
 """Reading one image or mask with Pillow, and saying exactly why a file is unusable.
 
+Shared by the converter (files on disk) and the RecordValidator (bytes inside a record), so a file
+and the record made of it pass or fail by the same rules, with the same reasons.
+
 Everything is fully decoded (not just its header read) so truncated files are caught here rather
 than in the middle of training. Pillow's decompression-bomb limit stays at its default; its warning
 band (between MAX_IMAGE_PIXELS and twice that) is made an error too, so a huge image is skipped with a
@@ -117,3 +120,12 @@ def _is_16_bit_png(data: bytes) -> bool:
   # Pillow opens 16-bit RGB(A) PNGs as 8-bit 'RGB'/'RGBA', so only the header tells.
   return (data.startswith(_PNG_SIGNATURE) and len(data) > _PNG_BIT_DEPTH_OFFSET
           and data[_PNG_BIT_DEPTH_OFFSET] == 16)
+
+
+def check_class_ids(name, id_pixels: np.ndarray, num_classes: int, ignore_label: int) -> None:
+  """BadFile naming `name` when the mask's histogram `id_pixels` (pixels per id 0..255) holds ids
+  that are neither a class (0..num_classes-1) nor the ignore label."""
+  out_of_range = [int(i) for i in np.flatnonzero(id_pixels) if i >= num_classes and i != ignore_label]
+  if out_of_range:
+    raise BadFile(name, f'class ids {out_of_range} out of range: --num-classes {num_classes} '
+                        f'allows 0..{num_classes - 1}, plus the ignore label {ignore_label}')
