@@ -58,6 +58,7 @@ benchmarks: demo
 		--out $(RESULTS)/precision_cpu.md
 	$(BIN)/python benchmarks/evaluation.py --out $(RESULTS)/evaluation.md
 	$(BIN)/python benchmarks/transform_scaling.py --out $(RESULTS)/transform_scaling.md
+	$(BIN)/python benchmarks/scale.py --out $(RESULTS)/scale.md
 
 clean:
 	rm -rf runs $(DEMO_DATA)

@@ -1,105 +1,100 @@
-"""Trainer input benchmark: does reading the transformed TFRecords keep up with the model?
+"""Trainer input benchmark: does reading raw records through the transform graph keep up with the model?
 
-    make demo
-    .venv/bin/python benchmarks/trainer_input.py [--metadata runs/demo/metadata.sqlite]
+    .venv/bin/python benchmarks/trainer_input.py                          # demo set, 64 px, 4 classes
+    .venv/bin/python benchmarks/trainer_input.py --data voc_like --image-size 512 --num-classes 21 \
+        --batch-size 4 --steps 6 --warmup 2 --repeats 2
 
-Trains the Trainer's own compiled model (`trainer.task.compiled_model`) on four feeds, in turns:
-- `trainer.data.make_dataset` over the Transform's output of the latest run (GZIP, as Transform
-  writes it), through the data accessor TFX gives `run_fn`, with the Trainer's default settings
-  (the decoded split cached in memory after its first pass);
-- the same without the cache, and without the cache from the records rewritten uncompressed (what
-  re-reading and GZIP cost every epoch);
-- in-memory tensors (the limit): one batch of the same shapes held in memory and repeated, so the
-  input costs nothing.
-Prints images/s of each and its ratio to the limit (target: the Trainer's feed >= 0.95), and what
-GZIP saves and costs on these records (size, compression time per record).
+Writes the data set (the demo set, or benchmarks/voc_like.py's 512x384 JPEGs), runs the project's
+`preprocessing_fn` analyzers through TFT's Beam implementation (what the Transform component does)
+and trains the Trainer's own compiled model (`trainer.task.compiled_model`) on three feeds, in turns:
+- `trainer.data.make_dataset` with the Trainer's default settings: the raw records, cached in memory
+  after their first pass, decoded, resized, normalised and one-hot encoded through `tft_layer` for
+  every batch;
+- the same without the cache (the files re-read every epoch);
+- in-memory tensors (the limit): one batch of the same shapes held in memory and repeated.
+Prints images/s of each and its ratio to the limit (targets: >= 0.95 at 64 px, >= 0.9 at 512 px).
 """
 import argparse
 import os
 import sys
 import tempfile
-import time
-import zlib
 
 import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import tensorflow as tf  # pylint: disable=wrong-import-position
 import tensorflow_transform as tft  # pylint: disable=wrong-import-position
-from tfx.types import artifact_utils  # pylint: disable=wrong-import-position
+import tensorflow_transform.beam as tft_beam  # pylint: disable=wrong-import-position
+from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=wrong-import-position
 
 import report_table  # pylint: disable=wrong-import-position
 import steps  # pylint: disable=wrong-import-position
-from iouseg import mlmd_store  # pylint: disable=wrong-import-position
+import voc_like  # pylint: disable=wrong-import-position
+from iouseg import demo_data  # pylint: disable=wrong-import-position
 from trainer import data, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
+from transform import data_format  # pylint: disable=wrong-import-position
+from transform.config import TransformConfig  # pylint: disable=wrong-import-position
+from transform.preprocessing import preprocessing_fn  # pylint: disable=wrong-import-position
 
-TARGET = 0.95
-TRAINER_FEED = "Trainer's feed: TFRecords (GZIP)"
+TARGETS = {64: 0.95, 512: 0.9}
+TRAINER_FEED = "Trainer's feed: raw records through tft_layer"
 LIMIT = 'in-memory tensors (the limit)'
 
 
-def transform_outputs(metadata: str, pipeline_name: str):
-  """(transformed examples artifact, transform graph uri) of the latest run's Transform."""
-  outputs = mlmd_store.latest_outputs(metadata, pipeline_name, 'Transform')
-  return outputs['transformed_examples'][0], outputs['transform_graph'][0].uri
+def write_data(kind: str, directory: str, records: int) -> str:
+  """The train split's file pattern."""
+  os.makedirs(os.path.join(directory, 'train'))
+  if kind == 'demo':
+    demo_data.write_split(os.path.join(directory, 'train', 'demo.tfrecord'), records, seed=0,
+                          size=96, ignore_label=data_format.DEFAULT_IGNORE_LABEL)
+  else:
+    voc_like.write_split(os.path.join(directory, 'train', 'voc_like.tfrecord'), records, seed=0)
+  return os.path.join(directory, 'train', '*')
 
 
-def uncompressed_copy(pattern: str, directory: str) -> str:
-  """The records of `pattern` rewritten as one uncompressed TFRecord file; returns its pattern."""
-  path = os.path.join(directory, 'train.tfrecord')
-  with tf.io.TFRecordWriter(path) as writer:
-    for record in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type='GZIP'):
-      writer.write(record.numpy())
-  return path
-
-
-def gzip_cost(pattern: str):
-  """(KB per record uncompressed, KB per record GZIP, ms per record to compress) of the records,
-  compressed as Beam's TFRecord sink writes Transform's output: zlib's default level, gzip framing."""
-  records = [r.numpy() for r in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern),
-                                                        compression_type='GZIP')]
-  start = time.perf_counter()
-  compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-  compressed = sum(len(compressor.compress(r)) for r in records) + len(compressor.flush())
-  seconds = time.perf_counter() - start
-  return (sum(map(len, records)) / len(records) / 1e3, compressed / len(records) / 1e3,
-          seconds / len(records) * 1e3)
+def analyse(pattern: str, config: TransformConfig, directory: str) -> tft.TFTransformOutput:
+  """The transform graph of `preprocessing_fn` over the records: TFT's analyzers on Beam."""
+  spec = data_format.raw_feature_spec()
+  rows = [{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()}
+          for r in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern))]
+  output_dir = os.path.join(directory, 'transform_graph')
+  raw_metadata = tft.DatasetMetadata.from_feature_spec(spec)
+  with tft_beam.Context(temp_dir=os.path.join(directory, 'tft_tmp')):
+    transform_fn = ((rows, raw_metadata)
+                    | tft_beam.AnalyzeDataset(lambda inputs: preprocessing_fn(inputs, vars(config))))
+    _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
+  # The raw schema beside the graph, as the Transform component writes it.
+  metadata_io.write_metadata(raw_metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  return tft.TFTransformOutput(output_dir)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--metadata', default='runs/demo/metadata.sqlite',
-                      help='ML Metadata of a finished run (default: %(default)s, from `make demo`)')
-  parser.add_argument('--pipeline-name', default='iouseg')
+  parser.add_argument('--data', choices=('demo', 'voc_like'), default='demo')
+  parser.add_argument('--records', type=int, default=192, help='train records (default: %(default)s)')
+  parser.add_argument('--image-size', type=int, default=64)
+  parser.add_argument('--num-classes', type=int, default=4)
   parser.add_argument('--batch-size', type=int, default=TrainerConfig.batch_size)
   parser.add_argument('--steps', type=int, default=60, help='timed steps per turn')
   parser.add_argument('--warmup', type=int, default=10, help='untimed steps per turn')
   parser.add_argument('--repeats', type=int, default=3, help='turns of each feed (median kept)')
   parser.add_argument('--out', help='also write the markdown here')
   args = parser.parse_args(argv)
-  if not os.path.exists(args.metadata):
-    parser.error(f'{args.metadata} does not exist: run `make demo` first, or pass --metadata')
-
-  examples, graph_uri = transform_outputs(args.metadata, args.pipeline_name)
-  tf_transform_output = tft.TFTransformOutput(graph_uri)
-  accessor = data.data_accessor([examples])
-  train_pattern = os.path.join(artifact_utils.get_split_uri([examples], 'train'), '*')
-  config = TrainerConfig(batch_size=args.batch_size)
-
-  def feed(pattern, cache_mib):
-    return data.make_dataset([pattern], accessor, tf_transform_output, config.batch_size, seed=0,
-                             cache_mib=cache_mib)
+  config = TrainerConfig(image_size=args.image_size, num_classes=args.num_classes,
+                         batch_size=args.batch_size)
 
   with tempfile.TemporaryDirectory() as work:
-    plain_pattern = uncompressed_copy(train_pattern, work)
-    raw_kb, gzip_kb, gzip_ms = gzip_cost(train_pattern)
-    one_batch = next(iter(feed(train_pattern, 0)))
-    feeds = {
-        f'{TRAINER_FEED} (cache_mib={config.cache_mib})': feed(train_pattern, config.cache_mib),
-        'TFRecords (GZIP), no cache': feed(train_pattern, 0),
-        'TFRecords rewritten uncompressed, no cache': feed(plain_pattern, 0),
-        LIMIT: tf.data.Dataset.from_tensors(one_batch).repeat(),
-    }
+    pattern = write_data(args.data, work, args.records)
+    tf_transform_output = analyse(pattern, TransformConfig(args.image_size, 3, args.num_classes), work)
+
+    def feed(cache_mib):
+      return data.make_dataset([pattern], tf_transform_output, config.batch_size, seed=0,
+                               cache_mib=cache_mib)
+
+    one_batch = next(iter(feed(0)))
+    feeds = {f'{TRAINER_FEED} (cache_mib={config.cache_mib})': feed(config.cache_mib),
+             'the same, no cache (files re-read each epoch)': feed(0),
+             LIMIT: tf.data.Dataset.from_tensors(one_batch).repeat()}
     model = task.compiled_model(config)
     rates = steps.interleaved(
         {name: (lambda d=dataset: steps.images_per_second(model, d, config.batch_size, args.steps,
@@ -107,14 +102,15 @@ def main(argv=None) -> int:
          for name, dataset in feeds.items()}, args.repeats)
 
   limit = rates[LIMIT]
+  target = TARGETS.get(args.image_size, TARGETS[512])
   lines = ['| feed | images/s | ratio to in-memory |', '| --- | --- | --- |']
-  lines += [f'| {name} | {rate:.1f} | {rate / limit:.2f} |' for name, rate in rates.items()]
-  lines += ['', f"Target: the Trainer's feed >= {TARGET} x in-memory. Model: the demo FCN "
-            f'({config.image_size}x{config.image_size}x{config.channels}, base filters '
-            f'{config.base_filters}, depth {config.depth}), batch {config.batch_size}; median of '
-            f'{args.repeats} interleaved turns of {args.steps} steps after {args.warmup} untimed.',
-            f'GZIP: a transformed train example is {raw_kb:.0f} KB, {gzip_kb:.0f} KB compressed '
-            f'({raw_kb / gzip_kb:.1f} x smaller); compressing costs {gzip_ms:.2f} ms per record.']
+  lines += [f'| {name} | {rate:.2f} | {rate / limit:.2f} |' for name, rate in rates.items()]
+  lines += ['', f"Target: the Trainer's feed >= {target} x in-memory. Data: {args.records} "
+            f"{'demo (96x96 PNG)' if args.data == 'demo' else 'VOC-like (512x384 JPEG)'} records. "
+            f'Model: FCN {config.image_size}x{config.image_size}x{config.channels}, '
+            f'{config.num_classes} classes, base filters {config.base_filters}, depth '
+            f'{config.depth}, batch {config.batch_size}; median of {args.repeats} interleaved turns '
+            f'of {args.steps} steps after {args.warmup} untimed.']
   device = 'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'
   return report_table.publish(lines, args.out, 'trainer_input.py', device=f', {device}')
 

@@ -11,6 +11,7 @@ metadata, Beam start-up), peak memory, and the eval mean IoU against the targets
 IoU >= 0.8). `--scale` multiplies the demo set's record counts (benchmarks/memory.py runs 1 and 4).
 """
 import argparse
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -37,6 +38,7 @@ class WholeRun:
   spans: dict  # node id -> (start, end) seconds since the epoch
   memory: list  # (seconds since the epoch, resident bytes of the process tree)
   mean_iou: float
+  paths: dict = dataclasses.field(default_factory=dict)  # data, root, serving, metadata (see run_demo)
 
   def peak_mib(self, start: float = 0.0, end: float = float('inf')) -> float:
     inside = [rss for t, rss in self.memory if start <= t <= end]
@@ -61,35 +63,49 @@ def _sample(process: psutil.Process, samples: list, done: threading.Event) -> No
       return
 
 
-def run_demo(scale: int = 1, run_flags=()) -> WholeRun:
-  """The demo pipeline on `scale` times the demo set, from scratch, in a temporary folder."""
+def run_sampled(command, env) -> tuple:
+  """(exit status, wall seconds, memory samples) of `command` run as a subprocess, its output
+  discarded, the resident memory of its process tree sampled every SAMPLE_EVERY_S."""
+  samples, done = [], threading.Event()
+  start = time.perf_counter()
+  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  sampler = threading.Thread(target=_sample, args=(psutil.Process(process.pid), samples, done))
+  sampler.start()
+  returncode = process.wait()
+  wall = time.perf_counter() - start
+  done.set()
+  sampler.join()
+  return returncode, wall, samples
+
+
+def run_demo(scale: int = 1, run_flags=(), data_root=None, work=None,
+             demo_flags=DEMO_FLAGS) -> WholeRun:
+  """The demo pipeline on `scale` times the demo set, from scratch, in a temporary folder.
+
+  `data_root`: run on these records (train/ and eval/ folders) instead of writing the demo set;
+  `demo_flags` (the demo's class names) are then usually replaced, e.g. by (). `work`: run in this
+  folder and keep it, so that the run's files (`WholeRun.paths`) can be read afterwards.
+  """
   iouseg = [sys.executable, '-m', 'iouseg.cli']
   env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1'}
-  with tempfile.TemporaryDirectory() as work:
-    paths = {'data': f'{work}/data', 'root': f'{work}/root', 'serving': f'{work}/serving',
-             'metadata': f'{work}/metadata.sqlite'}
-    subprocess.run(iouseg + ['demo-data', '--output', paths['data'],
-                             '--train-count', str(DEMO_TRAIN * scale),
-                             '--eval-count', str(DEMO_EVAL * scale)],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    samples, done = [], threading.Event()
-    start = time.perf_counter()
-    process = subprocess.Popen(
+  with contextlib.nullcontext(work) if work else tempfile.TemporaryDirectory() as work:
+    paths = {'data': data_root or f'{work}/data', 'root': f'{work}/root',
+             'serving': f'{work}/serving', 'metadata': f'{work}/metadata.sqlite'}
+    if not data_root:
+      subprocess.run(iouseg + ['demo-data', '--output', paths['data'],
+                               '--train-count', str(DEMO_TRAIN * scale),
+                               '--eval-count', str(DEMO_EVAL * scale)],
+                     check=True, env=env, stdout=subprocess.DEVNULL)
+    returncode, wall, samples = run_sampled(
         iouseg + ['run', '--data-root', paths['data'], '--pipeline-root', paths['root'],
                   '--serving-dir', paths['serving'], '--metadata', paths['metadata']]
-        + DEMO_FLAGS + list(run_flags), env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    sampler = threading.Thread(target=_sample, args=(psutil.Process(process.pid), samples, done))
-    sampler.start()
-    returncode = process.wait()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
+        + list(demo_flags) + list(run_flags), env)
     if returncode:
       raise RuntimeError(f'iouseg run failed with exit status {returncode}')
     summary = run_summary.latest_run(paths['metadata'], 'iouseg')
     return WholeRun(wall, mlmd_store.component_spans(paths['metadata'], 'iouseg'), samples,
-                    summary.candidate_metrics.get('mean_iou', float('nan')))
+                    summary.candidate_metrics.get('mean_iou', float('nan')), paths)
 
 
 def main(argv=None) -> int:

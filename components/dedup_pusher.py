@@ -1,15 +1,20 @@
-"""A Pusher executor that never publishes the same model twice.
+"""A Pusher (component and executor) that never publishes the same model twice.
 
 TFX's Pusher copies every blessed model to a new timestamped version. A re-run with nothing new
 re-evaluates the same model against itself as baseline (the Resolver's answer changed), blesses it
 again and would publish a duplicate version that TF Serving then reloads for nothing. This executor
 compares SavedModel fingerprints (TF's own checksum of the graph and of the checkpoint) with the
 versions already in the destination and, on a match, records the existing version as the push.
+
+`DedupPusher` is TFX's Pusher component with this executor; the pipeline gives it the node id
+`Pusher`, which the run summary, the Kubeflow compile and the tests look up.
 """
 import os
 
 import tensorflow as tf
+from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
@@ -57,3 +62,10 @@ class Executor(pusher_executor.Executor):
         model_push.set_int_custom_property(ALREADY_SERVING_KEY, 1)
         return
     super().Do(input_dict, output_dict, exec_properties)
+
+
+class DedupPusher(pusher_component.Pusher):
+  """TFX's Pusher (same spec, inputs and outputs) running `Executor`: a model already serving in
+  the destination is recorded as pushed there instead of being copied to a new version."""
+
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

@@ -49,19 +49,52 @@ def _add_run(sub):
       'data_root': 'data/demo', 'pipeline_root': 'runs/pipeline_root', 'serving_dir': 'runs/serving'})
   p.add_argument('--metadata', default='runs/metadata.sqlite',
                  help='ML Metadata SQLite file (default: %(default)s)')
+  p.add_argument('--verbose', action='store_true',
+                 help='show the logs and warnings of TFX, Beam and TensorFlow on stderr instead of '
+                 'writing them to PIPELINE_ROOT/logs/run-<time>.log')
   p.set_defaults(func=_run)
 
 
-def _run(args) -> int:
-  from iouseg import run_summary
-  from pipeline import flags, local_runner
+def _run(args, output=None) -> int:
+  """`output`: a `pipeline.progress.ThirdPartyOutput` already holding stderr (`main` takes it
+  before the parser is built, in case building it imports TensorFlow, which logs from C++ as it
+  loads). Third-party output goes to PIPELINE_ROOT/logs/ or, with --verbose, to the terminal."""
+  import logging  # pylint: disable=g-import-not-at-top
+  from pipeline import progress  # imports neither TensorFlow nor TFX
+  if output is None:
+    with progress.third_party_output() as output:
+      return _run(args, output)
   for path in ('data_root', 'pipeline_root', 'serving_dir'):
     setattr(args, path, os.path.abspath(getattr(args, path)))
-  local_runner.run(metadata_path=args.metadata,
-                   split_patterns=local_runner.split_patterns_for(args.data_root),
-                   **flags.create_pipeline_kwargs(args))
-  print(run_summary.format_summary(run_summary.latest_run(args.metadata, args.pipeline_name)))
+  log_path = None if args.verbose else progress.log_path_for(args.pipeline_root)
+  if log_path:
+    output.to_log(log_path)
+  else:
+    output.to_terminal()
+  from iouseg import run_summary  # pylint: disable=g-import-not-at-top
+  from pipeline import flags, local_runner  # pylint: disable=g-import-not-at-top
+  try:
+    local_runner.run(metadata_path=args.metadata, progress=sys.stdout,
+                     split_patterns=local_runner.split_patterns_for(args.data_root),
+                     **flags.create_pipeline_kwargs(args))
+    text = run_summary.format_summary(
+        run_summary.latest_run(args.metadata, args.pipeline_name), log_path)
+  except Exception as e:  # pylint: disable=broad-except
+    if log_path is None:
+      raise  # --verbose: the traceback, as Python prints it
+    logging.exception('iouseg run failed')  # the traceback goes to the log
+    print(f'Error: {type(e).__name__}: {e}', file=output.terminal)
+    print(f'Log (TFX, Beam, TensorFlow; the traceback): {log_path}', file=output.terminal)
+    return 1
+  print(text)
   return 0
+
+
+def _main_run(argv) -> int:
+  """`iouseg run`: stderr is held from before the parser is built to the end of the run."""
+  from pipeline import progress  # pylint: disable=g-import-not-at-top
+  with progress.third_party_output() as output:
+    return _run(build_parser().parse_args(argv), output)
 
 
 def _add_predict(sub):
@@ -130,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if argv[:1] == ['run']:
+    return _main_run(argv)
   args = build_parser().parse_args(argv)
   return args.func(args)
 

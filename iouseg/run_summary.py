@@ -233,6 +233,7 @@ def _metric_lines(summary: RunSummary) -> List[str]:
   metrics = summary.candidate_metrics
   lines = [f'Eval mean IoU: {format_value(iou_metric.MEAN_IOU, metrics[iou_metric.MEAN_IOU])}']
   lines += [f'  {label:<28} {format_value(name, metrics[name])}' for name, label in (
+      (iou_metric.MEAN_IOU_MODEL_RESOLUTION, 'mean IoU (model resolution)'),
       (iou_metric.FREQUENCY_WEIGHTED_IOU, 'frequency-weighted IoU'),
       (iou_metric.PIXEL_ACCURACY, 'pixel accuracy'),
       (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss')) if name in metrics]
@@ -256,7 +257,8 @@ def _slice_lines(summary: RunSummary) -> List[str]:
   return lines
 
 
-def format_summary(summary: RunSummary) -> str:
+def format_summary(summary: RunSummary, log_path: Optional[str] = None) -> str:
+  """The summary `iouseg run` prints; `log_path`, the run's third-party log, is its last line."""
   lines = [f'Run {summary.run_id}', 'Components:']
   lines += [f'  {node:<32} {state}' for node, state in summary.component_states.items()]
   if iou_metric.MEAN_IOU in summary.candidate_metrics:
@@ -273,4 +275,6 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'Pushed to: {summary.pushed_destination}{note}')
   else:
     lines.append('Pushed: no')
+  if log_path:
+    lines.append(f'Log (TFX, Beam, TensorFlow): {log_path}')
   return '\n'.join(lines)

@@ -14,9 +14,18 @@ result names the metric, the slice and the value that failed:
 
 Slices, besides the whole split: any example features (crossed when listed together), and, per
 foreground class, whether the class occurs in the image's ground truth. The latter is a TFMA SQL
-slice (`slice_keys_sql`) over the transformed one-hot `label`, which TFMA 0.47 adds to the features
-it slices on: a real TFMA slice, so every metric and the mean-IoU rules apply to it, with no change to
-Transform, the model or the extractors.
+slice (`slice_keys_sql`) over `class_presence`, the [C] output of the model's `class_presence`
+signature (`trainer.export`), which runs as the ModelSpec's preprocessing function: TFMA 0.47 puts a
+preprocessing function's outputs under `transformed_features` and adds them to the features its SQL
+slices see. A real TFMA slice, so every metric and the mean-IoU rules apply to it.
+
+What TFMA evaluates is the model's `evaluation_sums` signature on the Evaluator's examples (the
+RecordValidator's valid raw records): per example a few counts and sums, no per-pixel tensor, so
+TFMA's memory does not grow with image size or class count. TFMA 0.47's default extractors run a
+signature on whatever batch Beam made of the input records (up to 1000) and ignore
+`ModelSpec.inference_batch_size` (only `TfxBslPredictionsExtractor` reads it), so no setting here
+bounds the model's batch; the signature walks its batch in chunks sized by bytes itself
+(`trainer.export.evaluation_batch_size`).
 """
 import dataclasses
 import json
@@ -25,7 +34,7 @@ from typing import Dict, List, Optional, Sequence
 import tensorflow_model_analysis as tfma
 
 from components import iou_metric
-from transform import features
+from trainer import export
 
 # The change threshold: the candidate may not be below the baseline at all; the tiny negative
 # tolerance lets a candidate identical to the baseline (a re-run) pass instead of failing on a tie.
@@ -53,22 +62,22 @@ def presence_slice_column(class_name: str) -> str:
   return PRESENCE_SLICE_PREFIX + class_name
 
 
-def _presence_slice(class_id: int, column: str, num_classes: int) -> tfma.SlicingSpec:
+def _presence_slice(class_id: int, column: str) -> tfma.SlicingSpec:
   """`column` = 'yes' for images whose ground truth holds class `class_id`, 'no' otherwise."""
   if '`' in column:
     raise ValueError(f'class names may not contain a backtick: {column!r}')
-  # TFMA hands the label to SQL flattened ([H, W, C] row-major): element i is of class i mod C.
-  # Ignored pixels are all-zero rows, so they make no class present.
+  # SQL sees the [C] presence vector as a list of C values: element i is class i (1 = present;
+  # ignored pixels make no class present).
   return tfma.SlicingSpec(slice_keys_sql=(
-      f"SELECT STRUCT(IF(EXISTS(SELECT 1 FROM example.{features.LABEL} AS v WITH OFFSET i "
-      f"WHERE MOD(i, {num_classes}) = {class_id} AND v > 0), 'yes', 'no') AS `{column}`)"))
+      f"SELECT STRUCT(IF(EXISTS(SELECT 1 FROM example.{export.CLASS_PRESENCE} AS v WITH OFFSET i "
+      f"WHERE i = {class_id} AND v > 0), 'yes', 'no') AS `{column}`)"))
 
 
 def slicing_specs(class_names: List[str], options: EvalOptions) -> List[tfma.SlicingSpec]:
   specs = [tfma.SlicingSpec()]
   specs += [tfma.SlicingSpec(feature_keys=list(keys)) for keys in options.slice_features]
   if options.class_presence_slices:
-    specs += [_presence_slice(k, presence_slice_column(name), len(class_names))
+    specs += [_presence_slice(k, presence_slice_column(name))
               for k, name in enumerate(class_names) if k > 0]
   return specs
 
@@ -99,8 +108,9 @@ def _class_metric(class_id: int, class_name: str, num_classes: int,
 def make_eval_config(num_classes: int, min_mean_iou: float,
                      class_names: Optional[List[str]] = None,
                      options: Optional[EvalOptions] = None) -> tfma.EvalConfig:
-  """IoU metrics on the eval split, computed on the `model_resolution` signature against the
-  transformed one-hot labels, with the blessing rules and slices described above.
+  """IoU metrics on the eval split, summed from the model's `evaluation_sums` signature (the
+  blessing's `mean_iou` at each image's own resolution), with the blessing rules and slices
+  described above.
 
   `metrics_specs[0]` holds the one metric with the mean-IoU rules (what `kubeflow.parameters` edits
   at submission); `metrics_specs[1]` holds one `iou/<class>` metric per class.
@@ -113,11 +123,10 @@ def make_eval_config(num_classes: int, min_mean_iou: float,
   if unknown:
     raise ValueError(f'class floors for unknown classes {unknown}; classes: {class_names}')
   return tfma.EvalConfig(
+      # No label or prediction key: the metrics read the signature's outputs by name.
       model_specs=[tfma.ModelSpec(
-          signature_name='model_resolution',
-          preprocessing_function_names=['transform_features'],
-          label_key=features.LABEL,
-          prediction_key='probabilities')],
+          signature_name=export.EVALUATION_SIGNATURE,
+          preprocessing_function_names=[export.PRESENCE_SIGNATURE])],
       slicing_specs=slicing_specs(class_names, options),
       metrics_specs=[
           tfma.MetricsSpec(metrics=[tfma.MetricConfig(

@@ -10,7 +10,7 @@ from typing import Optional
 
 from pipeline import beam_runners
 from trainer.config import TrainerConfig
-from transform.config import TransformConfig
+from transform.config import LazyChoices, TransformConfig
 
 
 def _config_fields():
@@ -29,9 +29,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     if isinstance(field.default, bool):
       group.add_argument(flag, action='store_true', help=help_text)
     else:
-      group.add_argument(flag, type=type(field.default), default=field.default,
-                         choices=field.metadata.get('choices'),
-                         help=f'{help_text} (default: %(default)s)')
+      choices = field.metadata.get('choices')
+      # A metavar keeps argparse from listing lazy choices (loading their module) while it builds.
+      metavar = field.name.upper() if isinstance(choices, LazyChoices) else None
+      group.add_argument(flag, type=type(field.default), default=field.default, choices=choices,
+                         metavar=metavar, help=f'{help_text} (default: %(default)s)')
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser,

@@ -1,12 +1,13 @@
 """Runs the pipeline on this machine: LocalDagRunner, ML Metadata in SQLite, Beam's DirectRunner."""
 import os
-from typing import List, Optional
+from typing import List, Optional, TextIO
 
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
 from pipeline import beam_runners
 from pipeline import pipeline as pipeline_lib
+from pipeline import progress as progress_lib
 
 
 def split_patterns_for(data_root: str) -> Optional[dict]:
@@ -18,14 +19,24 @@ def split_patterns_for(data_root: str) -> Optional[dict]:
 
 
 def run(metadata_path: str, beam_pipeline_args: Optional[List[str]] = None,
-        run_options: Optional[RunOptions] = None, **pipeline_args) -> None:
+        run_options: Optional[RunOptions] = None, progress: Optional[TextIO] = None,
+        **pipeline_args) -> Optional[dict]:
   """Builds the pipeline with `pipeline_args` (see `create_pipeline`) and runs it to completion;
   Beam runs in memory in this process unless `beam_pipeline_args` choose otherwise. `run_options`
   runs part of it (TFX's partial run: the nodes between `from_nodes` and `to_nodes`, the rest of
-  their inputs taken from the previous run)."""
+  their inputs taken from the previous run). With a `progress` stream, prints a line to it as each
+  component starts and finishes (`pipeline.progress`) and returns {node id: state}."""
   os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
-  tfx.orchestration.LocalDagRunner().run(pipeline_lib.create_pipeline(
+  pipeline = pipeline_lib.create_pipeline(
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata_path),
       beam_pipeline_args=beam_pipeline_args or beam_runners.beam_args('in_memory'),
-      **pipeline_args), run_options=run_options)
+      **pipeline_args)
+  if progress is None:
+    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+    return None
+  watcher = progress_lib.ComponentProgress(metadata_path, pipeline.pipeline_info.pipeline_name,
+                                           len(pipeline.components), progress)
+  with watcher.attached():
+    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+  return watcher.states

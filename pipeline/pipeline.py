@@ -7,10 +7,9 @@ import dataclasses
 from typing import Dict, List, Optional
 
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 from tfx.utils import proto_utils
 
-from components import dedup_pusher
+from components.dedup_pusher import DedupPusher
 from components.anomaly_gate import AnomalyGate
 from components.record_validation import RecordValidator, TolerantImportExampleGen
 from pipeline import eval_config as eval_config_lib
@@ -35,7 +34,7 @@ def example_gen_configs(split_patterns: Optional[Dict[str, str]]) -> dict:
       tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)]))}
 
 
-def _settable(name: str, value, runtime_parameters: bool):
+def _runtime_settable(name: str, value, runtime_parameters: bool):
   """`value`, or a str RuntimeParameter `name` that defaults to it. TFX sets an exec property at
   run time only as a whole, so a proto (TrainArgs, EvalConfig) becomes a parameter holding its JSON."""
   if not runtime_parameters:
@@ -93,14 +92,14 @@ def create_pipeline(pipeline_name: str,
       floors, a per-class regression limit, feature and class-presence slices); see
       `pipeline.eval_config`.
   """
-  for field in ('image_size', 'channels', 'num_classes'):
+  for field in ('image_size', 'channels', 'num_classes', 'resize'):
     if getattr(transform_config, field) != getattr(trainer_config, field):
       raise ValueError(f'{field} differs between transform_config and trainer_config')
 
   # Reads damaged TFRecord files record by record instead of failing on them, so that the
   # RecordValidator can quarantine what is unreadable along with what is invalid.
   example_gen = TolerantImportExampleGen(
-      input_base=_settable('data_root', data_root, runtime_parameters),
+      input_base=_runtime_settable('data_root', data_root, runtime_parameters),
       **example_gen_configs(split_patterns)).with_id('ImportExampleGen')
   record_validator = RecordValidator(
       examples=example_gen.outputs['examples'], num_classes=transform_config.num_classes,
@@ -120,15 +119,18 @@ def create_pipeline(pipeline_name: str,
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
       custom_config=dataclasses.asdict(transform_config),
+      # Only the analyzers run and the graph is exported: the Trainer maps the raw examples through
+      # it (trainer.data), so no float32 one-hot copy of the data set is written (see docs/performance.md).
+      materialize=False,
       disable_statistics=True)
   transform.add_upstream_node(anomaly_gate)  # no data passes, only the order: anomalies stop the run
 
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
-      examples=transform.outputs['transformed_examples'],
+      examples=examples,
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
-      train_args=_settable('train_args', tfx.proto.TrainArgs(num_steps=train_steps),
+      train_args=_runtime_settable('train_args', tfx.proto.TrainArgs(num_steps=train_steps),
                            runtime_parameters),
       eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
       custom_config=trainer_config.to_dict())
@@ -143,16 +145,16 @@ def create_pipeline(pipeline_name: str,
       examples=examples,
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'] if model_resolver else None,
-      eval_config=_settable('eval_config', eval_config_lib.make_eval_config(
+      eval_config=_runtime_settable('eval_config', eval_config_lib.make_eval_config(
           transform_config.num_classes, min_mean_iou, class_names, eval_options),
           runtime_parameters))
 
-  pusher = tfx.components.Pusher(
+  pusher = DedupPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
-      custom_executor_spec=executor_spec.ExecutorClassSpec(dedup_pusher.Executor))
+  ).with_id('Pusher')
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

@@ -47,6 +47,39 @@ def run_tiny_pipeline(base: pathlib.Path, data_root, name: str, *, train_steps: 
   return metadata
 
 
+def recorded_artifacts(metadata: str, node: str):
+  """(inputs, outputs, exec properties) of `node`'s latest execution recorded in ML Metadata: the
+  TFX artifacts by key, and its settings."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  from iouseg import mlmd_store  # pylint: disable=g-import-not-at-top
+  store = mlmd_store.open_store(metadata)
+  execution = max((e for e in store.get_executions() if mlmd_store.node_id(store, e) == node),
+                  key=lambda e: e.id)
+  inputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.INPUT,))
+  outputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.OUTPUT,))
+  properties = {name: (value.string_value if value.HasField('string_value') else value.int_value)
+                for name, value in execution.custom_properties.items()}
+  return inputs, outputs, properties
+
+
+def rerun_executor(metadata: str, node: str, executor_class, beam_args, out_dir: str,
+                   extra_outputs=None) -> dict:
+  """Runs `node`'s executor again with its recorded inputs and settings, writing under `out_dir`;
+  `extra_outputs` ({key: artifact}) adds outputs the run did not have. Returns the new outputs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfx.dsl.components.base import base_beam_executor  # pylint: disable=g-import-not-at-top
+  inputs, outputs, properties = recorded_artifacts(metadata, node)
+  outputs.update({key: [artifact] for key, artifact in (extra_outputs or {}).items()})
+  for key, artifacts in outputs.items():
+    for i, artifact in enumerate(artifacts):
+      artifact.uri = os.path.join(out_dir, node, key, str(i))
+      tf.io.gfile.makedirs(artifact.uri)
+  context = base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=beam_args, tmp_dir=os.path.join(out_dir, 'tmp'), unique_id=node)
+  executor_class(context).Do(inputs, outputs, properties)
+  return outputs
+
+
 def encoded(image, image_format: str = 'PNG') -> bytes:
   """PNG or JPEG bytes of a PIL image or an array (HxW or HxWxC; its dtype decides the bit depth)."""
   if not isinstance(image, Image.Image):

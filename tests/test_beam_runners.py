@@ -9,18 +9,19 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
+import tensorflow_transform as tft
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.statistics_gen import executor as statistics_executor
 from tfx.components.transform import executor as transform_executor
-from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
 
 from ml_metadata.proto import metadata_store_pb2
 
-from conftest import run_tiny_pipeline
+from conftest import recorded_artifacts, rerun_executor, run_tiny_pipeline
 from iouseg import mlmd_store, run_summary
 from pipeline import beam_runners
+from trainer import data
 from transform import features
 
 EXECUTORS = {'StatisticsGen': statistics_executor.Executor, 'Transform': transform_executor.Executor,
@@ -36,24 +37,6 @@ def in_memory_run(tiny_demo_data, tmp_path_factory):
                            beam_pipeline_args=beam_runners.beam_args('in_memory'))
 
 
-def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:
-  """Runs `node`'s executor again with its recorded inputs and settings; returns its new outputs."""
-  store = mlmd_store.open_store(metadata)
-  execution, = [e for e in store.get_executions() if mlmd_store.node_id(store, e) == node]
-  inputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.INPUT,))
-  outputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.OUTPUT,))
-  for key, artifacts in outputs.items():
-    for i, artifact in enumerate(artifacts):
-      artifact.uri = os.path.join(out_dir, node, key, str(i))
-      tf.io.gfile.makedirs(artifact.uri)
-  properties = {name: (value.string_value if value.HasField('string_value') else value.int_value)
-                for name, value in execution.custom_properties.items()}
-  context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=beam_args, tmp_dir=os.path.join(out_dir, 'tmp'), unique_id=node)
-  EXECUTORS[node](context).Do(inputs, outputs, properties)
-  return outputs
-
-
 def _statistics(statistics_artifact, split):
   stats = statistics_pb2.DatasetFeatureStatisticsList()
   path, = glob.glob(os.path.join(statistics_artifact.uri, f'Split-{split}', 'FeatureStats.pb'))
@@ -62,20 +45,22 @@ def _statistics(statistics_artifact, split):
   return {f.path.step[0]: f for f in dataset.features}, dataset.num_examples
 
 
-def _transformed(examples_artifact, split):
-  """Rows keyed by their label bytes (exact, no arithmetic), values the float features."""
-  spec = {k: tf.io.VarLenFeature(tf.float32) for k in (features.IMAGE, features.LABEL, features.WEIGHT)}
-  rows = {}
-  files = glob.glob(os.path.join(examples_artifact.uri, f'Split-{split}', '*'))
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
-    parsed = {k: tf.sparse.to_dense(v).numpy() for k, v in tf.io.parse_single_example(record, spec).items()}
-    rows[parsed[features.LABEL].tobytes() + parsed[features.WEIGHT].tobytes()] = parsed
-  return rows
+def _transformed(transform_graph_artifact, raw_examples_artifact, split):
+  """The split's raw records through a transform graph, as the Trainer maps them."""
+  tf_transform_output = tft.TFTransformOutput(transform_graph_artifact.uri)
+  pattern = os.path.join(artifact_utils.get_split_uri([raw_examples_artifact], split), '*')
+  dataset = data.make_dataset(pattern, tf_transform_output, batch_size=8, seed=0, shuffle=False)
+  return [{features.IMAGE: image.numpy(), features.LABEL: label.numpy(), features.WEIGHT: weight.numpy()}
+          for image, label, weight in dataset.take(1)]
 
 
 def _metrics(evaluation_artifact):
   return run_summary.sliced_metrics(evaluation_artifact.uri)[run_summary.OVERALL][
       run_summary.CANDIDATE]
+
+
+def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:
+  return rerun_executor(metadata, node, EXECUTORS[node], beam_args, out_dir)
 
 
 @pytest.mark.parametrize('runner', OTHER_RUNNERS)
@@ -101,15 +86,17 @@ def test_same_results_on_every_local_runner(in_memory_run, runner, tmp_path):
         assert again[name].num_stats.mean == pytest.approx(feature.num_stats.mean), name
         assert again[name].num_stats.max == feature.num_stats.max, name
 
-  transformed = rerun(in_memory_run, 'Transform', args, str(tmp_path))['transformed_examples'][0]
+  # Transform's analyzers (the normalisation's full pass) again, judged by the graph they export.
+  graph = rerun(in_memory_run, 'Transform', args, str(tmp_path))['transform_graph'][0]
+  raw_examples = recorded_artifacts(in_memory_run, 'Transform')[0]['examples'][0]
   for split in ('train', 'eval'):
-    again = _transformed(transformed, split)
-    before = _transformed(original['Transform']['transformed_examples'][0], split)
-    assert again.keys() == before.keys() and len(before) > 0
-    for key, row in before.items():
-      # Same one-hot labels and weights exactly; images equal up to the order of the float sums
-      # in the normalisation's mean and variance.
-      np.testing.assert_allclose(again[key][features.IMAGE], row[features.IMAGE], atol=1e-5)
+    again, = _transformed(graph, raw_examples, split)
+    before, = _transformed(original['Transform']['transform_graph'][0], raw_examples, split)
+    # Same one-hot labels and weights exactly; images equal up to the order of the float sums
+    # in the normalisation's mean and variance.
+    np.testing.assert_array_equal(again[features.LABEL], before[features.LABEL])
+    np.testing.assert_array_equal(again[features.WEIGHT], before[features.WEIGHT])
+    np.testing.assert_allclose(again[features.IMAGE], before[features.IMAGE], atol=1e-5)
 
   evaluation = rerun(in_memory_run, 'Evaluator', args, str(tmp_path))['evaluation'][0]
   again, before = _metrics(evaluation), _metrics(original['Evaluator']['evaluation'][0])

@@ -1,52 +1,93 @@
 """The Evaluator's IoU metrics, blessing rules and slices (components/iou_metric.py,
-pipeline/eval_config.py), checked against numpy and tf_keras on hand-made masks.
+pipeline/eval_config.py) and the model's evaluation signatures (trainer/export.py), checked against
+numpy and tf_keras.
 
-The combiner is fed StandardMetricInputs directly, split and merged in arbitrary ways. Then real TFMA
-(`tfma.run_model_analysis`, Beam's DirectRunner) evaluates the project's EvalConfig on records that
-carry their labels and predictions as features (TFMA's model-agnostic mode: no model to train), once
-in memory and once with 2 worker processes, and both must give the same numbers as numpy.
-The data holds a class that never occurs (IoU absent, not 0) and an image that is all ignore label.
+1. The combiner is fed per-example sums (what `evaluation_sums` returns) of hand-made masks directly,
+   split and merged in arbitrary ways.
+2. Real TFMA (`tfma.run_model_analysis`, Beam's DirectRunner) evaluates the project's EvalConfig on
+   records that carry those per-example sums as features (TFMA's model-agnostic mode: no model),
+   once in memory and once with 2 worker processes; both must give the same numbers as numpy.
+   The data holds a class that never occurs (IoU absent, not 0) and an image that is all ignore label.
+3. Real TFMA evaluates a trained tiny model, exported by `trainer.export` with either resize mode, on
+   raw records of mixed sizes and aspect ratios: its numbers equal an independent numpy computation
+   from `serving_default`'s class ids and each mask decoded by PIL at its own size (and, at the
+   model's resolution, from `model_resolution` and `transform_features`).
 """
 import argparse
+import io
 import math
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
 import tf_keras
 from apache_beam.options.pipeline_options import PipelineOptions
 from bs4 import BeautifulSoup
 from hypothesis import given, settings, strategies as st
+from PIL import Image
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_model_analysis.metrics import metric_specs, metric_types
+from tensorflow_transform.tf_metadata import metadata_io
 
-from iouseg import run_summary
+from conftest import encoded
+from iouseg import demo_data, run_summary
 from iouseg.report import page
 from pipeline import eval_config, flags
-from trainer import losses
+from trainer import data, export, losses, task
+from trainer import model as model_lib
+from trainer.config import TrainerConfig
+from transform import data_format, features
+from transform.config import TransformConfig
+from transform.preprocessing import preprocessing_fn
 
 CLASSES = ['background', 'disc', 'square', 'never']  # 'never': in no label and no prediction
 ABSENT = 3
-SIZE, IMAGES = 8, 12
+SIZE, IMAGES = 8, 12  # the model's resolution, and the number of images
+# Each image's own size (rows, columns): mixed sizes and aspect ratios.
+NATIVE_SIZES = [(8, 12), (10, 6), (9, 9), (7, 13)]
 SOURCE = 'image/source'
+IGNORE = data_format.DEFAULT_IGNORE_LABEL
+# The signature's outputs, per example.
+SUM_OUTPUTS = (export.CONFUSION_MATRIX, export.CONFUSION_MATRIX_MODEL_RESOLUTION,
+               export.SOFT_IOU_INTERSECTION, export.SOFT_IOU_UNION)
+
+
+def _random_ids(rng, shape):
+  return rng.choice(ABSENT, size=shape, p=[0.6, 0.3, 0.1])
 
 
 def make_data(seed: int = 0):
-  """(one-hot labels, probabilities, class ids, valid masks, sources) of IMAGES images.
-  Image 0 is all ignore; about 10 % of the other pixels are ignored; class ABSENT never occurs."""
+  """IMAGES images, each at its own size (`native_*`, lists of arrays of mixed sizes) and at the
+  model's resolution (one-hot `labels`, `probabilities`, `ids`, `valid`, all [IMAGES, SIZE, SIZE,
+  ...]). Image 0 is all ignore; about 10 % of the other pixels are ignored; class ABSENT never occurs;
+  images 1-2 hold no disc and 2-4 no square (at their own size, which the presence slices read)."""
   rng = np.random.default_rng(seed)
-  ids = rng.choice(ABSENT, size=(IMAGES, SIZE, SIZE), p=[0.6, 0.3, 0.1])
-  ids[1:3][ids[1:3] == 1] = 0  # images without a disc
-  ids[2:5][ids[2:5] == 2] = 0  # and without a square, so no slice is only the all-ignore image
+  ids = _random_ids(rng, (IMAGES, SIZE, SIZE))
   valid = rng.uniform(size=ids.shape) > 0.1
   valid[0] = False
   labels = np.eye(len(CLASSES))[ids] * valid[..., None]
   probabilities = 0.4 * np.eye(len(CLASSES))[ids] + 0.6 * rng.uniform(size=labels.shape)
   probabilities[..., ABSENT] = 0.0
-  probabilities = probabilities.astype(np.float32).astype(np.float64)  # what a tf.Example holds
+  probabilities = probabilities.astype(np.float32).astype(np.float64)  # what the model computes
+  native_ids, native_pred, native_valid = [], [], []
+  for k in range(IMAGES):
+    shape = NATIVE_SIZES[k % len(NATIVE_SIZES)]
+    true = _random_ids(rng, shape)
+    if k in (1, 2):
+      true[true == 1] = 0
+    if k in (2, 3, 4):
+      true[true == 2] = 0
+    # A prediction right on about 70 % of the pixels.
+    native_ids.append(true)
+    native_pred.append(np.where(rng.uniform(size=shape) < 0.7, true, _random_ids(rng, shape)))
+    native_valid.append((rng.uniform(size=shape) > 0.1) & (k != 0))
   sources = np.where(np.arange(IMAGES) % 3 == 0, 'scanner', 'phone')
-  return labels, probabilities, ids, valid, sources
+  return dict(labels=labels, probabilities=probabilities, ids=ids, valid=valid, sources=sources,
+              native_ids=native_ids, native_pred=native_pred, native_valid=native_valid)
 
 
 def predicted_ids(probabilities):
@@ -55,35 +96,67 @@ def predicted_ids(probabilities):
   return np.where(probabilities[..., 1:].max(-1) >= 0.5, best, 0)
 
 
-def numpy_confusion(ids, predictions, valid):
-  matrix = np.zeros((len(CLASSES),) * 2, dtype=np.int64)
+def numpy_confusion(ids, predictions, valid, num_classes=len(CLASSES)):
+  matrix = np.zeros((num_classes,) * 2, dtype=np.int64)
   np.add.at(matrix, (ids[valid], predictions[valid]), 1)
   return matrix
 
 
-def expected_metrics(labels, probabilities, ids, valid):
-  """Every metric by its definition, in numpy, for comparison with what TFMA reports."""
-  matrix = numpy_confusion(ids, predicted_ids(probabilities), valid)
-  tp = np.diag(matrix).astype(float)
-  union = matrix.sum(0) + matrix.sum(1) - tp
-  per_class = [tp[k] / union[k] if union[k] else math.nan for k in range(len(CLASSES))]
-  present = [v for v in per_class if not math.isnan(v)]
-  truth = matrix.sum(1)
+def soft_sums(labels, probabilities, valid):
   w = valid[..., None]
-  i = (w * probabilities * labels).sum()
-  u = (w * (probabilities + labels - probabilities * labels)).sum()
+  return ((w * probabilities * labels).sum(),
+          (w * (probabilities + labels - probabilities * labels)).sum())
+
+
+def example_outputs(d, k) -> dict:
+  """Image k's outputs of the `evaluation_sums` signature, computed in numpy."""
+  intersection, union = soft_sums(d['labels'][k], d['probabilities'][k], d['valid'][k])
+  return {export.CONFUSION_MATRIX: numpy_confusion(d['native_ids'][k], d['native_pred'][k],
+                                                   d['native_valid'][k]),
+          export.CONFUSION_MATRIX_MODEL_RESOLUTION: numpy_confusion(
+              d['ids'][k], predicted_ids(d['probabilities'][k]), d['valid'][k]),
+          export.SOFT_IOU_INTERSECTION: intersection, export.SOFT_IOU_UNION: union}
+
+
+def metrics_of(matrix, model_matrix, intersection, union, class_names=CLASSES):
+  """Every metric by its definition, from a split's confusion matrices (own resolution, model
+  resolution) and soft IoU sums."""
+  def per_class_and_mean(m):
+    tp = np.diag(m).astype(float)
+    union_k = m.sum(0) + m.sum(1) - tp
+    per_class = [tp[k] / union_k[k] if union_k[k] else math.nan for k in range(len(m))]
+    present = [v for v in per_class if not math.isnan(v)]
+    return per_class, (np.mean(present) if present else math.nan)
+
+  per_class, mean = per_class_and_mean(matrix)
+  truth = matrix.sum(1)
   expected = {
-      'mean_iou': np.mean(present) if present else math.nan,
-      'pixel_accuracy': tp.sum() / matrix.sum() if matrix.sum() else math.nan,
-      'frequency_weighted_iou': (sum(truth[k] * per_class[k] for k in range(len(CLASSES))
+      'mean_iou': mean,
+      'mean_iou_model_resolution': per_class_and_mean(model_matrix)[1],
+      'pixel_accuracy': np.trace(matrix) / matrix.sum() if matrix.sum() else math.nan,
+      'frequency_weighted_iou': (sum(truth[k] * per_class[k] for k in range(len(matrix))
                                      if truth[k]) / truth.sum()) if truth.sum() else math.nan,
-      'soft_iou_loss': 1 - (i + 1) / (u + 1),
+      'soft_iou_loss': 1 - (intersection + 1) / (union + 1),
       'confusion_matrix': matrix}
-  expected.update({f'iou/{name}': per_class[k] for k, name in enumerate(CLASSES)})
+  expected.update({f'iou/{name}': per_class[k] for k, name in enumerate(class_names)})
   return expected
 
 
-def assert_metrics_equal(actual: dict, expected: dict):
+def expected_metrics(d, members=None):
+  """The metrics of the images in `members` (bool [IMAGES]; all by default), from all their pixels
+  at once."""
+  members = np.ones(IMAGES, bool) if members is None else members
+  chosen = np.flatnonzero(members)
+  flat = {key: np.concatenate([d[key][k].ravel() for k in chosen])
+          for key in ('native_ids', 'native_pred', 'native_valid')}
+  matrix = numpy_confusion(flat['native_ids'], flat['native_pred'], flat['native_valid'])
+  ids, probabilities, valid, labels = (d[key][members] for key in
+                                       ('ids', 'probabilities', 'valid', 'labels'))
+  model_matrix = numpy_confusion(ids, predicted_ids(probabilities), valid)
+  return metrics_of(matrix, model_matrix, *soft_sums(labels, probabilities, valid))
+
+
+def assert_metrics_equal(actual: dict, expected: dict, rel=1e-9, abs_=1e-12):
   assert set(actual) == set(expected)
   for name, value in expected.items():
     if name == 'confusion_matrix':
@@ -91,7 +164,7 @@ def assert_metrics_equal(actual: dict, expected: dict):
     elif math.isnan(value):
       assert math.isnan(actual[name]), (name, actual[name])
     else:
-      assert actual[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+      assert actual[name] == pytest.approx(value, rel=rel, abs=abs_), name
 
 
 # --- the combiner on its own -------------------------------------------------------------------
@@ -107,7 +180,7 @@ def _computations():
   return combiners.pop().combiner, derived
 
 
-def run_combiner(labels, probabilities, groups):
+def run_combiner(d, groups):
   """Accumulates each group of images separately, merges, and derives the metrics, as Beam would."""
   combiner, derived = _computations()
   accumulators = []
@@ -115,7 +188,7 @@ def run_combiner(labels, probabilities, groups):
     accumulator = combiner.create_accumulator()
     for k in group:
       accumulator = combiner.add_input(accumulator, metric_types.StandardMetricInputs(
-          labels=labels[k], predictions=probabilities[k], example_weights=np.array([1.0])))
+          predictions=example_outputs(d, k), example_weights=np.array([1.0])))
     accumulators.append(accumulator)
   outputs = combiner.extract_output(combiner.merge_accumulators(accumulators))
   for computation in derived:
@@ -124,44 +197,62 @@ def run_combiner(labels, probabilities, groups):
 
 
 def test_combiner_matches_numpy_keras_mean_iou_and_the_training_loss():
-  labels, probabilities, ids, valid, _ = make_data()
-  result = run_combiner(labels, probabilities, [range(IMAGES)])
-  assert_metrics_equal(result, expected_metrics(labels, probabilities, ids, valid))
+  d = make_data()
+  result = run_combiner(d, [range(IMAGES)])
+  assert_metrics_equal(result, expected_metrics(d))
 
+  # Own resolution: images of mixed sizes, every pixel counted once.
   keras_iou = tf_keras.metrics.MeanIoU(num_classes=len(CLASSES))
-  keras_iou.update_state(ids, predicted_ids(probabilities), sample_weight=valid)
+  for true, pred, valid in zip(d['native_ids'], d['native_pred'], d['native_valid']):
+    keras_iou.update_state(true.ravel(), pred.ravel(), sample_weight=valid.ravel())
   np.testing.assert_array_equal(keras_iou.total_cm.numpy(), result['confusion_matrix'])
   assert result['mean_iou'] == pytest.approx(float(keras_iou.result()), abs=1e-6)
+  # Model resolution.
+  keras_model_iou = tf_keras.metrics.MeanIoU(num_classes=len(CLASSES))
+  keras_model_iou.update_state(d['ids'], predicted_ids(d['probabilities']), sample_weight=d['valid'])
+  assert result['mean_iou_model_resolution'] == pytest.approx(float(keras_model_iou.result()),
+                                                              abs=1e-6)
+  assert result['mean_iou_model_resolution'] != pytest.approx(result['mean_iou'])
 
   # The absent class is NaN, flagged as absent, and left out of the mean instead of dragging it down.
   assert math.isnan(result['iou/never'])
   assert run_summary.format_value('iou/never', result['iou/never']) == 'absent'
   assert result['mean_iou'] == pytest.approx(np.mean([result[f'iou/{c}'] for c in CLASSES[:3]]))
 
-  loss = losses.soft_iou_loss(tf.constant(labels, tf.float32), tf.constant(probabilities, tf.float32),
-                              tf.constant(valid, tf.float32))
+  loss = losses.soft_iou_loss(tf.constant(d['labels'], tf.float32),
+                              tf.constant(d['probabilities'], tf.float32),
+                              tf.constant(d['valid'], tf.float32))
   assert result['soft_iou_loss'] == pytest.approx(float(loss), rel=1e-5)
 
 
 def test_all_ignore_images_count_for_nothing():
-  labels, probabilities, *_ = make_data()
-  only_ignore = run_combiner(labels, probabilities, [[0]])
+  d = make_data()
+  only_ignore = run_combiner(d, [[0]])
   assert not only_ignore['confusion_matrix'].any()
   assert all(math.isnan(only_ignore[name]) for name in
-             ['mean_iou', 'pixel_accuracy', 'frequency_weighted_iou'] + [f'iou/{c}' for c in CLASSES])
+             ['mean_iou', 'mean_iou_model_resolution', 'pixel_accuracy', 'frequency_weighted_iou'] +
+             [f'iou/{c}' for c in CLASSES])
   assert only_ignore['soft_iou_loss'] == 0.0  # the loss's epsilon: 1 - 1/1
-  with_it = run_combiner(labels, probabilities, [range(IMAGES)])
-  without_it = run_combiner(labels, probabilities, [range(1, IMAGES)])
+  with_it = run_combiner(d, [range(IMAGES)])
+  without_it = run_combiner(d, [range(1, IMAGES)])
   assert_metrics_equal(with_it, without_it)
 
 
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.integers(0, 3), min_size=IMAGES, max_size=IMAGES))
 def test_any_split_into_merged_accumulators_gives_the_same_numbers(worker_of_image):
-  labels, probabilities, ids, valid, _ = make_data()
+  d = make_data()
   groups = [[k for k in range(IMAGES) if worker_of_image[k] == w] for w in range(4)]
-  assert_metrics_equal(run_combiner(labels, probabilities, groups),
-                       expected_metrics(labels, probabilities, ids, valid))
+  assert_metrics_equal(run_combiner(d, groups), expected_metrics(d))
+
+
+def test_a_model_counting_other_classes_than_the_metric_is_refused():
+  combiner, _ = _computations()
+  outputs = {name: np.zeros((3, 3), np.int64) for name in SUM_OUTPUTS[:2]}
+  outputs.update({name: np.zeros(()) for name in SUM_OUTPUTS[2:]})
+  with pytest.raises(ValueError, match='4 classes'):
+    combiner.add_input(combiner.create_accumulator(),
+                       metric_types.StandardMetricInputs(predictions=outputs))
 
 
 # --- the configuration --------------------------------------------------------------------------
@@ -177,6 +268,10 @@ def test_flags_become_class_rules_and_slices():
   assert options == eval_config.EvalOptions({'background': 0.9, 'disc': 0.5}, 0.05,
                                             [(SOURCE,), ('image/format', SOURCE)], True)
   config = eval_config.make_eval_config(len(CLASSES), 0.5, CLASSES, options)
+  # TFMA runs the signature that returns per-example sums; the slices read the presence signature.
+  spec, = config.model_specs
+  assert spec.signature_name == export.EVALUATION_SIGNATURE
+  assert list(spec.preprocessing_function_names) == [export.PRESENCE_SIGNATURE]
   # The mean-IoU rules stay the first spec's only metric (kubeflow.parameters edits it there).
   mean_iou, = config.metrics_specs[0].metrics
   assert mean_iou.threshold.value_threshold.lower_bound.value == 0.5
@@ -188,7 +283,9 @@ def test_flags_become_class_rules_and_slices():
   assert rule.threshold.value_threshold.lower_bound.value == 0.5
   assert rule.threshold.change_threshold.absolute.value == -0.05
   assert [s.feature_keys for s in config.slicing_specs[1:3]] == [[SOURCE], ['image/format', SOURCE]]
-  assert len([s for s in config.slicing_specs if s.slice_keys_sql]) == len(CLASSES) - 1
+  presence = [s.slice_keys_sql for s in config.slicing_specs if s.slice_keys_sql]
+  assert len(presence) == len(CLASSES) - 1
+  assert all(f'example.{export.CLASS_PRESENCE}' in sql for sql in presence)
   with pytest.raises(ValueError, match='unknown classes'):
     eval_config.make_eval_config(len(CLASSES), 0.5, CLASSES, eval_config.EvalOptions({'cat': 0.1}))
   with pytest.raises(SystemExit):
@@ -196,24 +293,46 @@ def test_flags_become_class_rules_and_slices():
                        '--class-min-iou', 'disc:0.5'])
 
 
-# --- real TFMA, one worker and two --------------------------------------------------------------
+def test_evaluation_batch_size_is_chosen_by_bytes():
+  # The default model (16 filters, depth 3) outputs 484 floats per input pixel with 21 classes.
+  per_example = 4 * 512 * 512 * (484 + 21 + 1)  # bytes per 512 px example: 506 MiB
+  assert export.evaluation_batch_size(512, 21, 484) == 1  # never 0, even over the budget
+  assert export.evaluation_batch_size(512, 21, 484, budget_bytes=5 * per_example) == 5
+  assert export.evaluation_batch_size(256, 21, 484) == 2
+  assert export.evaluation_batch_size(32, 4, 206) == export.EVALUATION_BATCH_BYTES // (
+      4 * 32 * 32 * (206 + 4 + 1)) == 310
+  assert export.activations_per_pixel(model_lib.build_fcn(512, 3, 21, base_filters=16, depth=3)) == 484
 
-def _write_records(path, labels, probabilities, sources):
+
+# --- real TFMA on per-example sums, one worker and two ------------------------------------------
+
+def _presence(d, k):
+  return np.bincount(d['native_ids'][k][d['native_valid'][k]], minlength=len(CLASSES)) > 0
+
+
+def _write_records(path, d, images):
   with tf.io.TFRecordWriter(path) as writer:
-    for label, probability, source in zip(labels, probabilities, sources):
-      writer.write(tf.train.Example(features=tf.train.Features(feature={
-          'label': tf.train.Feature(float_list=tf.train.FloatList(value=label.ravel())),
-          'probabilities': tf.train.Feature(float_list=tf.train.FloatList(value=probability.ravel())),
-          SOURCE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode()])),
-      })).SerializeToString())
+    for k in images:
+      outputs = example_outputs(d, k)
+      feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=outputs[name].ravel()))
+                 for name in SUM_OUTPUTS[:2]}
+      feature.update({name: tf.train.Feature(float_list=tf.train.FloatList(value=[outputs[name]]))
+                      for name in SUM_OUTPUTS[2:]})
+      feature[export.CLASS_PRESENCE] = tf.train.Feature(
+          int64_list=tf.train.Int64List(value=_presence(d, k).astype(int)))
+      feature[SOURCE] = tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[d['sources'][k].encode()]))
+      writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
 def _schema():
-  """Fixed shapes, so TFMA hands each example's label and prediction as [H, W, C] arrays."""
+  """Fixed shapes, so TFMA hands each example's sums as [C, C] arrays and scalars."""
   schema = schema_pb2.Schema()
-  for name, kind, shape in (('label', schema_pb2.FLOAT, (SIZE, SIZE, len(CLASSES))),
-                            ('probabilities', schema_pb2.FLOAT, (SIZE, SIZE, len(CLASSES))),
-                            (SOURCE, schema_pb2.BYTES, (1,))):
+  shapes = [(name, schema_pb2.INT, (len(CLASSES), len(CLASSES))) for name in SUM_OUTPUTS[:2]]
+  shapes += [(name, schema_pb2.FLOAT, (1,)) for name in SUM_OUTPUTS[2:]]
+  shapes += [(export.CLASS_PRESENCE, schema_pb2.INT, (len(CLASSES),)),
+             (SOURCE, schema_pb2.BYTES, (1,))]
+  for name, kind, shape in shapes:
     feature = schema.feature.add(name=name, type=kind)
     feature.presence.min_fraction = 1.0
     for size in shape:
@@ -222,13 +341,15 @@ def _schema():
 
 
 def _model_agnostic_config():
-  """The project's EvalConfig, with the predictions read from the records instead of a model.
-  Without a model there is no baseline: the change rule is left out, as TFMA does on a first run."""
+  """The project's EvalConfig, with the signature's outputs read from the records instead of a
+  model. Without a model there is no baseline: the change rule is left out, as TFMA does on a first
+  run."""
   config = eval_config.make_eval_config(
       len(CLASSES), 0.1, CLASSES,
       eval_config.EvalOptions(class_min_iou={'square': 0.99, 'never': 0.1},
                               slice_features=[(SOURCE,)], class_presence_slices=True))
-  config.model_specs[0].CopyFrom(tfma.ModelSpec(label_key='label', prediction_key='probabilities'))
+  config.model_specs[0].CopyFrom(tfma.ModelSpec(
+      prediction_keys={name: name for name in SUM_OUTPUTS}))
   config.metrics_specs[0].metrics[0].threshold.ClearField('change_threshold')
   return config
 
@@ -238,10 +359,9 @@ def tfma_outputs(tmp_path_factory):
   """{'in_memory' | 'two_workers': output path} of the same evaluation; the data in 3 files, so
   the workers have something to share."""
   base = tmp_path_factory.mktemp('tfma')
-  labels, probabilities, _, _, sources = make_data()
+  d = make_data()
   for shard in range(3):
-    _write_records(str(base / f'data-{shard}.tfrecord'), labels[shard::3], probabilities[shard::3],
-                   sources[shard::3])
+    _write_records(str(base / f'data-{shard}.tfrecord'), d, range(shard, IMAGES, 3))
   outputs = {}
   for mode, beam_args in (('in_memory', ['--direct_running_mode=in_memory']),
                           ('two_workers', ['--direct_running_mode=multi_processing',
@@ -255,15 +375,14 @@ def tfma_outputs(tmp_path_factory):
 
 def _expected_slices():
   """slice name -> numpy metrics of the images in it: the project's slices, by hand."""
-  labels, probabilities, ids, valid, sources = make_data()
+  d = make_data()
   members = {run_summary.OVERALL: np.ones(IMAGES, bool)}
-  members.update({f'{SOURCE}={s}': sources == s for s in set(sources)})
+  members.update({f'{SOURCE}={s}': d['sources'] == s for s in set(d['sources'])})
   for k, name in enumerate(CLASSES[1:], start=1):
-    has = (labels[..., k] > 0).any(axis=(1, 2))
+    has = np.array([_presence(d, i)[k] for i in range(IMAGES)])
     members[f'label_has_{name}=yes'] = has
     members[f'label_has_{name}=no'] = ~has
-  return {name: expected_metrics(labels[m], probabilities[m], ids[m], valid[m])
-          for name, m in members.items() if m.any()}
+  return {name: expected_metrics(d, m) for name, m in members.items() if m.any()}
 
 
 def test_tfma_gives_numpy_numbers_on_every_slice_with_one_worker_and_with_two(tfma_outputs):
@@ -273,7 +392,8 @@ def test_tfma_gives_numpy_numbers_on_every_slice_with_one_worker_and_with_two(tf
     slices = run_summary.sliced_metrics(path)
     assert set(slices) == set(expected), mode
     for name, metrics in expected.items():
-      assert_metrics_equal(slices[name][run_summary.CANDIDATE], metrics)
+      # The records hold the soft IoU sums as float32; the matrices are exact.
+      assert_metrics_equal(slices[name][run_summary.CANDIDATE], metrics, rel=1e-6)
   assert run_summary.class_names(tfma_outputs['in_memory']) == CLASSES
 
 
@@ -293,11 +413,215 @@ def test_summary_and_report_show_the_absent_class_as_absent(tfma_outputs):
       'r', {}, slices[run_summary.OVERALL][run_summary.CANDIDATE], {}, False,
       run_summary.validation_failures(path), False, None, False,
       class_names=run_summary.class_names(path), slices=slices, evaluation_uri=path)
-  assert 'never                IoU absent (in neither labels nor predictions)' in (
-      run_summary.format_summary(summary))
+  printed = run_summary.format_summary(summary)
+  assert 'never                IoU absent (in neither labels nor predictions)' in printed
+  model_resolution = summary.candidate_metrics['mean_iou_model_resolution']
+  assert f'  mean IoU (model resolution)  {model_resolution:.4f}' in printed.splitlines()
   soup = BeautifulSoup(page.render(summary, [], 'p', 10), 'html.parser')
   cell = soup.select_one('#class-iou td[data-metric="iou/never"]')
   assert cell.get_text() == 'absent' and cell['data-value'] == 'nan'
   assert 'never' in soup.select_one('#absent').get_text()
   assert soup.select_one(f'#class-iou-chart [id="bar-candidate-{ABSENT}"]') is not None
   assert 'absent' in soup.select_one('#class-iou-chart').get_text()
+
+
+# --- real TFMA on a trained model, images of mixed sizes -----------------------------------------
+
+MODEL_CLASSES = ['background', 'disc', 'square', 'triangle']
+MODEL_SIZE = 32
+# The eval images' own sizes (rows, columns): landscape, portrait, square, long, odd.
+MODEL_NATIVE_SIZES = [(40, 56), (64, 48), (48, 48), (30, 70), (56, 40), (33, 47), (48, 48)]
+JPEG_IMAGE = 5
+# The pad model's `evaluation_sums` runs 2 examples at a time, so that batches are split in chunks.
+PAD_CHUNK = 2
+
+
+def _raw_records():
+  """Demo images and masks (shapes, ignore-label outlines) cut to each size; one of them a JPEG."""
+  rng = np.random.default_rng(5)
+  records = []
+  for k, (height, width) in enumerate(MODEL_NATIVE_SIZES):
+    image, mask = demo_data.make_pair(rng, max(height, width), IGNORE)
+    image, mask = image[:height, :width], mask[:height, :width]
+    image_format = 'jpeg' if k == JPEG_IMAGE else 'png'
+    records.append(data_format.make_example(
+        encoded(image, image_format.upper()), image_format, height, width, 3,
+        f'eval/{k}.{image_format}', data_format.encode_png(mask)).SerializeToString())
+  return records
+
+
+def _raw_schema():
+  """The schema of the project's records, as SchemaGen infers it: TFMA decodes the raw features."""
+  schema = schema_pb2.Schema()
+  for name, kind in ((data_format.IMAGE_ENCODED, schema_pb2.BYTES),
+                     (data_format.IMAGE_FORMAT, schema_pb2.BYTES),
+                     (data_format.IMAGE_FILENAME, schema_pb2.BYTES),
+                     (data_format.MASK_ENCODED, schema_pb2.BYTES),
+                     (data_format.MASK_FORMAT, schema_pb2.BYTES),
+                     (data_format.IMAGE_HEIGHT, schema_pb2.INT),
+                     (data_format.IMAGE_WIDTH, schema_pb2.INT),
+                     (data_format.IMAGE_CHANNELS, schema_pb2.INT)):
+    feature = schema.feature.add(name=name, type=kind)
+    feature.presence.min_fraction = 1.0
+    feature.shape.dim.add(size=1)
+  return schema
+
+
+def _transform_output(records, config: TransformConfig, base) -> tft.TFTransformOutput:
+  """Transform's analysis (`preprocessing_fn`'s full pass) of `records`, written as Transform does."""
+  spec = data_format.raw_feature_spec()
+  raw = [{key: value.numpy() for key, value in tf.io.parse_single_example(r, spec).items()}
+         for r in records]
+  metadata = tft.DatasetMetadata.from_feature_spec(spec)
+  out = str(base / f'transform_{config.resize}')
+  with tft_beam.Context(temp_dir=str(base / f'tft_tmp_{config.resize}')):
+    transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(
+        lambda inputs: preprocessing_fn(inputs, vars(config)))
+    _ = transform_fn | tft_beam.WriteTransformFn(out)
+  metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
+  return tft.TFTransformOutput(out)
+
+
+def _model_eval_config():
+  config = eval_config.make_eval_config(
+      len(MODEL_CLASSES), 0.0, MODEL_CLASSES,
+      eval_config.EvalOptions(slice_features=[(data_format.IMAGE_FORMAT,)],
+                              class_presence_slices=True))
+  config.metrics_specs[0].metrics[0].threshold.ClearField('change_threshold')  # no baseline
+  return config
+
+
+@pytest.fixture(scope='module')
+def evaluated_models(tmp_path_factory):
+  """resize mode -> {'model': SavedModel path, 'tfma': TFMA output path}: one tiny model trained
+  (briefly, with 'stretch') on the records, exported over each mode's transform graph, and
+  evaluated by TFMA with the project's EvalConfig on the raw records of mixed sizes."""
+  base = tmp_path_factory.mktemp('model_eval')
+  records = _raw_records()
+  data_path = str(base / 'eval.tfrecord')
+  with tf.io.TFRecordWriter(data_path) as writer:
+    for record in records:
+      writer.write(record)
+  tf_keras.utils.set_random_seed(0)
+  trainer_config = TrainerConfig(num_classes=len(MODEL_CLASSES), image_size=MODEL_SIZE,
+                                 base_filters=8, depth=2, batch_size=4)
+  network = task.compiled_model(trainer_config)
+  outputs = {resize: _transform_output(records, TransformConfig(
+      MODEL_SIZE, 3, len(MODEL_CLASSES), resize=resize), base) for resize in ('stretch', 'pad')}
+  network.fit(data.make_dataset([data_path], outputs['stretch'], trainer_config.batch_size, seed=0),
+              steps_per_epoch=60, epochs=1, verbose=0)
+  per_example = 4 * MODEL_SIZE**2 * (export.activations_per_pixel(network) + len(MODEL_CLASSES) + 1)
+  evaluated = {}
+  for resize, tf_transform_output in outputs.items():
+    budget = PAD_CHUNK * per_example if resize == 'pad' else export.EVALUATION_BATCH_BYTES
+    model_dir = str(base / f'model_{resize}')
+    network.save(model_dir, save_format='tf', signatures=export.add_signatures(
+        network, tf_transform_output, resize, evaluation_batch_bytes=budget))
+    config = _model_eval_config()
+    evaluated[resize] = {'model': model_dir, 'tfma': str(base / f'tfma_{resize}')}
+    tfma.run_model_analysis(
+        eval_shared_model=tfma.default_eval_shared_model(eval_saved_model_path=model_dir,
+                                                         eval_config=config),
+        eval_config=config, data_location=data_path, schema=_raw_schema(),
+        output_path=evaluated[resize]['tfma'],
+        pipeline_options=PipelineOptions(['--direct_running_mode=in_memory']))
+  return evaluated
+
+
+def _content_size(height, width, resize):
+  """Where an image's content sits in the model input, computed again: all of it when stretched,
+  else the long side scaled to the model size, aspect kept."""
+  if resize == 'stretch':
+    return MODEL_SIZE, MODEL_SIZE
+  scale = MODEL_SIZE / max(height, width)
+  return (min(MODEL_SIZE, max(1, int(np.round(height * scale)))),
+          min(MODEL_SIZE, max(1, int(np.round(width * scale)))))
+
+
+def _numpy_evaluation(model_dir, resize):
+  """What TFMA must report, computed from the model's per-pixel signatures and each mask decoded by
+  PIL at its own size: per example, (native true ids, native predicted ids, model-resolution one-hot
+  labels, probabilities, weights) and the image's format."""
+  records = _raw_records()
+  model = tf.saved_model.load(model_dir)
+  batch = tf.constant(records)
+  served = model.signatures['serving_default'](examples=batch)
+  at_model = model.signatures['model_resolution'](examples=batch)['probabilities'].numpy()
+  transformed = model.signatures['transform_features'](examples=batch)
+  examples = []
+  for k, record in enumerate(records):
+    feature = tf.train.Example.FromString(record).features.feature
+    mask = np.asarray(Image.open(io.BytesIO(feature[data_format.MASK_ENCODED].bytes_list.value[0])),
+                      dtype=np.int64)
+    height, width = mask.shape
+    assert (height, width) == MODEL_NATIVE_SIZES[k]
+    assert (served['height'][k], served['width'][k]) == (height, width)
+    # The prediction at the image's size is the content's probabilities resized bilinearly.
+    rows, cols = _content_size(height, width, resize)
+    back = tf.image.resize(at_model[k][:rows, :cols], [height, width], method='bilinear').numpy()
+    probabilities = served['probabilities'][k, :height, :width].numpy()
+    np.testing.assert_allclose(probabilities, back, atol=1e-5)
+    native_pred = served['class_ids'][k, :height, :width].numpy()
+    np.testing.assert_array_equal(native_pred, predicted_ids(probabilities))
+    examples.append(dict(
+        true=mask, pred=native_pred, label=transformed[features.LABEL][k].numpy(),
+        probabilities=at_model[k].astype(np.float64), weight=transformed[features.WEIGHT][k].numpy(),
+        format=feature[data_format.IMAGE_FORMAT].bytes_list.value[0].decode(),
+        rows_cols=(rows, cols)))
+  return examples
+
+
+def _expected_model_metrics(examples):
+  num_classes = len(MODEL_CLASSES)
+  matrix = sum(numpy_confusion(e['true'], e['pred'], e['true'] != IGNORE, num_classes)
+               for e in examples)
+  model_matrix = sum(numpy_confusion(e['label'].argmax(-1), predicted_ids(e['probabilities']),
+                                     e['weight'] > 0, num_classes) for e in examples)
+  intersection = sum(soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[0] for e in examples)
+  union = sum(soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[1] for e in examples)
+  return metrics_of(matrix, model_matrix, intersection, union, MODEL_CLASSES)
+
+
+@pytest.mark.parametrize('resize', ['stretch', 'pad'])
+def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_models, resize):
+  examples = _numpy_evaluation(evaluated_models[resize]['model'], resize)
+  if resize == 'pad':  # the aspect ratio is kept: a wide image fills the model input's top rows
+    assert examples[3]['rows_cols'] == (14, MODEL_SIZE)
+    assert not examples[3]['weight'][14:].any() and examples[3]['weight'][:14].mean() > 0.9
+  members = {run_summary.OVERALL: [True] * len(examples)}
+  for image_format in ('png', 'jpeg'):
+    members[f'{data_format.IMAGE_FORMAT}={image_format}'] = [e['format'] == image_format
+                                                            for e in examples]
+  for k, name in enumerate(MODEL_CLASSES[1:], start=1):
+    has = [bool((e['true'] == k).any()) for e in examples]
+    members[f'label_has_{name}=yes'] = has
+    members[f'label_has_{name}=no'] = [not h for h in has]
+  expected = {name: _expected_model_metrics([e for e, m in zip(examples, member) if m])
+              for name, member in members.items() if any(member)}
+  assert len(expected) >= 8  # the presence slices split the images both ways
+  slices = run_summary.sliced_metrics(evaluated_models[resize]['tfma'])
+  assert set(slices) == set(expected)
+  for name, metrics in expected.items():
+    assert_metrics_equal(slices[name][run_summary.CANDIDATE], metrics, rel=0, abs_=1e-6)
+  overall = slices[run_summary.OVERALL][run_summary.CANDIDATE]
+  assert 0 < overall['mean_iou'] < 1 and overall['mean_iou'] != overall['mean_iou_model_resolution']
+
+
+def test_evaluation_signatures_return_no_per_pixel_tensor_and_chunks_add_up(evaluated_models):
+  records = tf.constant(_raw_records())
+  num_classes = len(MODEL_CLASSES)
+  for resize, paths in evaluated_models.items():
+    model = tf.saved_model.load(paths['model'])
+    for name in (export.EVALUATION_SIGNATURE, export.PRESENCE_SIGNATURE):
+      for output in model.signatures[name].structured_outputs.values():
+        assert all(dim in (None, num_classes) for dim in output.shape), (name, output)
+    # All the records at once (the pad model walks them in chunks of PAD_CHUNK, the last one
+    # shorter) give what each record gives alone.
+    together = model.signatures[export.EVALUATION_SIGNATURE](examples=records)
+    alone = [model.signatures[export.EVALUATION_SIGNATURE](examples=records[k:k + 1])
+             for k in range(len(MODEL_NATIVE_SIZES))]
+    for name in SUM_OUTPUTS:
+      np.testing.assert_allclose(together[name].numpy(),
+                                 np.concatenate([a[name].numpy() for a in alone]), rtol=1e-6)
+    presence = model.signatures[export.PRESENCE_SIGNATURE](examples=records)[export.CLASS_PRESENCE]
+    assert presence.shape == (len(MODEL_NATIVE_SIZES), num_classes)

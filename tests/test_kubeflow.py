@@ -84,11 +84,13 @@ def test_every_component_is_a_task_wired_like_the_pipeline(spec):
       'ExampleValidator': {'StatisticsGen', 'SchemaGen'},
       'AnomalyGate': {'ExampleValidator'},
       'Transform': {'RecordValidator', 'SchemaGen', 'AnomalyGate'},
-      'Trainer': {'Transform', 'SchemaGen'},
+      'Trainer': {'RecordValidator', 'Transform', 'SchemaGen'},
       'Evaluator': {'RecordValidator', 'Trainer'},
       'Pusher': {'Evaluator', 'Trainer'},
   }
-  assert upstream_artifact(spec, 'Trainer', 'examples') == ('Transform', 'transformed_examples')
+  # The Trainer reads the valid raw examples through Transform's graph (nothing materialised).
+  assert upstream_artifact(spec, 'Trainer', 'examples') == ('RecordValidator', 'valid_examples')
+  assert upstream_artifact(spec, 'Trainer', 'transform_graph') == ('Transform', 'transform_graph')
   assert upstream_artifact(spec, 'Evaluator', 'model') == ('Trainer', 'model')
   assert upstream_artifact(spec, 'Evaluator', 'examples') == ('RecordValidator', 'valid_examples')
   assert upstream_artifact(spec, 'RecordValidator', 'examples') == ('ImportExampleGen', 'examples')

@@ -15,13 +15,15 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 from PIL import Image
-from tfx.types import artifact_utils
+from tfx.components.transform import executor as transform_executor
+from tfx.types import artifact_utils, standard_artifacts
 
 from conftest import TINY_CLASSES as CLASSES, TINY_MODEL, TINY_SIZE as SIZE
-from conftest import run_tiny_pipeline, tiny_model_flags
-from iouseg import cli, mlmd_store, predict, run_summary
+from conftest import recorded_artifacts, rerun_executor, run_tiny_pipeline, tiny_model_flags
+from iouseg import cli, predict, run_summary
+from pipeline import beam_runners
 from trainer import data, decode, iou
-from transform import data_format
+from transform import data_format, features
 
 NAME = 'e2e'
 TRAIN_STEPS = 80
@@ -95,41 +97,73 @@ def test_pushed_model_segments_a_png_at_its_own_size(runs, tmp_path):
 
 
 def test_tfma_mean_iou_equals_numpy_on_the_models_own_predictions(runs, tiny_demo_data):
+  """The blessing's mean IoU is scored at each image's own size (48 px here, the model's is 32):
+  `serving_default`'s class ids against the mask as PIL decodes it. The model-resolution figure is
+  `model_resolution`'s prediction against the mask resized as Transform resizes it."""
   model = tf.saved_model.load(runs['first'].pushed_destination)
   spec = {data_format.MASK_ENCODED: tf.io.FixedLenFeature([], tf.string)}
   serialized = list(tf.data.TFRecordDataset(tf.io.gfile.glob(f'{tiny_demo_data}/eval/*')))
+  served = model.signatures['serving_default'](examples=tf.stack(serialized))
   probabilities = model.signatures['model_resolution'](
       examples=tf.stack(serialized))['probabilities'].numpy()
-  masks = []
-  for record in serialized:
+  native, at_model = np.zeros((CLASSES, CLASSES), np.int64), np.zeros((CLASSES, CLASSES), np.int64)
+  for k, record in enumerate(serialized):
     mask = np.asarray(Image.open(io.BytesIO(
-        tf.io.parse_single_example(record, spec)[data_format.MASK_ENCODED].numpy())))
-    masks.append(tf.image.resize(mask[..., None], [SIZE, SIZE], method='nearest')[..., 0].numpy())
-  masks = np.stack(masks).astype(np.int64)
-  valid = masks != data_format.DEFAULT_IGNORE_LABEL
-  matrix = iou.confusion_matrix(masks, decode.class_ids_np(probabilities), valid, CLASSES)
-  assert runs['first'].candidate_metrics['mean_iou'] == pytest.approx(iou.mean_iou(matrix), abs=1e-6)
-  for k, value in enumerate(iou.per_class_iou(matrix)):
-    assert runs['first'].candidate_metrics[f'iou/class_{k}'] == pytest.approx(value, abs=1e-6)
+        tf.io.parse_single_example(record, spec)[data_format.MASK_ENCODED].numpy())), np.int64)
+    height, width = mask.shape
+    assert (served['height'][k], served['width'][k]) == (height, width) and height != SIZE
+    pred = served['class_ids'][k, :height, :width].numpy()
+    native += iou.confusion_matrix(mask, pred, mask != data_format.DEFAULT_IGNORE_LABEL, CLASSES)
+    small = tf.image.resize(mask[..., None], [SIZE, SIZE], method='nearest')[..., 0].numpy()
+    at_model += iou.confusion_matrix(small, decode.class_ids_np(probabilities[k]),
+                                     small != data_format.DEFAULT_IGNORE_LABEL, CLASSES)
+  metrics = runs['first'].candidate_metrics
+  np.testing.assert_array_equal(metrics['confusion_matrix'], native)
+  assert metrics['mean_iou'] == pytest.approx(iou.mean_iou(native), abs=1e-6)
+  for k, value in enumerate(iou.per_class_iou(native)):
+    assert metrics[f'iou/class_{k}'] == pytest.approx(value, abs=1e-6)
+  assert metrics['mean_iou_model_resolution'] == pytest.approx(iou.mean_iou(at_model), abs=1e-6)
 
 
-def test_cached_training_feed_reads_the_same_examples_as_the_tfrecords(runs):
-  """The Trainer keeps a split that fits `cache_mib` in memory after its first pass; over several
-  epochs it must hand the model exactly what re-reading the transformed TFRecords does."""
-  outputs = mlmd_store.latest_outputs(runs['paths']['metadata'], NAME, 'Transform')
-  examples = outputs['transformed_examples']
-  tf_transform_output = tft.TFTransformOutput(outputs['transform_graph'][0].uri)
-  pattern = [os.path.join(artifact_utils.get_split_uri(examples, 'train'), '*')]
+def _written_by_transform(examples_artifact, split, tf_transform_output) -> dict:
+  """Transform's materialised rows of a split, keyed by their label and weight bytes (exact)."""
+  files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples_artifact], split), '*'))
+  spec = tf_transform_output.transformed_feature_spec()
+  rows = {}
+  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+    row = {key: value.numpy() for key, value in tf.io.parse_single_example(record, spec).items()}
+    rows[row[features.LABEL].tobytes() + row[features.WEIGHT].tobytes()] = row
+  return rows
+
+
+def test_training_feed_is_what_transform_itself_writes(runs, tmp_path):
+  """Transform writes no transformed copy (materialize=False): the Trainer maps the valid raw
+  examples through the transform graph. Over three epochs, with its in-memory cache or re-reading
+  the files, it must hand the model exactly the rows Transform writes when asked to materialise."""
+  metadata = runs['paths']['metadata']
+  inputs, _, _ = recorded_artifacts(metadata, 'Transform')
+  materialised = rerun_executor(metadata, 'Transform', transform_executor.Executor,
+                                beam_runners.beam_args('in_memory'), str(tmp_path),
+                                extra_outputs={'transformed_examples': standard_artifacts.Examples()})
+  tf_transform_output = tft.TFTransformOutput(materialised['transform_graph'][0].uri)
+  written = _written_by_transform(materialised['transformed_examples'][0], 'train', tf_transform_output)
+  pattern = [os.path.join(artifact_utils.get_split_uri(inputs['examples'], 'train'), '*')]
   batches = 3 * 16 // TINY_MODEL['batch_size']  # three epochs of the 16 train records
 
-  def images(cache_mib):
-    dataset = data.make_dataset(pattern, data.data_accessor(examples), tf_transform_output,
-                                TINY_MODEL['batch_size'], seed=0, shuffle=False, cache_mib=cache_mib)
-    return np.concatenate([image.numpy() for image, _, _ in dataset.take(batches)])
+  def feed(cache_mib):
+    dataset = data.make_dataset(pattern, tf_transform_output, TINY_MODEL['batch_size'], seed=0,
+                                shuffle=False, cache_mib=cache_mib)
+    return [np.concatenate([batch[k].numpy() for batch in dataset.take(batches)]) for k in range(3)]
 
-  cached, read = images(cache_mib=64), images(cache_mib=0)
-  assert cached.shape == (48, SIZE, SIZE, 3)
-  np.testing.assert_array_equal(cached, read)
+  cached, read = feed(cache_mib=64), feed(cache_mib=0)
+  assert cached[0].shape == (48, SIZE, SIZE, 3) and cached[1].shape == (48, SIZE, SIZE, CLASSES)
+  for from_cache, from_files in zip(cached, read):
+    np.testing.assert_array_equal(from_cache, from_files)
+  images, labels, weights = cached
+  assert len(written) == 16
+  for image, label, weight in zip(images, labels, weights):
+    row = written[label.tobytes() + weight.tobytes()]  # every fed row is one Transform wrote
+    np.testing.assert_allclose(image, row[features.IMAGE], atol=1e-6)
 
 
 def test_second_run_uses_first_model_as_baseline_and_publishes_nothing_new(runs):

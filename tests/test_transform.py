@@ -55,3 +55,40 @@ def test_out_of_range_label_fails_naming_the_record(tmp_path):
   records = [_record(0)[0], _record(1, mask_values=(0, 1, 7))[0]]
   with pytest.raises(Exception, match=r'(?s)outside \[0, 3\).*record-1\.png'):
     _transform(records, tmp_path)
+
+
+def _wide_record(seed, height=24, width=48):
+  """An HxW image and a mask of constant 2x2 blocks (exact under a 2x nearest downsample)."""
+  rng = np.random.default_rng(seed)
+  blocks = rng.choice((0, 1, 2), size=(height // 2, width // 2)).astype(np.uint8)
+  image = rng.integers(0, 256, size=(height, width, 3)).astype(np.uint8)
+  return {data_format.IMAGE_ENCODED: data_format.encode_png(image),
+          data_format.MASK_ENCODED: data_format.encode_png(np.kron(blocks, np.ones((2, 2), np.uint8))),
+          data_format.IMAGE_FILENAME: f'wide-{seed}.png'.encode()}, blocks
+
+
+def test_pad_keeps_the_aspect_ratio_and_ignores_the_padding(tmp_path):
+  """--resize pad: a 24x48 image in a 24x24 model input is 12x24 of content at the top, then
+  padding with weight 0 and no class, left out of the normalisation statistics."""
+  records, masks = zip(*[_wide_record(s) for s in range(3)])
+  out = _transform(list(records), tmp_path, TransformConfig(24, 3, 3, resize='pad'))
+  images = []
+  for row, blocks in zip(out, masks):
+    label = np.asarray(row[features.LABEL]).reshape(24, 24, 3)
+    weight = np.asarray(row[features.WEIGHT]).reshape(24, 24)
+    np.testing.assert_array_equal(weight[:12], 1.0)
+    np.testing.assert_array_equal(weight[12:], 0.0)
+    np.testing.assert_array_equal(label[12:], 0.0)
+    np.testing.assert_array_equal(np.argmax(label[:12], -1), blocks)  # the aspect ratio is kept
+    images.append(np.asarray(row[features.IMAGE]).reshape(24, 24, 3)[:12])
+  pixels = np.stack(images).reshape(-1, 3)
+  # Statistics of the content alone: had the padding counted, the content's mean would be > 0.
+  np.testing.assert_allclose(pixels.mean(0), 0.0, atol=1e-3)
+  np.testing.assert_allclose(pixels.var(0), 1.0, atol=1e-2)
+
+
+def test_stretch_fills_the_model_input_with_the_whole_image(tmp_path):
+  records, masks = zip(*[_wide_record(s, height=48, width=24) for s in range(2)])
+  out = _transform(list(records), tmp_path, TransformConfig(24, 3, 3))
+  for row in out:
+    np.testing.assert_array_equal(np.asarray(row[features.WEIGHT]), 1.0)

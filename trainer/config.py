@@ -4,11 +4,15 @@ Fields are `transform.config.setting`s: each carries its flag's help and choices
 """
 import dataclasses
 
-from trainer.losses import LOSS_NAMES
 from transform.config import TransformConfig, check_choices, setting
 
 HEAD_INITS = ('zeros', 'prior')
 DISTRIBUTIONS = ('mirrored', 'multi_worker')
+
+
+def _loss_names():
+  from trainer.losses import LOSS_NAMES  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+  return LOSS_NAMES
 
 
 def _as_in_transform(name: str):
@@ -32,7 +36,9 @@ class TrainerConfig:
   num_classes: int = _as_in_transform('num_classes')
   image_size: int = _as_in_transform('image_size')
   channels: int = _as_in_transform('channels')
-  loss: str = setting('soft_iou', 'training loss (see docs/loss_study.md)', LOSS_NAMES)
+  resize: str = _as_in_transform('resize')
+  loss: str = setting('soft_iou', 'training loss: a name of trainer.losses.LOSSES (see '
+                       'docs/loss_study.md)', _loss_names)
   cross_entropy_weight: float = setting(1.0, "weight of the cross-entropy term of "
                                         "'cross_entropy+soft_iou'")
   learning_rate: float = setting(3e-3, "Adam's step size")

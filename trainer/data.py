@@ -1,63 +1,77 @@
-"""tf.data input for training: transformed TFRecords -> (image, one-hot label, pixel weight) batches."""
-import numpy as np
+"""tf.data input for training: the raw examples, through the transform graph, to batches of
+(image, one-hot label, pixel weight).
+
+The Trainer reads the RecordValidator's valid raw records (Transform runs its analyzers and exports
+its graph but writes no transformed copy: a transformed record holds S x S x (channels + classes + 1)
+float32 values, 26 MB at 512 px and 21 classes). Each batch goes through `tft_layer`, the very graph
+the exported model serves with, so training and serving cannot skew. What the in-memory cache keeps
+is the serialized raw records (the encoded PNG/JPEG pair, the input's own size), never tensors that
+grow with the class count or with float32 pixels.
+"""
 import tensorflow as tf
-from tfx.components.trainer import fn_args_utils
-from tfx.components.util import tfxio_utils
-from tfx_bsl.public import tfxio
 from tfx_bsl.tfxio import dataset_util
 
-from transform import features
+from transform import data_format, features
+
+# Batches decoded ahead of the training step: enough to overlap decoding with it, few enough that
+# their one-hot labels (16 x 512 x 512 x 21 float32 = 352 MB at 512 px) do not pile up.
+_BATCHES_AHEAD = 2
+# Records shuffled together when a split is read from its files every epoch.
+_SHUFFLE_BUFFER = 1024
 
 
-def data_accessor(examples) -> fn_args_utils.DataAccessor:
-  """The data accessor TFX hands `run_fn`, for `examples` (Examples artifacts): for tools that read
-  transformed examples outside a Trainer run (benchmarks, tests)."""
-  return fn_args_utils.DataAccessor(
-      tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(examples, ['iouseg']),
-      record_batch_factory=None, data_view_decode_fn=None)
-
-
-def _example_bytes(tf_transform_output) -> int:
-  """In-memory bytes of one transformed example (every transformed feature has a fixed shape)."""
-  return sum(int(np.prod(spec.shape)) * spec.dtype.size
-             for spec in tf_transform_output.transformed_feature_spec().values())
-
-
-def _count_records(file_pattern, limit: int) -> int:
-  """Records matched by `file_pattern`, counting no further than `limit` (reading stops there)."""
+def raw_records(file_pattern) -> tf.data.Dataset:
+  """The serialized records of every file matched (GZIP or not), files read in parallel."""
   patterns = tf.convert_to_tensor(file_pattern)
   files = tf.io.matching_files(patterns)
-  records = tf.data.TFRecordDataset(files, dataset_util.detect_compression_type(patterns))
-  return int(records.take(limit).reduce(np.int64(0), lambda count, _: count + 1))
+  return tf.data.TFRecordDataset(files, dataset_util.detect_compression_type(patterns),
+                                 num_parallel_reads=tf.data.AUTOTUNE)
 
 
-def make_dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, seed: int,
+def _cacheable_count(file_pattern, records: tf.data.Dataset, limit: int) -> int:
+  """The split's record count when its serialized records fit in `limit` bytes, else 0. Files
+  larger than `limit` on disk settle it without reading (a record is never smaller than its
+  compressed bytes); otherwise one pass counts records and bytes."""
+  on_disk = sum(tf.io.gfile.stat(path).length
+                for path in tf.io.gfile.glob(list(tf.nest.flatten(file_pattern))))
+  if not limit or on_disk > limit:
+    return 0
+  count, size = records.reduce(
+      (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+      lambda totals, record: (totals[0] + 1, totals[1] + tf.cast(tf.strings.length(record), tf.int64)))
+  return int(count) if int(size) <= limit else 0
+
+
+def transform_batch(tft_layer, raw_spec: dict, serialized):
+  """A batch of serialized raw records -> (image, label, weight) through the transform graph."""
+  transformed = tft_layer(tf.io.parse_example(serialized, raw_spec))
+  return transformed[features.IMAGE], transformed[features.LABEL], transformed[features.WEIGHT]
+
+
+def make_dataset(file_pattern, tf_transform_output, batch_size: int, seed: int,
                  shuffle: bool = True, cache_mib: int = 0) -> tf.data.Dataset:
-  """An endless, batched dataset of (image, label, weight) read through TFX's TFXIO.
+  """An endless, batched dataset of (image, label, weight) from raw records.
 
-  TFXIO parses whole batches in C++ (one `parse_example` per batch); prefetch overlaps that with the
-  training step. When the decoded split fits in `cache_mib`, the first pass keeps it in memory and
-  every later epoch only shuffles and batches it: on a CPU the input pipeline shares the cores with
-  the model, so each decompressed and parsed record costs training speed (benchmarks/trainer_input.py).
+  When the split's serialized records fit in `cache_mib`, the first pass keeps them in memory and
+  later epochs only shuffle, batch and transform them (no file reads, no decompression). Shuffling
+  is by record before batching, with a buffer of the whole split when cached (a true shuffle each
+  epoch) and of 1,024 records otherwise.
   """
-  schema = tf_transform_output.transformed_metadata.schema
-  max_cached = cache_mib * 2**20 // _example_bytes(tf_transform_output)
-  records = _count_records(file_pattern, max_cached + 1) if max_cached else 0
-  if 0 < records <= max_cached:
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=False,
-                                                     num_epochs=1), schema).unbatch().cache()
-    if shuffle:
-      dataset = dataset.shuffle(records, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.repeat().batch(batch_size, drop_remainder=True)
-  else:
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed,
-                                       num_epochs=None, drop_final_batch=True),
-        schema)
-  return dataset.map(lambda f: (f[features.IMAGE], f[features.LABEL], f[features.WEIGHT]),
-                     num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  tft_layer = tf_transform_output.transform_features_layer()
+  # The schema's spec (its shapes are what the graph was traced with) for the features it reads.
+  raw_spec = {key: spec for key, spec in tf_transform_output.raw_feature_spec().items()
+              if key in data_format.raw_feature_spec()}
+  records = raw_records(file_pattern)
+  cached_count = _cacheable_count(file_pattern, records, cache_mib * 2**20)
+  if cached_count:
+    records = records.cache()
+  if shuffle:
+    records = records.shuffle(cached_count or _SHUFFLE_BUFFER, seed=seed,
+                              reshuffle_each_iteration=True)
+  return (records.repeat().batch(batch_size, drop_remainder=True)
+          .map(lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
+               num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(_BATCHES_AHEAD))
 
 
 def class_priors(dataset: tf.data.Dataset, num_batches: int) -> list:

@@ -3,17 +3,45 @@
 - `serving_default`: serialized `tf.Example`s holding at least `image/encoded` (PNG or JPEG) ->
   `probabilities` [B, H, W, C] and `class_ids` [B, H, W] at each input image's own resolution, plus its
   `height` and `width`. Images of different sizes in one batch are padded (zeros) to the largest.
-- `transform_features`: serialized examples -> the transformed features (TFMA reads the one-hot label
-  and pixel weight from it).
-- `model_resolution`: serialized examples -> `probabilities` at the model's input size, aligned
-  pixel for pixel with the transformed label; TFMA evaluates this one.
+- `model_resolution`: serialized examples -> `probabilities` and `class_ids` at the model's input
+  size, aligned pixel for pixel with the transformed label.
+- `transform_features`: serialized examples -> the transformed features (`image`, one-hot `label`,
+  pixel `weight`).
+- `evaluation_sums` (what the Evaluator runs): serialized raw examples, image and mask -> per example
+  only counts and sums, nothing per pixel: `confusion_matrix` (int64 [B, C, C], rows ground truth,
+  columns prediction) at the image's own resolution, i.e. `serving_default`'s class ids against the
+  record's mask decoded at its own size; `confusion_matrix_model_resolution` (int64 [B, C, C]), the
+  model-size prediction against the transformed label; `soft_iou_intersection` and
+  `soft_iou_union` (float64 [B]), the soft IoU loss's I and U at the model's resolution. Pixels of
+  the ignore label (and, with `resize='pad'`, the padding) count nowhere. TFMA adds these up
+  (`components.iou_metric`).
+- `class_presence` (the Evaluator's preprocessing function; its class-presence slices read it):
+  serialized raw examples -> `class_presence` (int64 [B, C]): 1 where the mask, at its own size,
+  holds a pixel of class c.
+
+`serving_default` and `evaluation_sums` bring the prediction back to the image's size with one
+function, `to_native_resolution`, so the Evaluator scores exactly what serving returns.
 """
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from transform import data_format
-from trainer import decode
 from transform import features
+from transform import preprocessing
+from trainer import decode, iou
+
+EVALUATION_SIGNATURE = 'evaluation_sums'
+PRESENCE_SIGNATURE = 'class_presence'
+# The outputs of EVALUATION_SIGNATURE and PRESENCE_SIGNATURE.
+CONFUSION_MATRIX = 'confusion_matrix'
+CONFUSION_MATRIX_MODEL_RESOLUTION = 'confusion_matrix_model_resolution'
+SOFT_IOU_INTERSECTION = 'soft_iou_intersection'
+SOFT_IOU_UNION = 'soft_iou_union'
+CLASS_PRESENCE = 'class_presence'
+
+# What `evaluation_sums` may hold at once of per-pixel float32 tensors at the model's resolution.
+EVALUATION_BATCH_BYTES = 256 * 2**20
 
 
 def _parse_raw(serialized, tf_transform_output, keep_keys=None):
@@ -23,8 +51,21 @@ def _parse_raw(serialized, tf_transform_output, keep_keys=None):
   return tf.io.parse_example(serialized, spec)
 
 
-def _resize_to_inputs(probabilities, encoded_images):
-  """Bilinear resize of each example's probabilities to its own image size, padded to the batch max."""
+def _flat(raw, key):
+  """A raw bytes feature as [B], whether the schema made it [B] or [B, 1]."""
+  return tf.reshape(raw[key], [-1])
+
+
+def to_native_resolution(probabilities, height, width, image_size: int, resize: str):
+  """One example's probabilities [S, S, C] at the model's input size -> [height, width, C] at the
+  image's own size: the image's content inside the model input (`preprocessing.content_size`, at the
+  top-left; all of it for 'stretch') cropped out, then resized bilinearly."""
+  rows, cols = preprocessing.content_size(height, width, image_size, resize)
+  return tf.image.resize(probabilities[:rows, :cols], tf.stack([height, width]), method='bilinear')
+
+
+def _resize_to_inputs(probabilities, encoded_images, image_size: int, resize: str):
+  """Each example's probabilities at its own image size, padded to the batch max."""
   def size_of(encoded):
     return tf.shape(tf.io.decode_image(encoded, expand_animations=False))[:2]
 
@@ -33,25 +74,87 @@ def _resize_to_inputs(probabilities, encoded_images):
 
   def resize_one(args):
     probs, size = args
-    resized = tf.image.resize(probs, size, method='bilinear')
+    resized = to_native_resolution(probs, size[0], size[1], image_size, resize)
     return tf.image.pad_to_bounding_box(resized, 0, 0, max_size[0], max_size[1])
 
   resized = tf.map_fn(resize_one, (probabilities, sizes), fn_output_signature=tf.float32)
   return resized, sizes
 
 
-def add_signatures(model: tf_keras.Model, tf_transform_output) -> dict:
-  """Signatures for `model.save(..., signatures=...)`; attaches the Transform layer to the model."""
-  model.tft_layer = tf_transform_output.transform_features_layer()
+def native_mask(encoded):
+  """A record's mask at its own size: int32 [H, W] class ids, decoded as Transform decodes it."""
+  return tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8)[..., 0], tf.int32)
 
-  def flat_encoded(raw):
-    return tf.reshape(raw[data_format.IMAGE_ENCODED], [-1])
+
+def activations_per_pixel(model: tf_keras.Model) -> float:
+  """The floats every layer of `model` outputs (input and probabilities included), per pixel of its
+  input: an upper bound of what one example holds during inference, as if nothing were freed."""
+  total = 0
+  for layer in model.layers:
+    try:
+      shapes = layer.output_shape
+    except AttributeError:  # not in the network's graph (e.g. an attached Transform layer)
+      continue
+    shapes = shapes if isinstance(shapes, list) else [shapes]
+    total += sum(int(np.prod(shape[1:])) for shape in shapes)
+  return total / (model.input_shape[1] * model.input_shape[2])
+
+
+def evaluation_batch_size(image_size: int, num_classes: int, activations: float,
+                          budget_bytes: int = EVALUATION_BATCH_BYTES) -> int:
+  """How many examples `evaluation_sums` runs through Transform and the model at once, chosen by
+  bytes: as many as fit `budget_bytes` of float32 per-pixel tensors at the model's resolution, at
+  least 1. Per pixel of the S x S input one example holds the network's `activations` (from
+  `activations_per_pixel`) plus the one-hot label (C) and the pixel weight (1).
+
+  TFMA 0.47's default PredictionsExtractor runs the signature on whatever batch its input source
+  made (Beam's BatchElements, up to 1000 records) and ignores `ModelSpec.inference_batch_size`, so the
+  signature bounds its own memory: it walks the batch in chunks of this size. The native-resolution
+  step after the model runs one image at a time. For example, the default model (16 filters, depth
+  3): at 64 px and 4 classes 450 activations per pixel, 7.1 MiB per example, 36 per chunk; at 256 px
+  and 21 classes 127 MiB, 2 per chunk; at 512 px 506 MiB, 1 per chunk.
+  """
+  per_example = 4 * image_size * image_size * (activations + num_classes + 1)
+  return max(1, int(budget_bytes // per_example))
+
+
+def _in_chunks(fn, examples, chunk_size: int, output_specs):
+  """fn(examples[i:i + chunk_size]) for consecutive chunks, one after the other, concatenated;
+  `output_specs`: one tf.TensorSpec (its shape without the batch dimension) per output of fn."""
+  count = tf.size(examples)
+  arrays = tuple(tf.TensorArray(spec.dtype, size=0, dynamic_size=True, infer_shape=False,
+                                element_shape=tf.TensorShape([None]).concatenate(spec.shape))
+                 for spec in output_specs)
+
+  def body(chunk, arrays):
+    outputs = fn(examples[chunk * chunk_size:(chunk + 1) * chunk_size])
+    return chunk + 1, tuple(a.write(chunk, o) for a, o in zip(arrays, outputs))
+
+  chunks = (count + chunk_size - 1) // chunk_size
+  _, arrays = tf.while_loop(lambda chunk, _: chunk < chunks, body, (tf.constant(0), arrays),
+                            parallel_iterations=1)
+  return tuple(a.concat() for a in arrays)
+
+
+def add_signatures(model: tf_keras.Model, tf_transform_output, resize: str = 'stretch',
+                   evaluation_batch_bytes: int = EVALUATION_BATCH_BYTES) -> dict:
+  """Signatures for `model.save(..., signatures=...)`; attaches the Transform layer to the model.
+  `resize` is the Transform's `TransformConfig.resize` ('stretch' or 'pad'): how images were placed in
+  the model input, so how predictions go back to each image's own size. `evaluation_batch_bytes`:
+  see `evaluation_batch_size`."""
+  image_size = model.input_shape[1]
+  num_classes = model.output_shape[-1]
+  chunk_size = evaluation_batch_size(image_size, num_classes, activations_per_pixel(model),
+                                     evaluation_batch_bytes)
+  model.tft_layer = tf_transform_output.transform_features_layer()
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serving_default(examples):
     raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
     transformed = model.tft_layer(raw)
-    probabilities, sizes = _resize_to_inputs(model(transformed[features.IMAGE]), flat_encoded(raw))
+    probabilities, sizes = _resize_to_inputs(model(transformed[features.IMAGE]),
+                                             _flat(raw, data_format.IMAGE_ENCODED), image_size,
+                                             resize)
     return {'probabilities': probabilities, 'class_ids': decode.class_ids_tf(probabilities),
             'height': sizes[:, 0], 'width': sizes[:, 1]}
 
@@ -65,6 +168,60 @@ def add_signatures(model: tf_keras.Model, tf_transform_output) -> dict:
   def transform_features(examples):
     return model.tft_layer(_parse_raw(examples, tf_transform_output))
 
+  def native_confusion(args):
+    """One example: the prediction at the mask's (= the image's) size against the mask."""
+    probabilities, encoded_mask = args
+    true_ids = native_mask(encoded_mask)
+    size = tf.shape(true_ids)
+    pred_ids = decode.class_ids_tf(to_native_resolution(probabilities, size[0], size[1],
+                                                        image_size, resize))
+    # Masks hold only class ids and the ignore label (the RecordValidator and Transform check it).
+    return iou.confusion_matrices_tf(true_ids[None], pred_ids[None], true_ids[None] < num_classes,
+                                     num_classes)[0]
+
+  def chunk_sums(examples):
+    raw = _parse_raw(examples, tf_transform_output)
+    transformed = model.tft_layer(raw)
+    probabilities = model(transformed[features.IMAGE])
+    labels, weights = transformed[features.LABEL], transformed[features.WEIGHT]
+    model_matrices = iou.confusion_matrices_tf(tf.argmax(labels, axis=-1),
+                                               decode.class_ids_tf(probabilities), weights > 0,
+                                               num_classes)
+    x, y = tf.cast(probabilities, tf.float64), tf.cast(labels, tf.float64)
+    w = tf.cast(weights, tf.float64)[..., None]
+    intersection = tf.reduce_sum(w * x * y, axis=[1, 2, 3])
+    union = tf.reduce_sum(w * (x + y - x * y), axis=[1, 2, 3])
+    native_matrices = tf.map_fn(
+        native_confusion, (probabilities, _flat(raw, data_format.MASK_ENCODED)),
+        fn_output_signature=tf.TensorSpec([num_classes, num_classes], tf.int64),
+        parallel_iterations=1)
+    return native_matrices, model_matrices, intersection, union
+
+  matrix_spec = tf.TensorSpec([num_classes, num_classes], tf.int64)
+  sum_spec = tf.TensorSpec([], tf.float64)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def evaluation_sums(examples):
+    outputs = _in_chunks(chunk_sums, examples, chunk_size,
+                         (matrix_spec, matrix_spec, sum_spec, sum_spec))
+    return dict(zip((CONFUSION_MATRIX, CONFUSION_MATRIX_MODEL_RESOLUTION, SOFT_IOU_INTERSECTION,
+                     SOFT_IOU_UNION), outputs))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def class_presence(examples):
+    raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.MASK_ENCODED})
+
+    def present(encoded):
+      ids = native_mask(encoded)
+      counts = tf.math.bincount(tf.boolean_mask(ids, ids < num_classes), minlength=num_classes,
+                                maxlength=num_classes, dtype=tf.int64)
+      return tf.cast(counts > 0, tf.int64)
+
+    return {CLASS_PRESENCE: tf.map_fn(present, _flat(raw, data_format.MASK_ENCODED),
+                                      fn_output_signature=tf.TensorSpec([num_classes], tf.int64))}
+
   return {'serving_default': serving_default.get_concrete_function(),
           'model_resolution': model_resolution.get_concrete_function(),
-          'transform_features': transform_features.get_concrete_function()}
+          'transform_features': transform_features.get_concrete_function(),
+          EVALUATION_SIGNATURE: evaluation_sums.get_concrete_function(),
+          PRESENCE_SIGNATURE: class_presence.get_concrete_function()}

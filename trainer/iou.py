@@ -1,5 +1,10 @@
-"""Dataset-level IoU from a confusion matrix: the definition every metric in the project reduces to."""
+"""Dataset-level IoU from a confusion matrix: the definition every metric in the project reduces to.
+
+`confusion_matrices_tf` is the TF twin of `confusion_matrix`, one matrix per example: the exported
+model's `evaluation_sums` signature counts each eval image with it, and TFMA adds the counts up.
+"""
 import numpy as np
+import tensorflow as tf
 
 
 def confusion_matrix(true_ids: np.ndarray, pred_ids: np.ndarray, valid: np.ndarray,
@@ -8,6 +13,20 @@ def confusion_matrix(true_ids: np.ndarray, pred_ids: np.ndarray, valid: np.ndarr
   t = true_ids[valid].astype(np.int64)
   p = pred_ids[valid].astype(np.int64)
   return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def confusion_matrices_tf(true_ids, pred_ids, valid, num_classes: int):
+  """int64 [B, num_classes, num_classes] counts of each example of a batch [B, ...] (rows ground
+  truth, columns prediction, pixels where `valid` only): one bincount over the whole batch."""
+  batch = tf.shape(true_ids)[0]
+  cells = num_classes * num_classes
+  example = tf.reshape(tf.range(batch, dtype=tf.int64), [-1] + [1] * (len(true_ids.shape) - 1))
+  index = (example * cells + tf.cast(true_ids, tf.int64) * num_classes +
+           tf.cast(pred_ids, tf.int64))
+  index = tf.boolean_mask(tf.broadcast_to(index, tf.shape(true_ids, out_type=tf.int64)), valid)
+  size = tf.cast(batch, tf.int64) * cells
+  counts = tf.math.bincount(index, minlength=size, maxlength=size, dtype=tf.int64)
+  return tf.reshape(counts, [batch, num_classes, num_classes])
 
 
 def per_class_iou(matrix: np.ndarray) -> np.ndarray:

@@ -9,7 +9,9 @@ class ThresholdedMeanIoU(tf_keras.metrics.MeanIoU):
   """`tf_keras.metrics.MeanIoU` over class ids decoded with the project's foreground rule.
 
   Takes one-hot labels [B, H, W, C] (ignored pixels are all-zero rows) and sigmoid probabilities;
-  classes absent from both labels and predictions are left out of the mean, as Keras does.
+  classes absent from both labels and predictions are left out of the mean, as Keras does. Compile
+  it as one of `weighted_metrics`: Keras passes `metrics` only its mask, never the dataset's pixel
+  weights [B, H, W], which then count each pixel in the confusion matrix.
   """
 
   def __init__(self, num_classes: int, name: str = 'mean_iou', **kwargs):

@@ -38,7 +38,8 @@ def compiled_model(config: trainer_config.TrainerConfig, class_priors=None) -> t
                             config.base_filters, config.depth, class_priors=class_priors)
   network.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
                   loss=SegmentationLoss(config.loss, config.cross_entropy_weight),
-                  metrics=[metrics.ThresholdedMeanIoU(config.num_classes)],
+                  # Weighted: Keras hands it the dataset's pixel weights (0 on ignored pixels).
+                  weighted_metrics=[metrics.ThresholdedMeanIoU(config.num_classes)],
                   jit_compile=config.jit_compile)
   return network
 
@@ -50,11 +51,10 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
   strategy = distribution.get_strategy(config.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
-  train = data.make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                            config.batch_size, config.seed, cache_mib=config.cache_mib)
-  evaluation = data.make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                                 config.batch_size, config.seed, shuffle=False,
-                                 cache_mib=config.cache_mib)
+  train = data.make_dataset(fn_args.train_files, tf_transform_output, config.batch_size,
+                            config.seed, cache_mib=config.cache_mib)
+  evaluation = data.make_dataset(fn_args.eval_files, tf_transform_output, config.batch_size,
+                                 config.seed, shuffle=False, cache_mib=config.cache_mib)
   priors = None
   if config.head_init == 'prior':
     priors = data.class_priors(train, _PRIOR_BATCHES)
@@ -75,7 +75,7 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
                      evaluation, fn_args.model_run_dir, config.num_classes)],
       verbose=2)
 
-  signatures = export.add_signatures(network, tf_transform_output)
+  signatures = export.add_signatures(network, tf_transform_output, resize=config.resize)
   network.save(fn_args.serving_model_dir, save_format='tf', signatures=signatures)
   return network
 

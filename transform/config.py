@@ -9,19 +9,44 @@ Each field carries its command-line help and, where its values are a fixed set, 
 `pipeline.flags` makes one flag per field from them and `check_choices` validates the same choices,
 so flags, settings and validation cannot drift apart.
 """
+import collections.abc
 import dataclasses
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from transform import data_format
 
 CHANNEL_COUNTS = (1, 3)
+# 'stretch' resizes every image to SxS; 'pad' scales its long side to S, keeps the aspect ratio and
+# pads the bottom and right (padded pixels are ignored in loss and metrics).
+RESIZE_MODES = ('stretch', 'pad')
 
 
-def setting(default, help_text: str, choices: Optional[Sequence] = None):
-  """A config field with its flag's help text and, optionally, the values it may take."""
+class LazyChoices(collections.abc.Sequence):
+  """Choices read when first needed, e.g. names defined by a module that imports TensorFlow: the
+  `iouseg` command builds every parser at start-up and must stay cheap."""
+
+  def __init__(self, load: Callable[[], Sequence]):
+    self._load = load
+    self._values = None
+
+  def _resolved(self) -> tuple:
+    if self._values is None:
+      self._values = tuple(self._load())
+    return self._values
+
+  def __getitem__(self, index):
+    return self._resolved()[index]
+
+  def __len__(self) -> int:
+    return len(self._resolved())
+
+
+def setting(default, help_text: str, choices: Union[Sequence, Callable[[], Sequence], None] = None):
+  """A config field with its flag's help text and, optionally, the values it may take (a sequence,
+  or a function returning one, looked up when first needed)."""
   metadata = {'help': help_text}
   if choices is not None:
-    metadata['choices'] = tuple(choices)
+    metadata['choices'] = LazyChoices(choices) if callable(choices) else tuple(choices)
   return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -40,6 +65,8 @@ class TransformConfig:
   image_size: int = setting(64, 'model input height and width; Transform resizes to it')
   channels: int = setting(3, 'image channels after Transform', CHANNEL_COUNTS)
   num_classes: int = setting(4, 'classes including background (class 0)')
+  resize: str = setting('stretch', 'stretch every image to the model size, or pad: scale the long '
+                        'side to it, keep the aspect ratio, pad the rest (ignored)', RESIZE_MODES)
   ignore_label: int = setting(data_format.DEFAULT_IGNORE_LABEL,
                               'mask value left out of loss and metrics')
 

@@ -14,16 +14,50 @@ from transform.config import TransformConfig
 VARIANCE_EPSILON = 1e-6
 
 
-def decode_image(encoded, config: TransformConfig):
-  """PNG/JPEG bytes (1, 3 or 4 channels) -> float32 [S, S, channels] in [0, 255], bilinear resize."""
+def content_size(height, width, image_size: int, resize: str):
+  """(rows, cols), int32: the size of an HxW image's content inside the SxS model input, at its
+  top-left corner. The one definition of the geometry: Transform places images with it, and the
+  exported model crops its prediction with it before resizing back to the image's own size."""
+  if resize == 'stretch':
+    return tf.constant(image_size, tf.int32), tf.constant(image_size, tf.int32)
+  height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  scale = image_size / tf.maximum(height, width)
+
+  def scaled(side):
+    return tf.clip_by_value(tf.cast(tf.round(side * scale), tf.int32), 1, image_size)
+
+  return scaled(height), scaled(width)
+
+
+def _place(image, config: TransformConfig, method: str, pad_value):
+  """[H, W, C] -> ([S, S, C] resized to the content size and padded with `pad_value` to SxS,
+  bool [S, S] True on the content)."""
+  rows, cols = content_size(tf.shape(image)[0], tf.shape(image)[1], config.image_size,
+                            config.resize)
+  resized = tf.image.resize(image, [rows, cols], method=method, antialias=method == 'bilinear')
+  size = config.image_size
+  placed = tf.pad(resized, [[0, size - rows], [0, size - cols], [0, 0]], constant_values=pad_value)
+  positions = tf.range(size)
+  return placed, (positions[:, None] < rows) & (positions[None, :] < cols)
+
+
+def decode_image_and_content(encoded, config: TransformConfig):
+  """PNG/JPEG bytes (1, 3 or 4 channels) -> (float32 [S, S, channels] in [0, 255], bilinear resize,
+  0 where padded; bool [S, S] True on the image's content)."""
   image = tf.io.decode_image(encoded, channels=config.channels, expand_animations=False)
-  image = tf.image.resize(tf.cast(image, tf.float32), [config.image_size, config.image_size],
-                          method='bilinear', antialias=True)
-  return tf.ensure_shape(image, [config.image_size, config.image_size, config.channels])
+  image, content = _place(tf.cast(image, tf.float32), config, 'bilinear', 0.0)
+  size = [config.image_size, config.image_size]
+  return tf.ensure_shape(image, size + [config.channels]), tf.ensure_shape(content, size)
+
+
+def decode_image(encoded, config: TransformConfig):
+  """The image of `decode_image_and_content`."""
+  return decode_image_and_content(encoded, config)[0]
 
 
 def decode_mask(encoded, config: TransformConfig):
-  """Single-channel PNG of class ids -> int32 [S, S], nearest-neighbour resize (no invented ids).
+  """Single-channel PNG of class ids -> int32 [S, S], nearest-neighbour resize (no invented ids);
+  padding is the ignore label.
 
   Serving requests carry no mask: the Transform layer then feeds empty bytes for it, and the label
   outputs (which serving never reads) must still compute, so empty bytes give an all-ignore mask.
@@ -32,8 +66,8 @@ def decode_mask(encoded, config: TransformConfig):
   size = [config.image_size, config.image_size]
 
   def decode():
-    mask = tf.io.decode_png(encoded, channels=1, dtype=tf.uint8)
-    return tf.cast(tf.image.resize(mask, size, method='nearest')[..., 0], tf.int32)
+    mask = tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8), tf.int32)
+    return _place(mask, config, 'nearest', config.ignore_label)[0][..., 0]
 
   mask = tf.cond(tf.strings.length(encoded) > 0, decode,
                  lambda: tf.fill(size, tf.constant(config.ignore_label, tf.int32)))
@@ -59,10 +93,13 @@ def _flat(x):
 
 def preprocessing_fn(inputs, custom_config):
   config = TransformConfig(**(custom_config or {}))
-  images = tf.map_fn(lambda b: decode_image(b, config), _flat(inputs[data_format.IMAGE_ENCODED]),
-                     fn_output_signature=tf.float32)
-  # Per-channel mean and variance over every pixel of the train split (a TFT full pass).
-  pixels = tf.reshape(images, [-1, config.channels])
+  images, content = tf.map_fn(lambda b: decode_image_and_content(b, config),
+                              _flat(inputs[data_format.IMAGE_ENCODED]),
+                              fn_output_signature=(tf.float32, tf.bool))
+  # Per-channel mean and variance over every pixel of the train split (a TFT full pass); padding
+  # is no pixel of any image, so it does not count.
+  pixels = (tf.reshape(images, [-1, config.channels]) if config.resize == 'stretch'
+            else tf.boolean_mask(images, content))
   mean = tft.mean(pixels, reduce_instance_dims=False)
   variance = tft.var(pixels, reduce_instance_dims=False)
   outputs = {features.IMAGE: (images - mean) * tf.math.rsqrt(variance + VARIANCE_EPSILON)}

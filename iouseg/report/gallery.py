@@ -1,8 +1,9 @@
 """The report's gallery: every eval record segmented by the model the Evaluator judged, worst first.
 
 Records and pixels are the ones TFMA scored: the Evaluator's examples (eval split), the model's
-`model_resolution` probabilities against its `transform_features` one-hot label. So each image's
-`SegmentationSums` add up to the confusion matrix in the TFMA output, which the report checks.
+`serving_default` class ids (each image's own size) against the record's mask at its own size. So
+each image's confusion matrix, counted here, adds up to the confusion matrix in the TFMA output,
+which the report checks.
 """
 import dataclasses
 import glob
@@ -16,11 +17,9 @@ import tensorflow as tf
 from PIL import Image
 from tfx.utils import path_utils
 
-from components import iou_metric
 from transform import data_format
-from trainer import decode, iou
+from trainer import iou
 from trainer.colours import IGNORE_COLOUR, class_colours
-from transform import features
 
 EVAL_SPLIT = 'eval'
 _BATCH = 16
@@ -31,15 +30,15 @@ _OPACITY = 0.7
 class Sample:
   name: str  # the record's image/filename
   image: np.ndarray  # uint8 [H, W, 3], the record's own image
-  true_ids: np.ndarray  # [S, S] at the model's resolution, as scored
-  valid: np.ndarray  # [S, S] False on ignored pixels
-  pred_ids: np.ndarray  # [S, S]
-  sums: iou_metric.SegmentationSums
+  true_ids: np.ndarray  # [H, W] the record's mask, at the image's own resolution, as scored
+  valid: np.ndarray  # [H, W] False on ignored pixels
+  pred_ids: np.ndarray  # [H, W]
+  matrix: np.ndarray  # int64 [C, C] of this image, rows ground truth, columns prediction
 
   @property
   def mean_iou(self) -> float:
     """Over the classes in this image's labels or predictions; NaN when no pixel is labelled."""
-    return iou.mean_iou(self.sums.matrix)
+    return iou.mean_iou(self.matrix)
 
 
 def eval_records(examples_uri: str) -> List[bytes]:
@@ -50,12 +49,13 @@ def eval_records(examples_uri: str) -> List[bytes]:
   return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type=compression)]
 
 
-def _image(record: bytes) -> tuple:
+def _image_and_mask(record: bytes) -> tuple:
   example = tf.train.Example.FromString(record)
   feature = example.features.feature
   name = feature[data_format.IMAGE_FILENAME].bytes_list.value[0].decode()
   image = Image.open(io.BytesIO(feature[data_format.IMAGE_ENCODED].bytes_list.value[0]))
-  return name, np.asarray(image.convert('RGB'))
+  mask = Image.open(io.BytesIO(feature[data_format.MASK_ENCODED].bytes_list.value[0]))
+  return name, np.asarray(image.convert('RGB')), np.asarray(mask, dtype=np.int64)
 
 
 def segment(model_uri: str, records: List[bytes]) -> List[Sample]:
@@ -63,13 +63,16 @@ def segment(model_uri: str, records: List[bytes]) -> List[Sample]:
   model = tf.saved_model.load(path_utils.serving_model_path(model_uri))
   samples = []
   for start in range(0, len(records), _BATCH):
-    batch = tf.constant(records[start:start + _BATCH])
-    probabilities = model.signatures['model_resolution'](examples=batch)['probabilities'].numpy()
-    labels = model.signatures['transform_features'](examples=batch)[features.LABEL].numpy()
-    for record, label, probability in zip(records[start:start + _BATCH], labels, probabilities):
-      true_ids, valid = decode.labels_to_class_ids_np(label)
-      samples.append(Sample(*_image(record), true_ids, valid, decode.class_ids_np(probability),
-                            iou_metric.segmentation_sums(label, probability)))
+    batch = records[start:start + _BATCH]
+    outputs = model.signatures['serving_default'](examples=tf.constant(batch))
+    num_classes = outputs['probabilities'].shape[-1]
+    for record, class_ids, height, width in zip(batch, outputs['class_ids'].numpy(),
+                                                outputs['height'].numpy(), outputs['width'].numpy()):
+      name, image, true_ids = _image_and_mask(record)
+      pred_ids = class_ids[:height, :width]  # the batch is padded to its largest image
+      valid = true_ids < num_classes  # not the ignore label
+      samples.append(Sample(name, image, true_ids, valid, pred_ids,
+                            iou.confusion_matrix(true_ids, pred_ids, valid, num_classes)))
   return samples
 
 

@@ -127,7 +127,7 @@ def _slices_section(summary: run_summary.RunSummary) -> str:
 
 def _gallery_section(samples: List[gallery.Sample], num_classes: int, class_names: List[str],
                      tfma_matrix: np.ndarray, limit: int) -> str:
-  total = sum((s.sums.matrix for s in samples), np.zeros_like(tfma_matrix))
+  total = sum((s.matrix for s in samples), np.zeros_like(tfma_matrix))
   check = ('they add up to the confusion matrix in the TFMA output'
            if np.array_equal(total, tfma_matrix)
            else 'WARNING: they do not add up to the confusion matrix in the TFMA output')
