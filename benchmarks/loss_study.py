@@ -26,7 +26,8 @@ import tf_keras  # pylint: disable=wrong-import-position
 
 from iouseg import converters, demo_data  # pylint: disable=wrong-import-position
 from trainer import decode, in_memory, iou, task  # pylint: disable=wrong-import-position
-from trainer.config import LOSS_NAMES, TrainerConfig  # pylint: disable=wrong-import-position
+from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
+from trainer.losses import LOSS_NAMES  # pylint: disable=wrong-import-position
 from transform.config import TransformConfig  # pylint: disable=wrong-import-position
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'data' / 'samples'

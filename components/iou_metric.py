@@ -86,8 +86,7 @@ class SegmentationSums:
         PIXEL_ACCURACY: float(np.trace(self.matrix) / total) if total else float('nan'),
         MEAN_IOU_MODEL_RESOLUTION: iou.mean_iou(self.model_resolution_matrix),
         # trainer.losses.soft_iou_loss's definition, over the whole split at once.
-        SOFT_IOU_LOSS: 1.0 - ((self.intersection + losses.SOFT_IOU_EPSILON) /
-                              (self.union + losses.SOFT_IOU_EPSILON)),
+        SOFT_IOU_LOSS: float(losses.soft_iou_from_sums(self.intersection, self.union)),
         CONFUSION_MATRIX: self.matrix.copy(),
     }
 

@@ -5,7 +5,11 @@ per-class sigmoid form: each class channel is a binary problem on its own sigmoi
 
 `soft_iou_loss` is the loss of Rahman & Wang (ISVC 2016) as written in the seed post: with sigmoid
 outputs X and one-hot labels Y, I = sum(X*Y), U = sum(X + Y - X*Y), loss = 1 - I/U, summed over the
-whole batch (every pixel of every image and every class channel at once).
+whole batch (every pixel of every image and every class channel at once). `soft_iou_per_image_loss`
+takes I/U of each image and averages them; `soft_iou_per_class_loss` does so per class channel.
+Exactly 1 - I/U wherever U > 0; a term with U = 0 (no label and no prediction mass: an all-ignore
+image, a class absent from both) has nothing to score and is left out, and with no term left the
+loss is 0, with finite gradients.
 
 All losses take `sample_weight` of shape [B, H, W] (or broadcastable to it): pixels of weight 0 (the
 ignore label) count in neither sum.
@@ -14,12 +18,6 @@ import functools
 import inspect
 
 import tensorflow as tf
-
-# Added to I and U so that a batch in which neither labels nor predictions cover any pixel (all
-# ignore, or all zero) gives loss 0 instead of 0/0 = NaN; at 1.0 it is one pixel's worth of mass,
-# negligible against the thousands of pixels of a real batch, and the gradient stays finite.
-SOFT_IOU_EPSILON = 1.0
-
 
 def _pixel_weights(y_true, sample_weight):
   """Per-pixel weights [B, H, W, 1] to multiply into per-class terms."""
@@ -38,16 +36,28 @@ def _intersection_union(y_true, y_pred, sample_weight, axis):
   return intersection, union
 
 
+def soft_iou_from_sums(intersection, union):
+  """1 - mean of I/U over the terms with U > 0 (0 when there is none). The division never sees a
+  zero union, so neither the value nor the gradient can be NaN."""
+  scored = union > 0
+  ratios = tf.where(scored, intersection / tf.where(scored, union, 1.0), 0.0)
+  count = tf.reduce_sum(tf.cast(scored, tf.float32))
+  return tf.where(count > 0, 1.0 - tf.reduce_sum(ratios) / tf.maximum(count, 1.0), 0.0)
+
+
 def soft_iou_loss(y_true, y_pred, sample_weight=None):
-  """The seed's batch-level soft IoU loss: 1 - (I + eps) / (U + eps), a scalar."""
-  intersection, union = _intersection_union(y_true, y_pred, sample_weight, axis=None)
-  return 1.0 - (intersection + SOFT_IOU_EPSILON) / (union + SOFT_IOU_EPSILON)
+  """The seed's batch-level soft IoU loss: 1 - I/U over the whole batch, a scalar."""
+  return soft_iou_from_sums(*_intersection_union(y_true, y_pred, sample_weight, axis=None))
+
+
+def soft_iou_per_image_loss(y_true, y_pred, sample_weight=None):
+  """1 - mean over images of each image's soft IoU (I and U summed over its pixels and classes)."""
+  return soft_iou_from_sums(*_intersection_union(y_true, y_pred, sample_weight, axis=[1, 2, 3]))
 
 
 def soft_iou_per_class_loss(y_true, y_pred, sample_weight=None):
   """1 - mean over classes of each class's soft IoU, each class summed over the whole batch."""
-  intersection, union = _intersection_union(y_true, y_pred, sample_weight, axis=[0, 1, 2])
-  return 1.0 - tf.reduce_mean((intersection + SOFT_IOU_EPSILON) / (union + SOFT_IOU_EPSILON))
+  return soft_iou_from_sums(*_intersection_union(y_true, y_pred, sample_weight, axis=[0, 1, 2]))
 
 
 def sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight=None):
@@ -102,6 +112,7 @@ def cross_entropy_plus_soft_iou_loss(y_true, y_pred, sample_weight=None,
 # The `--loss` flag's values, each with its function: the one place a loss is named.
 LOSSES = {
     'soft_iou': soft_iou_loss,
+    'soft_iou_per_image': soft_iou_per_image_loss,
     'soft_iou_per_class': soft_iou_per_class_loss,
     'lovasz': lovasz_sigmoid_loss,
     'cross_entropy': sigmoid_cross_entropy_loss,

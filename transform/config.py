@@ -11,7 +11,7 @@ so flags, settings and validation cannot drift apart.
 """
 import collections.abc
 import dataclasses
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Sequence, Union
 
 from transform import data_format
 
