@@ -30,7 +30,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 from tensorflow_model_analysis.utils import util
 
-from trainer import export, iou, losses
+from trainer import export, iou
 
 MEAN_IOU = 'mean_iou'
 MEAN_IOU_MODEL_RESOLUTION = 'mean_iou_model_resolution'
@@ -85,8 +85,8 @@ class SegmentationSums:
         FREQUENCY_WEIGHTED_IOU: frequency_weighted_iou(self.matrix),
         PIXEL_ACCURACY: float(np.trace(self.matrix) / total) if total else float('nan'),
         MEAN_IOU_MODEL_RESOLUTION: iou.mean_iou(self.model_resolution_matrix),
-        # trainer.losses.soft_iou_loss's definition, over the whole split at once.
-        SOFT_IOU_LOSS: float(losses.soft_iou_from_sums(self.intersection, self.union)),
+        # trainer.losses.soft_iou_loss over the whole split, in float64: 1 - I/U, 0 without a union.
+        SOFT_IOU_LOSS: 1.0 - self.intersection / self.union if self.union > 0 else 0.0,
         CONFUSION_MATRIX: self.matrix.copy(),
     }
 

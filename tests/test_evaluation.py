@@ -136,7 +136,7 @@ def metrics_of(matrix, model_matrix, intersection, union, class_names=CLASSES):
       'pixel_accuracy': np.trace(matrix) / matrix.sum() if matrix.sum() else math.nan,
       'frequency_weighted_iou': (sum(truth[k] * per_class[k] for k in range(len(matrix))
                                      if truth[k]) / truth.sum()) if truth.sum() else math.nan,
-      'soft_iou_loss': 1 - (intersection + 1) / (union + 1),
+      'soft_iou_loss': 1 - intersection / union if union > 0 else 0.0,  # the seed's 1 - I/U
       'confusion_matrix': matrix}
   expected.update({f'iou/{name}': per_class[k] for k, name in enumerate(class_names)})
   return expected
@@ -232,7 +232,7 @@ def test_all_ignore_images_count_for_nothing():
   assert all(math.isnan(only_ignore[name]) for name in
              ['mean_iou', 'mean_iou_model_resolution', 'pixel_accuracy', 'frequency_weighted_iou'] +
              [f'iou/{c}' for c in CLASSES])
-  assert only_ignore['soft_iou_loss'] == 0.0  # the loss's epsilon: 1 - 1/1
+  assert only_ignore['soft_iou_loss'] == 0.0  # nothing to score: the loss's finite 0
   with_it = run_combiner(d, [range(IMAGES)])
   without_it = run_combiner(d, [range(1, IMAGES)])
   assert_metrics_equal(with_it, without_it)
