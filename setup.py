@@ -23,5 +23,7 @@ setuptools.setup(
                                                'transform', 'transform.*', 'kubeflow', 'kubeflow.*']),
     install_requires=_names(_REQUIREMENTS[0]),
     extras_require={'test': _names(_REQUIREMENTS[1])},
+    # Non-Python files the code reads at run time: the model card's Jinja2 templates.
+    package_data={'components.model_card': ['templates/*.j2']},
     entry_points={'console_scripts': ['iouseg=iouseg.cli:main']},
 )

@@ -5,9 +5,11 @@
     python benchmarks/loss_study.py --datasets demo --seeds 0 --out table.md
 
 Data go through the Transform's own decode/normalise/one-hot functions (`trainer.in_memory`), the
-nuclei tiles through `iouseg convert`, so no TFX run is needed per cell. Prints (and with --out
-writes) a markdown table: mean ± spread (half the max - min range) over seeds of eval mean IoU and
-foreground IoU (mean over classes 1..C-1), and seconds per run.
+nuclei tiles through `iouseg convert`, so no TFX run is needed per cell. Each run trains with the
+Trainer's default recipe (`TrainerConfig`'s augmentation and learning-rate schedule, through
+`trainer.augment` and `trainer.schedules`; `benchmarks/recipe_study.py` compares recipes). Prints
+(and with --out writes) a markdown table: mean ± spread (half the max - min range) over seeds of
+eval mean IoU and foreground IoU (mean over classes 1..C-1), and seconds per run.
 """
 import argparse
 import dataclasses
@@ -25,7 +27,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 import tf_keras  # pylint: disable=wrong-import-position
 
 from iouseg import converters, demo_data  # pylint: disable=wrong-import-position
-from trainer import decode, in_memory, iou, task  # pylint: disable=wrong-import-position
+from trainer import augment, decode, in_memory, iou, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
 from trainer.losses import LOSS_NAMES  # pylint: disable=wrong-import-position
 from transform.config import TransformConfig  # pylint: disable=wrong-import-position
@@ -59,30 +61,66 @@ def prepare(dataset: str, workdir: str):
 
 
 def train_and_score(cell: Cell, seed: int, data, steps: int, batch_size: int) -> dict:
-  config, train, evaluation = data
-  tf_keras.utils.set_random_seed(seed)
+  config = data[0]
   trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
                                  channels=config.channels, loss=cell.loss,
                                  learning_rate=cell.learning_rate, head_init=cell.head_init)
+  return fit_and_score(trainer_config, seed, data, steps, batch_size)
+
+
+def _scores(model, arrays, num_classes: int, batch_size: int) -> dict:
+  true_ids, valid = decode.labels_to_class_ids_np(arrays[1])
+  predicted = decode.class_ids_np(model.predict(arrays[0], batch_size=batch_size, verbose=0))
+  per_class = iou.per_class_iou(iou.confusion_matrix(true_ids, predicted, valid, num_classes))
+  return {'mean_iou': float(np.nanmean(per_class)), 'fg_iou': float(np.nanmean(per_class[1:]))}
+
+
+def fit_and_score(trainer_config: TrainerConfig, seed: int, data, steps: int, batch_size: int,
+                  score_train: bool = False) -> dict:
+  """Trains `trainer.task.compiled_model` for `steps` steps (one epoch) on the in-memory train
+  arrays with the Trainer's recipe: its augmentation (`trainer.augment`, as `trainer.data` applies
+  it) and its learning-rate schedule over `steps`. Eval (and with `score_train`, un-augmented train)
+  mean and foreground IoU at model resolution, and the seconds `fit` took."""
+  config, train, evaluation = data
+  tf_keras.utils.set_random_seed(seed)
   priors = None
-  if cell.head_init == 'prior':
+  if trainer_config.head_init == 'prior':
     priors = (train[1].sum((0, 1, 2)) / max(train[2].sum(), 1.0)).tolist()
-  model = task.compiled_model(trainer_config, priors)
-  dataset = (tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=seed).repeat()
-             .batch(batch_size))
+  model = task.compiled_model(trainer_config, priors, total_steps=steps)
+  dataset = augment.augment_dataset(
+      tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=seed).repeat()
+      .batch(batch_size), augment.AugmentOptions.from_config(trainer_config), seed)
   start = time.perf_counter()
   model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
   seconds = time.perf_counter() - start
-  true_ids, valid = decode.labels_to_class_ids_np(evaluation[1])
-  predicted = decode.class_ids_np(model.predict(evaluation[0], batch_size=batch_size, verbose=0))
-  per_class = iou.per_class_iou(iou.confusion_matrix(true_ids, predicted, valid, config.num_classes))
-  return {'mean_iou': float(np.nanmean(per_class)), 'fg_iou': float(np.nanmean(per_class[1:])),
-          'seconds': seconds}
+  result = {**_scores(model, evaluation, config.num_classes, batch_size), 'seconds': seconds}
+  if score_train:
+    result['train_mean_iou'] = _scores(model, train, config.num_classes, batch_size)['mean_iou']
+  return result
 
 
 def _mean_spread(values):
   values = np.asarray(values)
   return f'{values.mean():.3f} ± {(values.max() - values.min()) / 2:.3f}'
+
+
+def recipe_text(config: TrainerConfig) -> str:
+  """The training recipe of `config` in a few words, e.g. 'Adam, constant lr, no augmentation'."""
+  options = augment.AugmentOptions.from_config(config)
+  parts = ['AdamW' if config.weight_decay > 0 else 'Adam', f'{config.lr_schedule} lr' +
+           (f' after {config.warmup_steps} warm-up steps' if config.warmup_steps else '')]
+  if options is None:
+    parts.append('no augmentation')
+  else:
+    geometric = []
+    if (options.min_scale, options.max_scale) != (1.0, 1.0):
+      geometric.append(f'scale {options.min_scale:g}-{options.max_scale:g}')
+    geometric += [name for name, on in (('h-flip', options.horizontal_flip),
+                                        ('v-flip', options.vertical_flip),
+                                        ('rot90', options.rotate90),
+                                        ('photometric', options.photometric)) if on]
+    parts.append('augmentation: ' + ' + '.join(geometric))
+  return ', '.join(parts)
 
 
 def table(results: dict, steps: int, seeds) -> str:
@@ -94,7 +132,8 @@ def table(results: dict, steps: int, seeds) -> str:
                  f'{_mean_spread([r["fg_iou"] for r in runs])} | '
                  f'{np.mean([r["seconds"] for r in runs]):.0f} |')
   lines.append('')
-  lines.append(f'{steps} steps, batch 16, Adam, seeds {", ".join(map(str, seeds))}; mean ± half-range '
+  lines.append(f'{steps} steps, batch 16, {recipe_text(TrainerConfig())}, seeds '
+               f'{", ".join(map(str, seeds))}; mean ± half-range '
                f'over seeds. Machine: {platform.machine()}, {os.cpu_count()} CPU cores, '
                f'{"GPU" if tf.config.list_physical_devices("GPU") else "no GPU"}. '
                f'Command: `python benchmarks/loss_study.py {" ".join(sys.argv[1:])}`'.rstrip())

@@ -66,6 +66,11 @@ def _run(args, output=None) -> int:
       return _run(args, output)
   for path in ('data_root', 'pipeline_root', 'serving_dir'):
     setattr(args, path, os.path.abspath(getattr(args, path)))
+  if args.infer_data:
+    args.infer_data = os.path.abspath(args.infer_data)
+  error = _run_settings_error(args)
+  if error:  # before anything is written: no pipeline root, no log, no component
+    return _settings_refused('iouseg run', error, output, args.verbose)
   log_path = None if args.verbose else progress.log_path_for(args.pipeline_root)
   if log_path:
     output.to_log(log_path)
@@ -88,6 +93,31 @@ def _run(args, output=None) -> int:
     return 1
   print(text)
   return 0
+
+
+def _run_settings_error(args):
+  """The first bad setting of `iouseg run` as one line naming its flag, or None."""
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
+  try:
+    flags.check_args(args)
+    from pipeline import local_runner  # pylint: disable=g-import-not-at-top  (imports TFX)
+    flags.check_data_root(args.data_root, local_runner.split_patterns_for(args.data_root))
+  except ValueError as e:
+    return str(e)
+  return None
+
+
+def _settings_refused(prog: str, error, output=None, verbose: bool = False) -> int:
+  """A bad setting: one line on the terminal, `PROG: error: ...` as argparse's `parser.error`
+  writes it (without the usage, which is a screen long), and exit status 2. What the libraries
+  logged while loading is dropped with `output` holding stderr, unless --verbose."""
+  if output is not None:
+    if verbose:
+      output.to_terminal()
+    else:
+      output.to_log(os.devnull)
+  print(f'{prog}: error: {error}', file=output.terminal if output is not None else sys.stderr)
+  return 2
 
 
 def _main_run(argv) -> int:
@@ -148,6 +178,8 @@ def _add_kubeflow(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=func)
+  # compile-kubeflow's settings are checked before anything is compiled (see `main`).
+  sub.choices['compile-kubeflow'].set_defaults(check_settings=kubeflow_compile.check_settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +199,12 @@ def main(argv=None) -> int:
   if argv[:1] == ['run']:
     return _main_run(argv)
   args = build_parser().parse_args(argv)
+  check = getattr(args, 'check_settings', None)
+  if check is not None:
+    try:
+      check(args)
+    except ValueError as e:
+      return _settings_refused(f'iouseg {args.command}', e)
   return args.func(args)
 
 

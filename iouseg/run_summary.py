@@ -6,9 +6,11 @@ the artifacts it points to, so the same summary can be printed for any past run.
 import dataclasses
 import json
 import math
+import os
 from typing import Dict, List, Optional
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.slicer import slicer_lib
@@ -45,6 +47,18 @@ class RunSummary:
   baseline_model_uri: Optional[str] = None
   examples_uri: Optional[str] = None  # the Evaluator's examples; it reads their eval split
   model_run_uri: Optional[str] = None  # the Trainer's TensorBoard logs
+  # What the Trainer started from: its `base_model` input in ML Metadata (warm start), or None.
+  trainer_ran: bool = False
+  started_from_id: Optional[int] = None
+  started_from_uri: Optional[str] = None
+  # The Tuner's best trial (run with --tune-trials): hyperparameter -> value, its score, trials done.
+  tuned: Dict[str, object] = dataclasses.field(default_factory=dict)
+  tuned_score: Optional[float] = None
+  tuned_trials: int = 0
+  # MaskWriter (run with --infer-data): its artifact, the masks written, why none were.
+  masks_uri: Optional[str] = None
+  mask_count: int = 0
+  masks_skipped: Optional[str] = None
 
 
 def _state_name(execution) -> str:
@@ -191,6 +205,19 @@ def _read_evaluator(summary: RunSummary, inputs: Dict[str, list], outputs: Dict[
   summary.failures = validation_failures(summary.evaluation_uri, summary.slices)
 
 
+def _read_tuner(summary: RunSummary, outputs: Dict[str, list]) -> None:
+  """TFX's Tuner files: the best trial's HyperParameters config and every completed trial, best
+  first (tfx/components/tuner/executor.py)."""
+  with tf.io.gfile.GFile(os.path.join(_uri(outputs, 'best_hyperparameters'),
+                                      'best_hyperparameters.txt')) as f:
+    summary.tuned = json.load(f).get('values', {})
+  if outputs.get('tuner_results'):
+    with tf.io.gfile.GFile(os.path.join(_uri(outputs, 'tuner_results'), 'tuner_results.json')) as f:
+      trials = json.load(f)
+    summary.tuned_trials = len(trials)
+    summary.tuned_score = trials[0]['score'] if trials else None
+
+
 def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   """The summary of the most recent run of `pipeline_name` recorded in the SQLite store."""
   store = mlmd_store.open_store(metadata_path)
@@ -202,9 +229,21 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     outputs = mlmd_store.artifacts(store, execution, mlmd_store.OUTPUT_EVENTS)
     if node == 'Trainer' and outputs.get('model_run'):
       summary.model_run_uri = _uri(outputs, 'model_run')
+    if node == 'Trainer':  # run_fn starts from `base_model` whenever it is given, or fails
+      base = mlmd_store.artifacts(store, execution, mlmd_store.INPUT_EVENTS).get('base_model')
+      summary.trainer_ran = True
+      summary.started_from_id = base[0].id if base else None
+      summary.started_from_uri = base[0].uri if base else None
     if node == 'Evaluator' and outputs.get('evaluation'):
       _read_evaluator(summary, mlmd_store.artifacts(store, execution, mlmd_store.INPUT_EVENTS),
                       outputs)
+    if node == 'Tuner' and outputs.get('best_hyperparameters'):
+      _read_tuner(summary, outputs)
+    if node == 'MaskWriter' and outputs.get('masks'):
+      masks = outputs['masks'][0]
+      summary.masks_uri = masks.uri
+      summary.mask_count = _int_property(masks, 'mask_count') or 0
+      summary.masks_skipped = _string_property(masks, 'skipped')
     if node == 'Pusher' and outputs.get('pushed_model'):
       pushed = outputs['pushed_model'][0]
       summary.pushed = bool(_int_property(pushed, 'pushed'))
@@ -261,6 +300,15 @@ def format_summary(summary: RunSummary, log_path: Optional[str] = None) -> str:
   """The summary `iouseg run` prints; `log_path`, the run's third-party log, is its last line."""
   lines = [f'Run {summary.run_id}', 'Components:']
   lines += [f'  {node:<32} {state}' for node, state in summary.component_states.items()]
+  if summary.trainer_ran:
+    lines.append('Started from: cold start' if summary.started_from_id is None else
+                 f'Started from: model {summary.started_from_id} ({summary.started_from_uri})')
+  if summary.tuned:
+    score = ('' if summary.tuned_score is None else
+             f', val_mean_iou {format_value("val_mean_iou", summary.tuned_score)}')
+    lines.append(f'Tuned (best of {summary.tuned_trials} trials{score}): ' + ', '.join(
+        f'{name}={value:.4g}' if isinstance(value, float) else f'{name}={value}'
+        for name, value in sorted(summary.tuned.items())))
   if iou_metric.MEAN_IOU in summary.candidate_metrics:
     lines += _metric_lines(summary)
   baseline = summary.baseline_metrics.get(iou_metric.MEAN_IOU)
@@ -275,6 +323,9 @@ def format_summary(summary: RunSummary, log_path: Optional[str] = None) -> str:
     lines.append(f'Pushed to: {summary.pushed_destination}{note}')
   else:
     lines.append('Pushed: no')
+  if summary.masks_uri:
+    lines.append(f'Masks: none, {summary.masks_skipped}' if summary.masks_skipped else
+                 f'Masks: {summary.mask_count} written to {summary.masks_uri} (index.csv)')
   if log_path:
     lines.append(f'Log (TFX, Beam, TensorFlow): {log_path}')
   return '\n'.join(lines)

@@ -8,6 +8,7 @@ Set at submission (runtime parameters; defaults from the flags below):
   data_root    folder of TFRecords with train/ and eval/ (or any files with --hash-split)
   train_args   TrainArgs JSON, e.g. {"num_steps": 2000}
   eval_config  the Evaluator's whole TFMA EvalConfig JSON, holding the mean IoU blessing threshold
+  infer_data_root  (only with --infer-data) folder of unlabelled TFRecords to segment
 TFX replaces an exec property at run time only as a whole, never a field inside a proto, so the
 step count and the threshold travel inside their protos; `iouseg submit-kubeflow --train-steps N
 --min-mean-iou X` writes those two for you.
@@ -35,11 +36,31 @@ def add_compile_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--hash-split', action='store_true',
                       help='data without train/ and eval/ folders: split all files 3:1 by hash')
   parser.add_argument('--baseline-resolver', action='store_true',
-                      help='compare with the latest blessed model (a Resolver task). Only for '
-                      'backends that run ResolverSpec tasks (Vertex AI Pipelines): open-source KFP '
-                      'rejects the run with "resolver executors not implemented"')
-  flags.add_pipeline_arguments(parser)
+                      help='compare with the latest blessed model (a Resolver task) instead of the '
+                      'served model. Only for backends that run ResolverSpec tasks (Vertex AI '
+                      'Pipelines): open-source KFP rejects the run with "resolver executors not '
+                      'implemented"')
+  parser.add_argument('--baseline', choices=('serving_dir', 'resolver', 'none'),
+                      help="the Evaluator's baseline: 'serving_dir' (default; the newest version in "
+                      "--serving-dir, the model TF Serving serves, through the ServedModelBaseline "
+                      "task), 'resolver' (the same as --baseline-resolver) or 'none' (only the "
+                      "absolute rules bless)")
+  flags.add_pipeline_arguments(parser)  # --warm-start among them: it needs --baseline-resolver
   resources.add_resource_arguments(parser)
+
+
+def check_settings(args: argparse.Namespace) -> None:
+  """ValueError, one line naming the flag, for a setting the compiled pipeline would fail on: the
+  checks of `iouseg run` (a bucket data root is not looked at; the tasks read it) and --warm-start,
+  which starts from the latest blessed model that only the Resolver finds."""
+  flags.check_args(args)
+  resolver = args.baseline_resolver or getattr(args, 'baseline', None) == 'resolver'
+  if args.warm_start and not resolver:
+    raise ValueError('--warm-start needs --baseline-resolver: the Trainer starts from the latest '
+                     'blessed model, which only the Resolver finds, and open-source KFP cannot run '
+                     'it (Vertex AI Pipelines can)')
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  flags.check_data_root(args.data_root, None if args.hash_split else pipeline_lib.SPLIT_PATTERNS)
 
 
 def build_pipeline(args: argparse.Namespace):
@@ -48,7 +69,9 @@ def build_pipeline(args: argparse.Namespace):
   pipeline = pipeline_lib.create_pipeline(
       **flags.create_pipeline_kwargs(args),
       split_patterns=None if args.hash_split else pipeline_lib.SPLIT_PATTERNS,
-      runtime_parameters=True, baseline_resolver=args.baseline_resolver)
+      runtime_parameters=True,
+      baseline_resolver=args.baseline_resolver or args.baseline == 'resolver',
+      baseline=args.baseline or ('resolver' if args.baseline_resolver else 'serving_dir'))
   resources.attach(pipeline, resources.resource_specs(args))
   return pipeline
 
@@ -70,6 +93,14 @@ def compile_spec(pipeline, image: str) -> dict:
     for value in component.exec_properties.values():
       if isinstance(value, tfx.dsl.experimental.RuntimeParameter):
         declared[value.name].update(defaultValue=value.default, isOptional=True)
+  # The served-model baseline reads the serving directory, state outside the pipeline that KFP's
+  # cache key (inputs and settings) cannot see: never cached, or a later run would get the first
+  # run's answer. (LocalDagRunner keys its cache on the served version through the component's
+  # driver, which KFP's backend does not run.)
+  from components.served_baseline import ServedModelBaseline  # pylint: disable=g-import-not-at-top
+  for component in pipeline.components:
+    if isinstance(component, ServedModelBaseline):
+      spec['root']['dag']['tasks'][component.id]['cachingOptions'] = {'enableCache': False}
   return spec
 
 
@@ -82,6 +113,7 @@ def write_spec(spec: dict, path: str) -> None:
 
 
 def compile_main(args: argparse.Namespace) -> int:
+  check_settings(args)
   spec = compile_spec(build_pipeline(args), args.image)
   write_spec(spec, args.output)
   tasks = sorted(spec['root']['dag']['tasks'])

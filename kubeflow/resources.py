@@ -27,21 +27,26 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resource_specs(args: argparse.Namespace) -> dict:
-  """Component id -> ResourceSpec: limits and GPUs for the Trainer, requests for the Beam-heavy
-  Transform and Evaluator (they scale with data, so a floor, not a cap)."""
+  """Component id -> ResourceSpec: limits and GPUs for the Trainer (and the Tuner, which trains a
+  model per trial, when `--tune-trials` adds it), requests for the Beam-heavy Transform and
+  Evaluator (they scale with data, so a floor, not a cap)."""
   from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
   resource_spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
   trainer = resource_spec(cpu_limit=args.trainer_cpu, memory_limit=args.trainer_memory_gb)
   if args.gpu_count:
     trainer.accelerator.CopyFrom(resource_spec.AcceleratorConfig(type=args.gpu_type,
                                                                  count=args.gpu_count))
-  return {
+  specs = {
       'Trainer': trainer,
       'Transform': resource_spec(cpu_request=args.transform_cpu,
                                  memory_request=args.transform_memory_gb),
       'Evaluator': resource_spec(cpu_request=args.evaluator_cpu,
                                  memory_request=args.evaluator_memory_gb),
   }
+  if getattr(args, 'tune_trials', 0) > 0:
+    specs['Tuner'] = resource_spec()
+    specs['Tuner'].CopyFrom(trainer)
+  return specs
 
 
 def attach(pipeline, specs: dict) -> None:

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import types
@@ -20,7 +21,7 @@ IMAGE = 'ghcr.io/example/iouseg:test'
 RUN_EXECUTOR = ['python', '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor']
 COMPONENTS = {'ImportExampleGen', 'RecordValidator', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
               'AnomalyGate', 'Transform',
-              'Trainer', 'Evaluator', 'Pusher'}
+              'Trainer', 'Evaluator', 'Pusher', 'ModelCardGenerator'}
 RESOLVER_TASKS = {'latest_blessed_model_resolver-model-blessing-resolver',
                   'latest_blessed_model_resolver-model-resolver'}
 # A small model and a cluster-style layout: every path is a bucket, none of this machine.
@@ -75,7 +76,7 @@ def test_compiled_file_loads_with_kfps_loader(spec_file):
 
 def test_every_component_is_a_task_wired_like_the_pipeline(spec):
   tasks = spec.root.dag.tasks
-  assert set(tasks) == COMPONENTS
+  assert set(tasks) == COMPONENTS | {'ServedModelBaseline'}  # the baseline without a Resolver
   assert {name: set(task.dependent_tasks) for name, task in tasks.items()} == {
       'ImportExampleGen': set(),
       'RecordValidator': {'ImportExampleGen'},
@@ -85,8 +86,11 @@ def test_every_component_is_a_task_wired_like_the_pipeline(spec):
       'AnomalyGate': {'ExampleValidator'},
       'Transform': {'RecordValidator', 'SchemaGen', 'AnomalyGate'},
       'Trainer': {'RecordValidator', 'Transform', 'SchemaGen'},
-      'Evaluator': {'RecordValidator', 'Trainer'},
-      'Pusher': {'Evaluator', 'Trainer'},
+      'ServedModelBaseline': set(),
+      'Evaluator': {'RecordValidator', 'Trainer', 'ServedModelBaseline'},
+      'Pusher': {'Evaluator', 'Trainer', 'RecordValidator'},  # eval records for the warm-up file
+      'ModelCardGenerator': {'RecordValidator', 'StatisticsGen', 'Transform', 'Trainer',
+                             'Evaluator', 'Pusher'},
   }
   # The Trainer reads the valid raw examples through Transform's graph (nothing materialised).
   assert upstream_artifact(spec, 'Trainer', 'examples') == ('RecordValidator', 'valid_examples')
@@ -95,7 +99,7 @@ def test_every_component_is_a_task_wired_like_the_pipeline(spec):
   assert upstream_artifact(spec, 'Evaluator', 'examples') == ('RecordValidator', 'valid_examples')
   assert upstream_artifact(spec, 'RecordValidator', 'examples') == ('ImportExampleGen', 'examples')
   assert upstream_artifact(spec, 'Pusher', 'model_blessing') == ('Evaluator', 'blessing')
-  assert 'baseline_model' not in tasks['Evaluator'].inputs.artifacts
+  assert upstream_artifact(spec, 'Evaluator', 'baseline_model') == ('ServedModelBaseline', 'model')
 
 
 def test_tasks_run_the_tfx_entrypoint_in_the_image(spec):
@@ -153,6 +157,23 @@ def test_baseline_resolver_becomes_two_mlmd_query_tasks(tmp_path):
   assert 'metadata.blessed.number_value=1' in json_format.MessageToJson(
       by_task['latest_blessed_model_resolver-model-blessing-resolver'])
   assert upstream_artifact(spec, 'Evaluator', 'baseline_model') == (
+      'latest_blessed_model_resolver-model-resolver', 'model')
+
+
+def test_warm_start_needs_the_baseline_resolver(tmp_path, capfd):
+  """Open-source KFP cannot run the Resolver that finds the model to start from: --warm-start alone
+  is refused in one line; with --baseline-resolver the Trainer's base_model is the resolver's."""
+  import tensorflow  # pylint: disable=unused-import  (its C++ start-up logs are not the command's)
+  from iouseg import cli
+  capfd.readouterr()
+  assert cli.main(['compile-kubeflow', *TINY, '--warm-start', '--output',
+                   str(tmp_path / 'refused.yaml')]) == 2
+  err = capfd.readouterr().err.strip()
+  assert err.startswith('iouseg compile-kubeflow: error: --warm-start needs --baseline-resolver')
+  assert len(err.splitlines()) == 1 and not (tmp_path / 'refused.yaml').exists()
+  spec = local_launcher.load_spec(str(compile_file(tmp_path / 'p.yaml', '--baseline-resolver',
+                                                   '--warm-start')))
+  assert upstream_artifact(spec, 'Trainer', 'base_model') == (
       'latest_blessed_model_resolver-model-resolver', 'model')
 
 
@@ -251,7 +272,7 @@ def test_launcher_wires_inputs_as_the_spec_does(tmp_path, monkeypatch):
   ran = [(c[c.index('--executor_class_path') + 1] if '--executor_class_path' in c else c[2])
          for c in commands]
   assert ran[0] == 'tfx.orchestration.kubeflow.v2.file_based_example_gen.driver'
-  assert ran[-1] == 'components.dedup_pusher.Executor'
+  assert ran[-2:] == ['components.dedup_pusher.Executor', 'components.model_card.executor.Executor']
   assert all(c[0] == sys.executable for c in commands)
   invocation = {ran[i]: json.loads(c[c.index('--json_serialized_invocation_args') + 1])
                 for i, c in enumerate(commands)}
@@ -286,3 +307,159 @@ def test_compiled_spec_runs_locally_and_pushes_a_blessed_model(tmp_path):
   assert pushed.metadata['pushed'] == 1
   version = pathlib.Path(pushed.metadata['pushed_destination'])
   assert version.parent == serving and (version / 'saved_model.pb').exists()
+
+
+# --- the served model as the baseline (no Resolver) -----------------------------------------------
+
+SERVED_BASELINE = 'ServedModelBaseline'
+
+
+def test_default_spec_compares_with_the_served_model_in_an_uncached_task(spec):
+  """Open-source KFP runs no Resolver: the default spec's Evaluator gets the model in --serving-dir
+  from a plain container task, which KFP must not cache (the serving dir is outside its cache key)."""
+  tasks = spec.root.dag.tasks
+  assert SERVED_BASELINE in tasks and not set(tasks) & RESOLVER_TASKS
+  assert not tasks[SERVED_BASELINE].caching_options.enable_cache
+  assert tasks['Trainer'].caching_options.enable_cache  # the others keep the pipeline's cache
+  assert not tasks[SERVED_BASELINE].inputs.artifacts
+  assert tasks[SERVED_BASELINE].inputs.parameters['serving_model_dir'].runtime_value.constant \
+      .string_value == 'gs://bucket/serving'
+  assert upstream_artifact(spec, 'Evaluator', 'baseline_model') == (SERVED_BASELINE, 'model')
+  by_task = executors(spec)
+  assert by_task[SERVED_BASELINE].container.args[1] == 'components.served_baseline.Executor'
+  assert by_task['Evaluator'].container.args[1] == (
+      'components.served_baseline.BaselineTolerantExecutor')
+  # Warm-up requests and the model card need these inputs.
+  assert upstream_artifact(spec, 'Pusher', 'examples') == ('RecordValidator', 'valid_examples')
+  assert upstream_artifact(spec, 'ModelCardGenerator', 'pushed_model') == ('Pusher', 'pushed_model')
+  assert tasks['ModelCardGenerator'].inputs.parameters['train_args'].component_input_parameter == (
+      'train_args')
+
+
+def test_baseline_none_compiles_without_a_baseline(tmp_path):
+  spec = local_launcher.load_spec(str(compile_file(tmp_path / 'p.yaml', '--baseline', 'none')))
+  assert SERVED_BASELINE not in spec.root.dag.tasks and not set(spec.root.dag.tasks) & RESOLVER_TASKS
+  assert 'baseline_model' not in spec.root.dag.tasks['Evaluator'].inputs.artifacts
+  assert executors(spec)['Evaluator'].container.args[1] == 'tfx.components.evaluator.executor.Executor'
+
+
+def test_compiled_spec_refuses_a_candidate_worse_than_the_served_model(tmp_path):
+  """Two runs of compiled specs through the local launcher, sharing one serving dir and no Resolver:
+  the first (nothing served: the baseline task's declared artifact stays empty, as on KFP's backend)
+  is blessed and pushed with its warm-up file and model card; the second, a worse candidate (one step
+  at a learning rate of 1e-12: the initial weights), is compared with the served version and
+  refused."""
+  from iouseg import demo_data
+  data = tmp_path / 'data'
+  demo_data.write_demo_data(str(data), train_count=16, eval_count=8, size=32)
+  serving = tmp_path / 'serving'
+
+  def run(name, train_steps, *flags):
+    spec_file = compile_file(tmp_path / f'{name}.yaml', '--serving-dir', str(serving), *flags)
+    arguments = parameters.submission_arguments(str(spec_file), [f'data_root={data}'],
+                                                train_steps=train_steps, min_mean_iou=0.0)
+    return local_launcher.run_pipeline_spec(str(spec_file), str(tmp_path / name), arguments)
+
+  first = run('first', 30)
+  empty, = first[SERVED_BASELINE]['model'].artifacts
+  assert empty.metadata['served_version'] == ''
+  assert not os.path.exists(os.path.join(empty.uri, 'Format-Serving'))
+  assert 'baseline_model' not in first['Evaluator']['blessing'].artifacts[0].metadata
+  assert first['Evaluator']['blessing'].artifacts[0].metadata['blessed'] == 1
+  pushed = first['Pusher']['pushed_model'].artifacts[0]
+  version = pathlib.Path(pushed.metadata['pushed_destination'])
+  assert version.parent == serving
+  assert (version / 'assets.extra' / 'tf_serving_warmup_requests').exists()
+  assert (version / 'assets.extra' / 'model_card.md').exists()
+  assert (version / 'assets.extra' / 'model_card.html').exists()
+
+  worse = run('worse', 1, '--learning-rate', '1e-12')
+  baseline, = worse[SERVED_BASELINE]['model'].artifacts
+  assert baseline.metadata['served_version'] == version.name
+  assert (pathlib.Path(baseline.uri) / 'Format-Serving' / 'saved_model.pb').exists()
+  blessing = worse['Evaluator']['blessing'].artifacts[0]
+  assert blessing.metadata['blessed'] == 0
+  assert blessing.metadata['baseline_model'] == baseline.uri
+  assert worse['Pusher']['pushed_model'].artifacts[0].metadata['pushed'] == 0
+  assert worse['ModelCardGenerator']['model_card'].artifacts[0].metadata['written'] == 0
+  assert sorted(os.listdir(serving)) == [version.name]
+
+
+# --- batch inference (--infer-data) and the Tuner (--tune-trials) ----------------------------------
+
+INFERENCE_TASKS = {'InferenceExampleGen', 'BulkInferrer', 'MaskWriter'}
+
+
+def test_infer_data_and_tune_trials_add_their_tasks(tmp_path):
+  spec = local_launcher.load_spec(str(compile_file(
+      tmp_path / 'p.yaml', '--infer-data', 'gs://bucket/unlabelled', '--tune-trials', '3')))
+  tasks = spec.root.dag.tasks
+  assert INFERENCE_TASKS | {'Tuner'} <= set(tasks)
+  assert set(tasks['Tuner'].dependent_tasks) == {'RecordValidator', 'Transform', 'SchemaGen'}
+  assert upstream_artifact(spec, 'Tuner', 'transform_graph') == ('Transform', 'transform_graph')
+  assert upstream_artifact(spec, 'Trainer', 'hyperparameters') == ('Tuner', 'best_hyperparameters')
+  assert upstream_artifact(spec, 'BulkInferrer', 'examples') == ('InferenceExampleGen', 'examples')
+  assert upstream_artifact(spec, 'BulkInferrer', 'model') == ('Trainer', 'model')
+  assert upstream_artifact(spec, 'BulkInferrer', 'model_blessing') == ('Evaluator', 'blessing')
+  assert upstream_artifact(spec, 'MaskWriter', 'inference_result') == (
+      'BulkInferrer', 'inference_result')
+  assert upstream_artifact(spec, 'MaskWriter', 'model_blessing') == ('Evaluator', 'blessing')
+  # The unlabelled data is a runtime parameter too; BulkInferrer runs the `masks` signature.
+  declared = spec.root.input_definitions.parameters
+  assert declared['infer_data_root'].default_value.string_value == 'gs://bucket/unlabelled'
+  assert tasks['InferenceExampleGen'].inputs.parameters['input_base'].component_input_parameter == (
+      'infer_data_root')
+  model_spec = tasks['BulkInferrer'].inputs.parameters['model_spec'].runtime_value.constant
+  assert json.loads(model_spec.string_value) == {'model_signature_name': ['masks']}
+  custom = json.loads(tasks['Tuner'].inputs.parameters['custom_config'].runtime_value.constant
+                      .string_value)
+  assert custom['max_trials'] == 3
+  by_task = executors(spec)
+  assert by_task['Tuner'].container.args[1] == 'tfx.components.tuner.executor.Executor'
+  assert by_task['BulkInferrer'].container.args[1] == (
+      'tfx.components.bulk_inferrer.executor.Executor')
+  assert by_task['MaskWriter'].container.args[1].startswith('components.mask_writer.')
+  # The Tuner trains a model per trial: the Trainer's GPUs and limits.
+  resources = {name: json_format.MessageToDict(executor.container.resources)
+               for name, executor in by_task.items()}
+  assert resources['Tuner'] == resources['Trainer'] == {
+      'cpuLimit': 4.0, 'memoryLimit': 16.0, 'accelerator': {'type': 'nvidia.com/gpu', 'count': '2'}}
+
+
+def test_default_spec_has_neither_tuner_nor_inference(spec):
+  assert not (INFERENCE_TASKS | {'Tuner'}) & set(spec.root.dag.tasks)
+  assert 'infer_data_root' not in spec.root.input_definitions.parameters
+
+
+def test_compiled_spec_with_tuner_and_inference_runs_locally(tmp_path):
+  """Every task of a spec with --tune-trials 1 and --infer-data through its own command: the
+  Trainer trains with the Tuner's values and MaskWriter writes one mask per unlabelled record."""
+  from iouseg import demo_data
+  data = tmp_path / 'data'
+  demo_data.write_demo_data(str(data), train_count=16, eval_count=8, size=32)
+  unlabelled = tmp_path / 'unlabelled'
+  unlabelled.mkdir()
+  # The eval records as they are: BulkInferrer and the `masks` signature read image/encoded only.
+  shutil.copy(data / 'eval' / 'demo.tfrecord', unlabelled / 'part-0.tfrecord')
+  # No baseline task: the first run's absolute threshold blesses; the baseline is checked above.
+  spec_file = compile_file(tmp_path / 'p.yaml', '--serving-dir', str(tmp_path / 'serving'),
+                           '--baseline', 'none', '--infer-data', str(unlabelled),
+                           '--tune-trials', '1', '--tune-steps', '2')
+  arguments = parameters.submission_arguments(str(spec_file), [f'data_root={data}'],
+                                              train_steps=4, min_mean_iou=0.0)
+
+  outputs = local_launcher.run_pipeline_spec(str(spec_file), str(tmp_path / 'root'), arguments)
+
+  best = outputs['Tuner']['best_hyperparameters'].artifacts[0]
+  with open(os.path.join(best.uri, 'best_hyperparameters.txt')) as f:
+    tuned = json.load(f)['values']
+  model = outputs['Trainer']['model'].artifacts[0]
+  with open(os.path.join(model.uri, 'Format-Serving', 'assets.extra', 'tuned_hyperparameters.json')) as f:
+    assert json.load(f)['hyperparameters'] == tuned
+  assert outputs['Evaluator']['blessing'].artifacts[0].metadata['blessed'] == 1
+  masks = outputs['MaskWriter']['masks'].artifacts[0]
+  assert masks.metadata['mask_count'] == 8
+  with open(os.path.join(masks.uri, 'index.csv')) as f:
+    rows = f.read().splitlines()
+  assert rows[0] == 'record,mask,height,width' and len(rows) == 9
+  assert len(os.listdir(os.path.join(masks.uri, 'masks'))) == 8

@@ -16,7 +16,8 @@ import pytest
 from conftest import tiny_model_flags
 
 NODES = ('ImportExampleGen', 'latest_blessed_model_resolver', 'RecordValidator', 'StatisticsGen',
-         'SchemaGen', 'ExampleValidator', 'AnomalyGate', 'Transform', 'Trainer', 'Evaluator', 'Pusher')
+         'SchemaGen', 'ExampleValidator', 'AnomalyGate', 'Transform', 'Trainer', 'Evaluator', 'Pusher',
+         'ModelCardGenerator')
 PROGRESS = re.compile(r'^\[ ?(\d+)/(\d+)\] (\S+) +(started|executed|cached|failed|skipped)'
                       r'(?: +(\d+\.\d) s)?$')
 KERAS_EPOCH = re.compile(r'^Epoch \d+/\d+$|^\d+/\d+ - \d+m?s - loss: .* val_mean_iou: ')

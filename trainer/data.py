@@ -8,9 +8,12 @@ the exported model serves with, so training and serving cannot skew. What the in
 is the serialized raw records (the encoded PNG/JPEG pair, the input's own size), never tensors that
 grow with the class count or with float32 pixels.
 """
+from typing import Optional
+
 import tensorflow as tf
 from tfx_bsl.tfxio import dataset_util
 
+from trainer import augment
 from transform import data_format, features
 
 # Batches decoded ahead of the training step: enough to overlap decoding with it, few enough that
@@ -49,13 +52,15 @@ def transform_batch(tft_layer, raw_spec: dict, serialized):
 
 
 def make_dataset(file_pattern, tf_transform_output, batch_size: int, seed: int,
-                 shuffle: bool = True, cache_mib: int = 0) -> tf.data.Dataset:
+                 shuffle: bool = True, cache_mib: int = 0,
+                 augmentation: Optional[augment.AugmentOptions] = None) -> tf.data.Dataset:
   """An endless, batched dataset of (image, label, weight) from raw records.
 
   When the split's serialized records fit in `cache_mib`, the first pass keeps them in memory and
   later epochs only shuffle, batch and transform them (no file reads, no decompression). Shuffling
   is by record before batching, with a buffer of the whole split when cached (a true shuffle each
-  epoch) and of 1,024 records otherwise.
+  epoch) and of 1,024 records otherwise. `augmentation` (the train split's; None for eval) runs on
+  each transformed batch, seeded by `seed` and the batch's index (`trainer.augment`).
   """
   tft_layer = tf_transform_output.transform_features_layer()
   # The schema's spec (its shapes are what the graph was traced with) for the features it reads.
@@ -68,10 +73,10 @@ def make_dataset(file_pattern, tf_transform_output, batch_size: int, seed: int,
   if shuffle:
     records = records.shuffle(cached_count or _SHUFFLE_BUFFER, seed=seed,
                               reshuffle_each_iteration=True)
-  return (records.repeat().batch(batch_size, drop_remainder=True)
-          .map(lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
-               num_parallel_calls=tf.data.AUTOTUNE)
-          .prefetch(_BATCHES_AHEAD))
+  batches = (records.repeat().batch(batch_size, drop_remainder=True)
+             .map(lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
+                  num_parallel_calls=tf.data.AUTOTUNE))
+  return augment.augment_dataset(batches, augmentation, seed).prefetch(_BATCHES_AHEAD)
 
 
 def class_priors(dataset: tf.data.Dataset, num_batches: int) -> list:

@@ -18,9 +18,16 @@
 - `class_presence` (the Evaluator's preprocessing function; its class-presence slices read it):
   serialized raw examples -> `class_presence` (int64 [B, C]): 1 where the mask, at its own size,
   holds a pixel of class c.
+- `masks` (what batch inference runs, `components.mask_writer`): serialized examples holding at
+  least `image/encoded` -> `masks` (string [B, 1]: per example a PNG of its uint8 class ids at the
+  image's own size, `serving_default`'s `class_ids` cropped to the image), `filename` (string
+  [B, 1]: `image/filename`, '' when the record has none), `height`, `width` (int32 [B]). Every
+  output has the batch first and an array per example because TFX's BulkInferrer (tfx_bsl's predict
+  handler) splits each output along the batch into a TensorProto per PredictionLog; nothing per
+  pixel leaves the model as floats.
 
-`serving_default` and `evaluation_sums` bring the prediction back to the image's size with one
-function, `to_native_resolution`, so the Evaluator scores exactly what serving returns.
+`serving_default`, `evaluation_sums` and `masks` bring the prediction back to the image's size with
+one function, `to_native_resolution`, so the Evaluator scores exactly what serving returns.
 """
 import numpy as np
 import tensorflow as tf
@@ -33,6 +40,9 @@ from trainer import decode, iou
 
 EVALUATION_SIGNATURE = 'evaluation_sums'
 PRESENCE_SIGNATURE = 'class_presence'
+MASKS_SIGNATURE = 'masks'
+# The outputs of MASKS_SIGNATURE.
+MASKS, FILENAME, HEIGHT, WIDTH = 'masks', 'filename', 'height', 'width'
 # The outputs of EVALUATION_SIGNATURE and PRESENCE_SIGNATURE.
 CONFUSION_MATRIX = 'confusion_matrix'
 CONFUSION_MATRIX_MODEL_RESOLUTION = 'confusion_matrix_model_resolution'
@@ -220,8 +230,37 @@ def add_signatures(model: tf_keras.Model, tf_transform_output, resize: str = 'st
     return {CLASS_PRESENCE: tf.map_fn(present, _flat(raw, data_format.MASK_ENCODED),
                                       fn_output_signature=tf.TensorSpec([num_classes], tf.int64))}
 
+  def native_png(args):
+    """One example: `serving_default`'s class ids at the image's own size, as a PNG."""
+    probabilities, encoded_image = args
+    size = tf.shape(tf.io.decode_image(encoded_image, expand_animations=False))[:2]
+    class_ids = decode.class_ids_tf(to_native_resolution(probabilities, size[0], size[1],
+                                                         image_size, resize))
+    # Class ids fit a byte: num_classes <= the ignore label <= 255 (data_format.check_label_settings).
+    return tf.io.encode_png(tf.cast(class_ids, tf.uint8)[..., None]), size
+
+  def chunk_masks(examples):
+    raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
+    probabilities = model(model.tft_layer(raw)[features.IMAGE])
+    return tf.map_fn(native_png, (probabilities, _flat(raw, data_format.IMAGE_ENCODED)),
+                     fn_output_signature=(tf.TensorSpec([], tf.string),
+                                          tf.TensorSpec([2], tf.int32)),
+                     parallel_iterations=1)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def masks(examples):
+    # BulkInferrer hands the signature whatever batch Beam made (up to thousands of records): walk it
+    # in chunks of the same size as evaluation_sums (which also holds the label: an upper bound).
+    pngs, sizes = _in_chunks(chunk_masks, examples, chunk_size,
+                             (tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.int32)))
+    filenames = tf.io.parse_example(examples, {data_format.IMAGE_FILENAME: tf.io.FixedLenFeature(
+        [], tf.string, default_value='')})[data_format.IMAGE_FILENAME]
+    return {MASKS: pngs[:, None], FILENAME: filenames[:, None], HEIGHT: sizes[:, 0],
+            WIDTH: sizes[:, 1]}
+
   return {'serving_default': serving_default.get_concrete_function(),
           'model_resolution': model_resolution.get_concrete_function(),
           'transform_features': transform_features.get_concrete_function(),
           EVALUATION_SIGNATURE: evaluation_sums.get_concrete_function(),
-          PRESENCE_SIGNATURE: class_presence.get_concrete_function()}
+          PRESENCE_SIGNATURE: class_presence.get_concrete_function(),
+          MASKS_SIGNATURE: masks.get_concrete_function()}

@@ -1,15 +1,23 @@
 """The Trainer's `run_fn` (referenced by import path `trainer.task.run_fn`)."""
+import dataclasses
+import json
 import logging
+import os
 
+import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from trainer import config as trainer_config
 from trainer import data, distribution, export, losses, metrics, model, tensorboard_images
+from trainer import augment, schedules
+from trainer import continuation
 
 # Batches read to estimate the class priors that initialise the head's bias.
 _PRIOR_BATCHES = 8
+# Tuned runs: the Tuner's values and the TrainerConfig, in the SavedModel's assets.extra/.
+TUNED_FILE = 'tuned_hyperparameters.json'
 
 
 class SegmentationLoss(tf_keras.losses.Loss):
@@ -32,11 +40,13 @@ class SegmentationLoss(tf_keras.losses.Loss):
     return self._fn(y_true, y_pred)
 
 
-def compiled_model(config: trainer_config.TrainerConfig, class_priors=None) -> tf_keras.Model:
-  """The FCN, compiled with the configured loss, Adam and the thresholded mean IoU metric."""
+def compiled_model(config: trainer_config.TrainerConfig, class_priors=None,
+                   total_steps=None) -> tf_keras.Model:
+  """The FCN, compiled with the configured loss, Adam (AdamW with weight decay) and the thresholded
+  mean IoU metric; the learning-rate schedule runs over `total_steps` (None: constant rate)."""
   network = model.build_fcn(config.image_size, config.channels, config.num_classes,
                             config.base_filters, config.depth, class_priors=class_priors)
-  network.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+  network.compile(optimizer=schedules.optimizer(config, total_steps),
                   loss=SegmentationLoss(config.loss, config.cross_entropy_weight),
                   # Weighted: Keras hands it the dataset's pixel weights (0 on ignored pixels).
                   weighted_metrics=[metrics.ThresholdedMeanIoU(config.num_classes)],
@@ -52,7 +62,8 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
   train = data.make_dataset(fn_args.train_files, tf_transform_output, config.batch_size,
-                            config.seed, cache_mib=config.cache_mib)
+                            config.seed, cache_mib=config.cache_mib,
+                            augmentation=augment.AugmentOptions.from_config(config))
   evaluation = data.make_dataset(fn_args.eval_files, tf_transform_output, config.batch_size,
                                  config.seed, shuffle=False, cache_mib=config.cache_mib)
   priors = None
@@ -60,26 +71,45 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
     priors = data.class_priors(train, _PRIOR_BATCHES)
     logging.info('Class pixel priors from %d train batches: %s', _PRIOR_BATCHES, priors)
 
-  with strategy.scope():
-    network = compiled_model(config, priors)
-
   epochs = max(1, min(config.epochs, fn_args.train_steps))
+  steps_per_epoch = max(1, fn_args.train_steps // epochs)
+  with strategy.scope():
+    network = compiled_model(config, priors, total_steps=epochs * steps_per_epoch)
+  continuation.warm_start(network, fn_args.base_model)  # None: a cold start
+  backup = continuation.backup_callback(fn_args, config, epochs)  # resumes a killed run
+
   network.fit(
       train,
       epochs=epochs,
-      steps_per_epoch=max(1, fn_args.train_steps // epochs),
+      steps_per_epoch=steps_per_epoch,
       validation_data=evaluation,
       validation_steps=max(1, fn_args.eval_steps),
       callbacks=[tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'),
                  tensorboard_images.PredictedMasks.from_dataset(
-                     evaluation, fn_args.model_run_dir, config.num_classes)],
+                     evaluation, fn_args.model_run_dir, config.num_classes)] +
+                ([] if config.keep_last_weights else [schedules.BestWeights()]) + [backup],
       verbose=2)
 
   signatures = export.add_signatures(network, tf_transform_output, resize=config.resize)
   network.save(fn_args.serving_model_dir, save_format='tf', signatures=signatures)
+  backup.clear()
   return network
 
 
 def run_fn(fn_args: FnArgs) -> None:
   config = trainer_config.TrainerConfig.from_dict(fn_args.custom_config or {})
+  tuned = (fn_args.hyperparameters or {}).get('values', {})  # the Tuner's best (trainer/tuning.py)
+  config = apply_hyperparameters(config, tuned)
   train_and_export(fn_args, config)
+  if tuned:  # recorded with the model; TF Serving ignores assets.extra/, the Pusher copies it
+    path = os.path.join(fn_args.serving_model_dir, 'assets.extra', TUNED_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, 'w') as f:
+      json.dump({'hyperparameters': tuned, 'trainer_config': config.to_dict()}, f, sort_keys=True)
+
+
+def apply_hyperparameters(config: trainer_config.TrainerConfig, values: dict):
+  """`config` with the fields that tuned `values` name (hyperparameters are named after them)."""
+  logging.info('Tuned hyperparameters: %s', values)
+  fields = {field.name for field in dataclasses.fields(config)}
+  return dataclasses.replace(config, **{k: v for k, v in values.items() if k in fields})

@@ -72,4 +72,17 @@ class TransformConfig:
 
   def __post_init__(self):
     check_choices(self)
+    # Messages name the fields: `pipeline.flags` shows them as flags.
+    if self.num_classes < 2:
+      raise ValueError(f'num_classes must be at least 2 (background and one class), got '
+                       f'{self.num_classes}')
+    if self.image_size < 1:
+      raise ValueError(f'image_size must be at least 1, got {self.image_size}')
+    if self.num_classes >= data_format.MASK_ID_RANGE:
+      raise ValueError(f'num_classes must be at most {data_format.MASK_ID_RANGE - 1} (8-bit masks '
+                       f'keep one value for the ignore label), got {self.num_classes}')
+    if 0 <= self.ignore_label < self.num_classes:
+      raise ValueError(f'ignore_label {self.ignore_label} is a class id (num_classes '
+                       f'{self.num_classes}): use an ignore_label from {self.num_classes} to '
+                       f'{data_format.MASK_ID_RANGE - 1}, e.g. {data_format.DEFAULT_IGNORE_LABEL}')
     data_format.check_label_settings(self.num_classes, self.ignore_label)

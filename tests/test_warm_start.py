@@ -1,0 +1,114 @@
+"""Warm start (`create_pipeline(warm_start=True)`, `iouseg run --warm-start`): the Trainer starts from
+the weights of the latest blessed model, found by the baseline resolver, and fails naming the
+setting when the architectures differ; the summary says what each run started from.
+
+Four runs of one pipeline on the tiny demo data, in order:
+  1. baseline: a cold start trained for several epochs, blessed;
+  2. warm: one short epoch from the baseline's weights: its first validation IoU is the baseline's;
+  3. cold: the same short epoch from scratch: its first validation IoU is far below;
+  4. warm with another base_filters: the Trainer fails naming base_filters.
+"""
+import glob
+import os
+
+import pytest
+
+from conftest import TINY_CLASSES, TINY_MODEL, TINY_SIZE, run_tiny_pipeline
+from iouseg import run_summary
+
+NAME = 'warm_start'
+BASELINE_STEPS, BASELINE_EPOCHS = 120, 3
+SHORT_STEPS = 2  # one epoch of two steps: too little to learn, little enough to keep what was learnt
+# How close the warm start's first-epoch validation mean IoU must be to the baseline's last, and how
+# far below it a cold start's is.
+CLOSE, FAR = 0.05, 0.15
+
+
+def validation_mean_ious(model_run_uri: str) -> list:
+  """The Trainer's validation mean IoU of each epoch, from its TensorBoard logs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  values = {}
+  for path in glob.glob(os.path.join(model_run_uri, 'validation', 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == 'epoch_mean_iou':
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return [values[step] for step in sorted(values)]
+
+
+@pytest.fixture(scope='module')
+def runs(tiny_demo_data, tmp_path_factory):
+  base = tmp_path_factory.mktemp('warm_start')
+
+  def run(train_steps, epochs, **pipeline_args):
+    metadata = run_tiny_pipeline(base, tiny_demo_data, NAME, train_steps=train_steps,
+                                 trainer_overrides={'epochs': epochs}, **pipeline_args)
+    return run_summary.latest_run(metadata, NAME)
+
+  results = {'baseline': run(BASELINE_STEPS, BASELINE_EPOCHS)}
+  results['warm'] = run(SHORT_STEPS, 1, warm_start=True)
+  results['cold'] = run(SHORT_STEPS, 1)
+  with pytest.raises(Exception) as failure:  # LocalDagRunner re-raises the Trainer's error
+    run_tiny_pipeline(base, tiny_demo_data, NAME, train_steps=SHORT_STEPS, warm_start=True,
+                      trainer_overrides={'epochs': 1, 'base_filters': TINY_MODEL['base_filters'] // 2})
+  results['mismatch'] = failure.value
+  return results
+
+
+def test_the_baseline_is_a_blessed_cold_start(runs):
+  baseline = runs['baseline']
+  assert baseline.blessed and baseline.started_from_id is None
+  assert 'Started from: cold start' in run_summary.format_summary(baseline).splitlines()
+
+
+def test_a_warm_start_begins_where_the_baseline_ended_and_a_cold_start_does_not(runs):
+  baseline = validation_mean_ious(runs['baseline'].model_run_uri)
+  warm = validation_mean_ious(runs['warm'].model_run_uri)
+  cold = validation_mean_ious(runs['cold'].model_run_uri)
+  assert len(baseline) == BASELINE_EPOCHS and len(warm) == len(cold) == 1
+  assert baseline[-1] - baseline[0] > FAR, baseline  # the baseline learnt something
+  assert abs(warm[0] - baseline[-1]) < CLOSE, (warm, baseline)
+  assert baseline[-1] - cold[0] > FAR, (cold, baseline)
+
+
+def test_the_summary_names_the_model_a_run_started_from(runs):
+  baseline, warm, cold = runs['baseline'], runs['warm'], runs['cold']
+  # The warm run's base model is the baseline's model: the one the Evaluator judged in run 1.
+  assert warm.started_from_uri == baseline.model_uri
+  assert warm.baseline_model_uri == baseline.model_uri
+  lines = run_summary.format_summary(warm).splitlines()
+  assert f'Started from: model {warm.started_from_id} ({baseline.model_uri})' in lines
+  assert cold.started_from_id is None
+  assert 'Started from: cold start' in run_summary.format_summary(cold).splitlines()
+
+
+def test_another_architecture_fails_naming_the_setting(runs):
+  message = str(runs['mismatch'])
+  assert 'cannot warm-start from' in message
+  half = TINY_MODEL['base_filters'] // 2
+  assert f"base_filters {TINY_MODEL['base_filters']} (this run: {half})" in message
+
+
+def test_weight_shapes_are_compared_by_layer_name(tmp_path):
+  """Without a pipeline: a saved model of 4 classes, a network of 2; and the same architecture at
+  another image size, which a fully-convolutional network takes."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from trainer import continuation, model  # pylint: disable=g-import-not-at-top
+  settings = dict(base_filters=4, depth=1)
+  saved = model.build_fcn(TINY_SIZE, 3, TINY_CLASSES, **settings)
+  saved.save(str(tmp_path / 'base'), save_format='tf')
+  with pytest.raises(ValueError, match=r'num_classes 4 \(this run: 2\).*layer logits'):
+    continuation.warm_start(model.build_fcn(TINY_SIZE, 3, 2, **settings), str(tmp_path / 'base'))
+  larger = model.build_fcn(2 * TINY_SIZE, 3, TINY_CLASSES, **settings)
+  assert continuation.warm_start(larger, str(tmp_path / 'base'))
+  for ours, theirs in zip(larger.get_weights(), saved.get_weights()):
+    np.testing.assert_array_equal(ours, theirs)
+  assert continuation.warm_start(larger, None) is False
+
+
+def test_the_run_flag_reaches_create_pipeline():
+  from iouseg import cli  # pylint: disable=g-import-not-at-top
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
+  parse = cli.build_parser().parse_args
+  assert flags.create_pipeline_kwargs(parse(['run', '--warm-start']))['warm_start'] is True
+  assert flags.create_pipeline_kwargs(parse(['run']))['warm_start'] is False
