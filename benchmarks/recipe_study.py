@@ -89,7 +89,8 @@ def main(argv=None) -> int:
   parser.add_argument('--quick', action='store_true', help='demo only, 1 seed, 10 steps')
   parser.add_argument('--out', help='also write the markdown table here')
   args = parser.parse_args(argv)
-  datasets, seeds, steps = args.datasets.split(','), [int(s) for s in args.seeds.split(',')], args.steps
+  datasets, steps = args.datasets.split(','), args.steps
+  seeds = [int(s) for s in args.seeds.split(',')]
   recipes = args.recipes.split(',')
   unknown = sorted(set(recipes) - set(RECIPES))
   if unknown:

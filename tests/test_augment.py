@@ -1,5 +1,6 @@
 """trainer/augment.py: the train split's augmentation keeps image, label and weight aligned, labels
-exact, lateral classes swapped on mirroring, batches repeatable for a seed, the eval split untouched.
+exact, lateral classes swapped on mirroring, batches repeatable for a seed, the eval split
+untouched.
 
 Tiny tensors in-process. The alignment checks encode each pixel's position: in the image (row,
 column as channel values) and in the label (one class per pixel), so an output pixel's class names
@@ -20,7 +21,7 @@ FLIP_ONLY = dict(min_scale=1.0, max_scale=1.0, photometric=False)
 
 
 def _positions(batch: int = 32):
-  """(image [B,S,S,3]: row, column, 0; one-hot label [B,S,S,S*S]: class = row*S + column; weight 1)."""
+  """(image [B,S,S,3]: row, column, 0; label [B,S,S,S*S]: one-hot of row*S + column; weight 1)."""
   rows, cols = np.meshgrid(np.arange(S), np.arange(S), indexing='ij')
   image = np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.float32)
   label = np.eye(S * S, dtype=np.float32)[rows * S + cols]
@@ -125,7 +126,8 @@ def _dataset(seed: int, options):
   label = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=(24, S, S))]
   batches = (tf.data.Dataset.from_tensor_slices((image, label, np.ones((24, S, S), np.float32)))
              .shuffle(24, seed=seed).repeat().batch(8))
-  return [tuple(t.numpy() for t in b) for b in augment.augment_dataset(batches, options, seed).take(4)]
+  augmented = augment.augment_dataset(batches, options, seed)
+  return [tuple(t.numpy() for t in b) for b in augmented.take(4)]
 
 
 def test_same_seed_same_batches_other_seed_other_batches():

@@ -122,7 +122,8 @@ def test_verbose_shows_the_logs_on_the_terminal(runs):
   assert verbose.returncode == 0, verbose.stderr
   _assert_each_node_starts_then_ends(
       _progress(verbose.stdout),
-      ['executed' if node in ('latest_blessed_model_resolver', 'Evaluator', 'Pusher') else 'cached'
+      ['executed' if node in ('latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'ModelCardGenerator')
+       else 'cached'
        for node in NODES])
   assert 'Component Trainer is running.' in verbose.stderr and CPP_LOG_LINE.search(verbose.stderr)
   assert re.search(r' WARNING \S+ ', verbose.stderr)

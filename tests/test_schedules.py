@@ -82,7 +82,7 @@ def _fit(values, callbacks):
           np.ones((8, 16, 16), np.float32))
   dataset = tf.data.Dataset.from_tensor_slices(data).repeat().batch(4)
   tf_keras.utils.set_random_seed(0)
-  # A one-layer head compiled as the Trainer compiles the FCN (loss, weighted metric): quick to trace.
+  # A one-layer head compiled as the Trainer compiles the FCN (loss, weighted metric): fast.
   inputs = tf_keras.Input((16, 16, 3))
   network = tf_keras.Model(inputs, tf_keras.layers.Conv2D(4, 1, activation='sigmoid')(inputs))
   network.compile(optimizer=schedules.optimizer(TrainerConfig()),

@@ -5,13 +5,13 @@ ops seeded by (seed, batch index): the same seed gives the same augmented batche
 
 Geometric (identical on image, label and weight): a random scale s in [min_scale, max_scale] about
 the image, then a random crop (s > 1) or a random placement in padding (s < 1) back to the model
-size, then an optional horizontal flip, vertical flip and rotation by k x 90 degrees. All of it is one
-affine map per example (`ImageProjectiveTransformV3`, the op Keras's RandomZoom/RandomFlip use): the
-image is sampled bilinearly; the label, as class ids, and the weight are sampled by nearest neighbour,
-so every output pixel takes the class and weight of exactly one input pixel and labels stay one-hot
-(no interpolated class mass). Pixels outside the source image get weight 0 and an all-zero label row,
-as ignored pixels have. When the map is a mirror (a horizontal or a vertical flip, not both), the
-classes of each `flip_swap` pair exchange ids: the left eye of a mirrored face is the right eye.
+size, then an optional horizontal flip, vertical flip and rotation by k x 90 degrees. All of it is
+one affine map per example (`ImageProjectiveTransformV3`, the op of Keras's RandomZoom): the image
+is sampled bilinearly; the label, as class ids, and the weight are sampled by nearest neighbour, so
+every output pixel takes the class and weight of exactly one input pixel and labels stay one-hot
+(no interpolated class mass). Pixels outside the source image get weight 0 and an all-zero label
+row, as ignored pixels have. When the map is a mirror (a horizontal or a vertical flip, not both),
+the classes of each `flip_swap` pair exchange ids: the left eye of a mirrored face is the right eye.
 
 Photometric (image only): the image is normalised (per-channel zero mean, unit variance over the
 train split), so brightness is an added shift in channel standard deviations, contrast a scale of
@@ -35,7 +35,9 @@ GAMMA_RANGE = (0.8, 1.25)  # exponent, log-uniform
 
 @dataclasses.dataclass(frozen=True)
 class AugmentOptions:
-  """What `augment_batch` does; `from_config` maps the TrainerConfig fields to it."""
+  """What `augment_batch` does. The bare defaults are everything issue 13 proposed (DeepLab's scale
+  range, horizontal flip, photometric); the Trainer's own defaults are TrainerConfig's, mapped here
+  by `from_config` (horizontal flip only)."""
   min_scale: float = 0.5
   max_scale: float = 2.0
   horizontal_flip: bool = True
@@ -83,7 +85,7 @@ def _geometry(batch_size, size: int, options: AugmentOptions, seed):
   identity = _matrices([tf.ones(shape), tf.zeros(shape), tf.zeros(shape),
                         tf.zeros(shape), tf.ones(shape), tf.zeros(shape)])
   # Scale, then crop or pad back to size: output pixel x (centre x + 0.5) is point x + 0.5 + o of
-  # the scaled image, point (x + 0.5 + o) / scale of the input, with o the crop offset (< 0: padding).
+  # the scaled image, point (x + 0.5 + o) / scale of the input; o is the crop offset (< 0: padding).
   scale = options.min_scale + uniform(0) * (options.max_scale - options.min_scale)
   slack = s * scale - s
   low, high = tf.minimum(slack, 0.0), tf.maximum(slack, 0.0)
@@ -199,5 +201,6 @@ def augment_dataset(dataset: tf.data.Dataset, options: Optional[AugmentOptions],
   if options is None:
     return dataset
   return dataset.enumerate().map(
-      lambda index, batch: augment_batch(*batch, options, tf.stack([tf.cast(seed, tf.int64), index])),
+      lambda index, batch: augment_batch(*batch, options,
+                                         tf.stack([tf.cast(seed, tf.int64), index])),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

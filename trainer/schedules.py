@@ -23,10 +23,12 @@ from trainer import config as trainer_config
 POLY_POWER = 0.9
 # What `BestWeights` watches: the `val_` form of trainer.metrics.ThresholdedMeanIoU's name.
 MONITOR = 'val_mean_iou'
-# Variables AdamW leaves undecayed (substrings of their names: BatchNormalization gamma/beta, biases).
+# Variables AdamW leaves undecayed (substrings of their names: batch-norm gamma and beta, biases).
 NOT_DECAYED = ('_bn', 'bias')
 
 
+# Registered so that a SavedModel's optimizer config (and `tf_keras.models.load_model`) can name it.
+@tf_keras.saving.register_keras_serializable(package='iouseg')
 class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
   """Linear warm-up over `warmup_steps`, then `kind` (constant, poly, cosine) to `total_steps`."""
 
@@ -35,15 +37,16 @@ class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
     super().__init__()
     if kind not in trainer_config.LR_SCHEDULES:
       raise ValueError(f'unknown schedule {kind!r}; choose one of {trainer_config.LR_SCHEDULES}')
-    self.learning_rate, self.total_steps, self.warmup_steps = learning_rate, total_steps, warmup_steps
+    self.learning_rate, self.total_steps = learning_rate, total_steps
+    self.warmup_steps = warmup_steps
     self.kind, self.power = kind, power
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
     base = tf.constant(self.learning_rate, tf.float32)
     warmup = float(self.warmup_steps)
-    progress = tf.clip_by_value((step - warmup) / float(max(self.total_steps - self.warmup_steps, 1)),
-                                0.0, 1.0)
+    decay_steps = float(max(self.total_steps - self.warmup_steps, 1))
+    progress = tf.clip_by_value((step - warmup) / decay_steps, 0.0, 1.0)
     if self.kind == 'poly':
       rate = base * tf.pow(1.0 - progress, self.power)
     elif self.kind == 'cosine':
