@@ -9,20 +9,17 @@ import math
 import os
 from typing import Dict, List, Optional
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
-from tensorflow_model_analysis.slicer import slicer_lib
 from tensorflow_model_analysis.writers import eval_config_writer
 
 from components import dedup_pusher, iou_metric
+# The TFMA output reader the model card uses too; its names are part of this module's interface.
+from components.model_card.content import (  # noqa: F401
+    BASELINE, CANDIDATE, OVERALL, slice_name, sliced_metrics)
 from iouseg import mlmd_store
 
-OVERALL = 'overall'
-CANDIDATE, BASELINE = 'candidate', 'baseline'
-# The key of a model in a TFMA output without a baseline.
-_SINGLE_MODEL = ''
 
 # slice name -> model name (CANDIDATE, BASELINE) -> metric name -> value (float, or an array).
 SlicedMetrics = Dict[str, Dict[str, Dict[str, object]]]
@@ -78,42 +75,6 @@ def _int_property(artifact, name: str) -> Optional[int]:
 def _string_property(artifact, name: str) -> Optional[str]:
   value = artifact.custom_properties.get(name)
   return None if value is None else value.string_value
-
-
-def slice_name(slice_key) -> str:
-  """'overall', or 'column=value, ...' of a serialized TFMA slice key."""
-  columns = slicer_lib.deserialize_slice_key(slice_key)
-  return ', '.join(f'{column}={value}' for column, value in columns) if columns else OVERALL
-
-
-def _metric_value(value) -> Optional[object]:
-  """A float, an array (the confusion matrix), or None for kinds a summary does not use."""
-  kind = value.WhichOneof('type')
-  if kind == 'double_value':
-    return value.double_value.value
-  if kind == 'array_value':
-    array = value.array_value
-    values = {'INT32': array.int32_values, 'INT64': array.int64_values,
-              'FLOAT32': array.float32_values, 'FLOAT64': array.float64_values}.get(
-                  type(array).DataType.Name(array.data_type))
-    return None if values is None else np.asarray(values).reshape(tuple(array.shape))
-  return None
-
-
-def sliced_metrics(evaluation_uri: str) -> SlicedMetrics:
-  """Every slice's metrics for the candidate (and baseline) model."""
-  result = {}
-  for metrics_for_slice in tfma.load_metrics(evaluation_uri):
-    per_model = result.setdefault(slice_name(metrics_for_slice.slice_key), {})
-    for key_and_value in metrics_for_slice.metric_keys_and_values:
-      value = _metric_value(key_and_value.value)
-      # Diff keys hold candidate - baseline under the candidate's name: not the candidate's value.
-      if key_and_value.key.is_diff or value is None:
-        continue
-      model = key_and_value.key.model_name
-      per_model.setdefault(CANDIDATE if model == _SINGLE_MODEL else model, {})[
-          key_and_value.key.name] = value
-  return result
 
 
 def class_names(evaluation_uri: str) -> List[str]:
