@@ -16,6 +16,7 @@ from tensorflow_model_analysis.writers import eval_config_writer
 
 from components import dedup_pusher, iou_metric
 # The TFMA output reader the model card uses too; its names are part of this module's interface.
+from components.model_card import content as model_card_content
 from components.model_card.content import (  # noqa: F401
     BASELINE, CANDIDATE, OVERALL, slice_name, sliced_metrics)
 from iouseg import mlmd_store
@@ -79,14 +80,7 @@ def _string_property(artifact, name: str) -> Optional[str]:
 
 def class_names(evaluation_uri: str) -> List[str]:
   """The class names in class-id order, from the evaluation's own `ClassIoU` metric configs."""
-  eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
-  names = {}
-  for spec in eval_config.metrics_specs:
-    for metric in spec.metrics:
-      if metric.class_name == iou_metric.ClassIoU.__name__:
-        config = json.loads(metric.config)
-        names[config['class_id']] = config['class_name']
-  return [names[k] for k in sorted(names)]
+  return model_card_content.class_names(eval_config_writer.load_eval_run(evaluation_uri)[0])
 
 
 def format_value(name: str, value: float) -> str:
