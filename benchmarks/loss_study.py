@@ -1,21 +1,30 @@
-"""Which loss trains the sigmoid FCN best? Same model, steps, schedule and data for every loss.
+"""Which loss trains the sigmoid FCN best? Every loss trained until validation mean IoU stops improving.
 
-    python benchmarks/loss_study.py                      # demo + nuclei, 3 seeds
+    python benchmarks/loss_study.py --out benchmarks/results/loss_study.md \
+        --json benchmarks/results/loss_study.json        # demo + nuclei, 3 seeds, to convergence
     python benchmarks/loss_study.py --quick              # CI-sized smoke run
-    python benchmarks/loss_study.py --datasets demo --seeds 0 --out table.md
+    python benchmarks/loss_study.py --datasets nuclei --seeds 0 --losses soft_iou,cross_entropy
 
 Data go through the Transform's own decode/normalise/one-hot functions (`trainer.in_memory`), the
-nuclei tiles through `iouseg convert`, so no TFX run is needed per cell. Each run trains with the
-Trainer's default recipe (`TrainerConfig`'s augmentation and learning-rate schedule, through
-`trainer.augment` and `trainer.schedules`; `benchmarks/recipe_study.py` compares recipes). Prints
-(and with --out writes) a markdown table: mean ± spread (half the max - min range) over seeds of
-eval mean IoU and foreground IoU (mean over classes 1..C-1), and seconds per run.
+nuclei tiles through `iouseg convert`, so no TFX run is needed per cell. Each run is the Trainer's
+model and default recipe (`trainer.task.compiled_model`, `trainer.augment`, `schedules.BestWeights`)
+with one change: training stops once validation mean IoU (the Trainer's `val_mean_iou`, on the eval
+split at model resolution, what `BestWeights` selects on) has not improved for `--patience`
+evaluations of `--eval-every` steps (Keras `EarlyStopping`; for 'FIRST>SECOND' losses only counted
+from the switch at `loss_switch` of `--max-steps`), or at `--max-steps`; the best evaluation's
+weights are kept. Scored as the Evaluator scores: eval mean IoU at each image's native resolution
+(probabilities resized back as the exported model does), and the IoU of the rarest class (fewest
+train pixels). Same seed, same weights at the start, same data order and augmentation for every
+loss, so each loss is also compared with cross-entropy seed by seed (paired differences).
+Datasets run in parallel processes (`--jobs`), each on its share of the CPU threads.
 """
 import argparse
-import dataclasses
+import concurrent.futures
+import json
+import multiprocessing
 import os
 import pathlib
-import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -26,81 +35,116 @@ import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
 import tf_keras  # pylint: disable=wrong-import-position
 
+import report_table  # pylint: disable=wrong-import-position
+
 from iouseg import converters, demo_data  # pylint: disable=wrong-import-position
-from trainer import augment, decode, in_memory, iou, task  # pylint: disable=wrong-import-position
+from trainer import augment, decode, export, in_memory, iou, schedules, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
-from trainer.losses import LOSS_NAMES  # pylint: disable=wrong-import-position
+from trainer.losses import LOSSES  # pylint: disable=wrong-import-position
+from transform import data_format  # pylint: disable=wrong-import-position
 from transform.config import TransformConfig  # pylint: disable=wrong-import-position
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'data' / 'samples'
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-  dataset: str
-  loss: str
-  learning_rate: float
-  head_init: str = 'zeros'
+BASELINE = 'cross_entropy'
+# Every loss of trainer/losses.py, and cross-entropy then the soft IoU (Berman et al.'s advice).
+STUDY_LOSSES = tuple(LOSSES) + ('cross_entropy>soft_iou',)
+CLASS_NAMES = {'demo': demo_data.CLASS_NAMES, 'nuclei': ('background', 'nucleus')}
 
 
 def prepare(dataset: str, workdir: str):
-  """(TransformConfig, train arrays, eval arrays) for 'demo' or 'nuclei'."""
+  """(TransformConfig, train arrays, eval arrays) for 'demo' or 'nuclei', and the eval records'
+  file pattern."""
+  root = os.path.join(workdir, dataset)
   if dataset == 'demo':
-    root = os.path.join(workdir, 'demo')
     demo_data.write_demo_data(root)
     config = TransformConfig(image_size=64, channels=3, num_classes=demo_data.NUM_CLASSES)
   elif dataset == 'nuclei':
-    root = os.path.join(workdir, 'nuclei')
     converters.convert(SAMPLES / 'nuclei', root, num_classes=2, strict=True)
     # The 128x128 tiles at 64x64: nuclei stay several pixels wide, and a step costs what a demo step does.
     config = TransformConfig(image_size=64, channels=1, num_classes=2)
   else:
     raise ValueError(f'unknown dataset {dataset!r}')
   train, evaluation = in_memory.load_train_eval(f'{root}/train/*', f'{root}/eval/*', config)
-  return config, train, evaluation
+  return (config, train, evaluation), f'{root}/eval/*'
 
 
-def train_and_score(cell: Cell, seed: int, data, steps: int, batch_size: int) -> dict:
-  config = data[0]
-  trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
-                                 channels=config.channels, loss=cell.loss,
-                                 learning_rate=cell.learning_rate, head_init=cell.head_init)
-  return fit_and_score(trainer_config, seed, data, steps, batch_size)
+def native_masks(file_pattern: str) -> list:
+  """Each eval record's mask at its own size, decoded as the exported model decodes it."""
+  spec = data_format.raw_feature_spec((data_format.MASK_ENCODED,))
+  return [export.native_mask(tf.io.parse_single_example(serialized, spec)[data_format.MASK_ENCODED])
+          .numpy() for serialized in tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern))]
 
 
-def _scores(model, arrays, num_classes: int, batch_size: int) -> dict:
-  true_ids, valid = decode.labels_to_class_ids_np(arrays[1])
-  predicted = decode.class_ids_np(model.predict(arrays[0], batch_size=batch_size, verbose=0))
-  per_class = iou.per_class_iou(iou.confusion_matrix(true_ids, predicted, valid, num_classes))
-  return {'mean_iou': float(np.nanmean(per_class)), 'fg_iou': float(np.nanmean(per_class[1:]))}
+def native_confusion(model, eval_images, masks, config: TransformConfig) -> np.ndarray:
+  """The eval split's confusion matrix at native resolution: probabilities resized to each mask's
+  size (`export.to_native_resolution`), decoded by the model's rule, ignore label left out."""
+  probabilities = model.predict(eval_images, batch_size=16, verbose=0)
+  matrix = np.zeros((config.num_classes, config.num_classes), np.int64)
+  for probs, mask in zip(probabilities, masks):
+    native = export.to_native_resolution(tf.constant(probs), mask.shape[0], mask.shape[1],
+                                         config.image_size, config.resize).numpy()
+    matrix += iou.confusion_matrix(mask, decode.class_ids_np(native), mask != config.ignore_label,
+                                   config.num_classes)
+  return matrix
 
 
-def fit_and_score(trainer_config: TrainerConfig, seed: int, data, steps: int, batch_size: int,
-                  score_train: bool = False) -> dict:
-  """Trains `trainer.task.compiled_model` for `steps` steps (one epoch) on the in-memory train
-  arrays with the Trainer's recipe: its augmentation (`trainer.augment`, as `trainer.data` applies
-  it) and its learning-rate schedule over `steps`. Eval (and with `score_train`, un-augmented train)
-  mean and foreground IoU at model resolution, and the seconds `fit` took."""
-  config, train, evaluation = data
-  tf_keras.utils.set_random_seed(seed)
-  priors = None
-  if trainer_config.head_init == 'prior':
-    priors = (train[1].sum((0, 1, 2)) / max(train[2].sum(), 1.0)).tolist()
-  model = task.compiled_model(trainer_config, priors, total_steps=steps)
-  dataset = augment.augment_dataset(
+def train_batches(train, trainer_config: TrainerConfig, seed: int, batch_size: int):
+  """The in-memory train arrays as the Trainer feeds them: shuffled by `seed`, repeated, batched,
+  then augmented by the config's recipe (`trainer.augment`, as `trainer.data` applies it)."""
+  return augment.augment_dataset(
       tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=seed).repeat()
       .batch(batch_size), augment.AugmentOptions.from_config(trainer_config), seed)
+
+
+def train_to_convergence(loss: str, seed: int, data, masks, args) -> dict:
+  """One run (see the module docstring): native eval mean IoU, per-class IoU, steps to the best
+  evaluation, whether patience stopped it before --max-steps, seconds, and the validation mean IoU
+  of every evaluation."""
+  config, train, evaluation = data
+  trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
+                                 channels=config.channels, loss=loss)
+  tf_keras.utils.set_random_seed(seed)
+  evaluations = args.max_steps // args.eval_every
+  model = task.compiled_model(trainer_config, total_steps=evaluations * args.eval_every)
+  dataset = train_batches(train, trainer_config, seed, args.batch_size)
+  switch = (round(trainer_config.loss_switch * evaluations) if '>' in loss else 0)
+  stopping = tf_keras.callbacks.EarlyStopping(schedules.MONITOR, mode='max', patience=args.patience,
+                                              start_from_epoch=switch)
+  best = schedules.BestWeights()
   start = time.perf_counter()
-  model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+  history = model.fit(dataset, steps_per_epoch=args.eval_every, epochs=evaluations,
+                      validation_data=evaluation, validation_batch_size=args.batch_size,
+                      callbacks=[best, stopping], verbose=0)
   seconds = time.perf_counter() - start
-  result = {**_scores(model, evaluation, config.num_classes, batch_size), 'seconds': seconds}
-  if score_train:
-    result['train_mean_iou'] = _scores(model, train, config.num_classes, batch_size)['mean_iou']
-  return result
+  per_class = iou.per_class_iou(native_confusion(model, evaluation[0], masks, config))
+  return {'loss': loss, 'seed': seed, 'mean_iou': float(np.nanmean(per_class)),
+          'per_class_iou': [float(v) for v in per_class],
+          'best_step': (best.best_epoch + 1) * args.eval_every,
+          'converged': bool(stopping.stopped_epoch), 'seconds': seconds,
+          'validation_curve': [round(float(v), 4) for v in history.history[schedules.MONITOR]]}
 
 
-def _mean_spread(values):
-  values = np.asarray(values)
+def run_dataset(dataset: str, args) -> dict:
+  """Every loss and seed on one dataset, in this process with `args.threads` CPU threads."""
+  if args.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+  with tempfile.TemporaryDirectory() as workdir:
+    data, eval_pattern = prepare(dataset, workdir)
+    masks = native_masks(eval_pattern)
+  train_labels = data[1][1]
+  runs = []
+  for loss in args.losses:
+    for seed in args.seeds:
+      runs.append(train_to_convergence(loss, seed, data, masks, args))
+      print(f'{dataset} {runs[-1]}', file=sys.stderr, flush=True)
+  return {'dataset': dataset, 'class_names': list(CLASS_NAMES[dataset]),
+          'train_pixels_per_class': train_labels.sum((0, 1, 2)).tolist(), 'runs': runs}
+
+
+def mean_spread(values) -> str:
+  """'mean ± half the max - min range' of `values`."""
+  values = np.asarray(values, dtype=np.float64)
   return f'{values.mean():.3f} ± {(values.max() - values.min()) / 2:.3f}'
 
 
@@ -123,60 +167,112 @@ def recipe_text(config: TrainerConfig) -> str:
   return ', '.join(parts)
 
 
-def table(results: dict, steps: int, seeds) -> str:
-  lines = ['| data | loss | lr | head init | eval mean IoU | foreground IoU | s / run |',
-           '| --- | --- | --- | --- | --- | --- | --- |']
-  for cell, runs in results.items():
-    lines.append(f'| {cell.dataset} | `{cell.loss}` | {cell.learning_rate:g} | {cell.head_init} | '
-                 f'{_mean_spread([r["mean_iou"] for r in runs])} | '
-                 f'{_mean_spread([r["fg_iou"] for r in runs])} | '
-                 f'{np.mean([r["seconds"] for r in runs]):.0f} |')
+def _rarest_class(result: dict) -> int:
+  """The class with the fewest train pixels."""
+  return int(np.argmin(result['train_pixels_per_class']))
+
+
+def paired_differences(result: dict, loss: str, metric=lambda run: run['mean_iou']) -> list:
+  """metric(loss run) - metric(cross-entropy run) for each seed both ran."""
+  by_seed = {(run['loss'], run['seed']): run for run in result['runs']}
+  return [metric(by_seed[(loss, seed)]) - metric(by_seed[(BASELINE, seed)])
+          for (name, seed) in by_seed if name == loss and (BASELINE, seed) in by_seed]
+
+
+def table(results: list, args) -> str:
+  lines = ['| data | loss | eval mean IoU | − cross-entropy, paired | seeds ahead | rarest class IoU '
+           '| steps to best | s / run |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+  for result in results:
+    rarest = _rarest_class(result)
+    losses = list(dict.fromkeys(run['loss'] for run in result['runs']))
+    for loss in losses:
+      runs = [run for run in result['runs'] if run['loss'] == loss]
+      paired = paired_differences(result, loss)
+      compared = paired and loss != BASELINE
+      versus = ('+' if np.mean(paired) >= 0 else '') + mean_spread(paired) if compared else '—'
+      ahead = f'{sum(d > 0 for d in paired)}/{len(paired)}' if compared else '—'
+      capped = sum(not run['converged'] for run in runs)
+      steps = f'{np.mean([run["best_step"] for run in runs]):.0f}' + (
+          f' ({capped} capped)' if capped else '')
+      lines.append(
+          f'| {result["dataset"]} | `{loss}` | {mean_spread([r["mean_iou"] for r in runs])} | '
+          f'{versus} | {ahead} | '
+          f'{mean_spread([r["per_class_iou"][rarest] for r in runs])} | {steps} | '
+          f'{np.mean([r["seconds"] for r in runs]):.0f} |')
+  names = ', '.join(f'{r["dataset"]}: {r["class_names"][_rarest_class(r)]}' for r in results)
   lines.append('')
-  lines.append(f'{steps} steps, batch 16, {recipe_text(TrainerConfig())}, seeds '
-               f'{", ".join(map(str, seeds))}; mean ± half-range '
-               f'over seeds. Machine: {platform.machine()}, {os.cpu_count()} CPU cores, '
-               f'{"GPU" if tf.config.list_physical_devices("GPU") else "no GPU"}. '
-               f'Command: `python benchmarks/loss_study.py {" ".join(sys.argv[1:])}`'.rstrip())
-  return '\n'.join(lines)
-
-
-def cells_for(datasets, learning_rates, quick: bool):
-  cells = []
-  for dataset in datasets:
-    cells += [Cell(dataset, loss, 3e-3) for loss in LOSS_NAMES]
-    cells.append(Cell(dataset, 'soft_iou', 3e-3, head_init='prior'))
-    if not quick:
-      cells += [Cell(dataset, 'soft_iou', lr) for lr in learning_rates if lr != 3e-3]
-  return cells
+  for result in results:
+    capped = [run for run in result['runs'] if not run['converged']]
+    if capped:
+      gains = [run['validation_curve'][-1] - run['validation_curve'][-1 - args.patience]
+               for run in capped if len(run['validation_curve']) > args.patience]
+      lines.append(f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped; '
+                   f'their validation mean IoU rose by {np.mean(gains):+.4f} on average over their '
+                   f'last {args.patience * args.eval_every} steps.' if gains else
+                   f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped.')
+      lines.append('')
+  lines.append(
+      f'Each run: batch {args.batch_size}, {recipe_text(TrainerConfig())}, validation every '
+      f'{args.eval_every} steps, stopped after {args.patience} without a better validation mean IoU '
+      f'(or at {args.max_steps} steps: "capped"), best validation weights kept; seeds '
+      f'{", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± half-range '
+      f'over seeds; paired: the same seed\'s cross-entropy run subtracted. Rarest class ({names}). '
+      f'Seconds on {args.threads or os.cpu_count()} CPU thread(s) per run, {args.jobs} run(s) at a '
+      'time.')
+  return lines
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--datasets', default='demo,nuclei', help='(default: %(default)s)')
+  parser.add_argument('--losses', default=','.join(STUDY_LOSSES), help='(default: %(default)s)')
   parser.add_argument('--seeds', default='0,1,2', help='(default: %(default)s)')
-  parser.add_argument('--steps', type=int, default=200, help='(default: %(default)s)')
-  parser.add_argument('--learning-rates', default='3e-3,3e-2',
-                      help='the soft_iou learning-rate sweep (default: %(default)s)')
-  parser.add_argument('--quick', action='store_true', help='demo only, 1 seed, 10 steps, no sweep')
+  parser.add_argument('--max-steps', type=int, default=1500, help='(default: %(default)s)')
+  parser.add_argument('--eval-every', type=int, default=100, help='(default: %(default)s)')
+  parser.add_argument('--patience', type=int, default=3,
+                      help='evaluations without improvement before stopping (default: %(default)s)')
+  parser.add_argument('--batch-size', type=int, default=16, help='(default: %(default)s)')
+  parser.add_argument('--jobs', type=int, default=2,
+                      help='datasets trained at once, in separate processes (default: %(default)s)')
+  parser.add_argument('--quick', action='store_true',
+                      help='demo only, 1 seed, 20 steps, validation every 10')
   parser.add_argument('--out', help='also write the markdown table here')
+  parser.add_argument('--json', help='also write every run (per-class IoU, validation curve, steps, '
+                      'seconds) here')
+  parser.add_argument('--render', metavar='JSON',
+                      help="no training: the table of a --json file's runs, under its command")
   args = parser.parse_args(argv)
-  datasets, seeds, steps = args.datasets.split(','), [int(s) for s in args.seeds.split(',')], args.steps
-  if args.quick:
-    datasets, seeds, steps = ['demo'], [0], 10
-  learning_rates = [float(lr) for lr in args.learning_rates.split(',')]
+  if args.render:
+    recorded = json.loads(pathlib.Path(args.render).read_text())
+    command = shlex.split(recorded['command'])[2:]
+    settings = _settings(parser.parse_args(command))
+    return report_table.publish(table(recorded['results'], settings), args.out, 'loss_study.py',
+                                device=recorded.get('device', ''), argv=command)
+  args = _settings(args)
+  if args.jobs == 1:
+    results = [run_dataset(dataset, args) for dataset in args.datasets]
+  else:  # TensorFlow's runtime does not survive fork(): fresh interpreters
+    with concurrent.futures.ProcessPoolExecutor(
+        args.jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+      results = list(pool.map(run_dataset, args.datasets, [args] * len(args.datasets)))
+  device = ', GPU' if tf.config.list_physical_devices('GPU') else ', no GPU'
+  if args.json:  # first: the runs are kept even if the table fails
+    pathlib.Path(args.json).write_text(json.dumps(
+        {'command': f'python benchmarks/loss_study.py {" ".join(sys.argv[1:])}'.rstrip(),
+         'device': device, 'results': results}, indent=1) + '\n')
+  return report_table.publish(table(results, args), args.out, 'loss_study.py', device=device)
 
-  results = {}
-  with tempfile.TemporaryDirectory() as workdir:
-    for dataset in datasets:
-      data = prepare(dataset, workdir)
-      for cell in [c for c in cells_for(datasets, learning_rates, args.quick) if c.dataset == dataset]:
-        results[cell] = [train_and_score(cell, seed, data, steps, batch_size=16) for seed in seeds]
-        print(f'{cell}: {results[cell]}', file=sys.stderr, flush=True)
-  markdown = table(results, steps, seeds)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+
+def _settings(args):
+  """Parsed flags -> the study's settings (lists, --quick applied, jobs and threads)."""
+  args.datasets, args.losses = args.datasets.split(','), args.losses.split(',')
+  args.seeds = [int(s) for s in args.seeds.split(',')]
+  if args.quick:
+    args.datasets, args.seeds, args.max_steps, args.eval_every, args.patience = (
+        ['demo'], [0], 20, 10, 1)
+  args.jobs = max(1, min(args.jobs, len(args.datasets)))
+  args.threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
+  return args
 
 
 if __name__ == '__main__':

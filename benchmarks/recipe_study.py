@@ -4,7 +4,7 @@
     python benchmarks/recipe_study.py --quick            # CI-sized smoke run
     python benchmarks/recipe_study.py --recipes today,flip --datasets nuclei --seeds 0
 
-Each run trains `trainer.task.compiled_model` on in-memory arrays (`loss_study.fit_and_score`: the
+Each run trains `trainer.task.compiled_model` on in-memory arrays (`fit_and_score`: the
 Transform's own decode/normalise/one-hot functions, the nuclei tiles through `iouseg convert`) with
 the Trainer's own augmentation (`trainer.augment`, applied to the shuffled batches as
 `trainer.data.make_dataset` applies it) and learning-rate schedule (`trainer.schedules`, over the
@@ -13,18 +13,19 @@ run's steps). One epoch: best-epoch weights (`BestWeights`) play no part here. P
 train (un-augmented) mean IoU, their gap, and seconds per run.
 """
 import argparse
-import os
-import pathlib
-import platform
 import sys
 import tempfile
+import time
 
 import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
+import tf_keras  # pylint: disable=wrong-import-position
 
 import loss_study  # pylint: disable=wrong-import-position
+import report_table  # pylint: disable=wrong-import-position
+from trainer import decode, iou, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
 
 # Today's recipe (before issue 13): Adam at a constant rate, no augmentation. Every recipe sets
@@ -55,9 +56,29 @@ RECIPES = {
 STUDY = ('today', 'augment', 'schedule', 'both', 'flip', 'flip+cosine')
 
 
-def _mean_spread(values) -> str:
-  values = np.asarray(values)
-  return f'{values.mean():.3f} ± {(values.max() - values.min()) / 2:.3f}'
+def _mean_iou(model, arrays, num_classes: int, batch_size: int) -> float:
+  """Mean IoU at model resolution of `model` on in-memory (image, label, weight) arrays."""
+  true_ids, valid = decode.labels_to_class_ids_np(arrays[1])
+  predicted = decode.class_ids_np(model.predict(arrays[0], batch_size=batch_size, verbose=0))
+  return float(np.nanmean(iou.per_class_iou(
+      iou.confusion_matrix(true_ids, predicted, valid, num_classes))))
+
+
+def fit_and_score(trainer_config: TrainerConfig, seed: int, data, steps: int,
+                  batch_size: int) -> dict:
+  """Trains `trainer.task.compiled_model` for `steps` steps (one epoch) on the in-memory train
+  arrays with the config's augmentation and learning-rate schedule over `steps`. Eval and
+  un-augmented train mean IoU at model resolution, and the seconds `fit` took."""
+  config, train, evaluation = data
+  tf_keras.utils.set_random_seed(seed)
+  model = task.compiled_model(trainer_config, total_steps=steps)
+  start = time.perf_counter()
+  model.fit(loss_study.train_batches(train, trainer_config, seed, batch_size),
+            steps_per_epoch=steps, epochs=1, verbose=0)
+  seconds = time.perf_counter() - start
+  return {'mean_iou': _mean_iou(model, evaluation, config.num_classes, batch_size),
+          'train_mean_iou': _mean_iou(model, train, config.num_classes, batch_size),
+          'seconds': seconds}
 
 
 def table(results: dict, steps: int, seeds) -> str:
@@ -66,17 +87,14 @@ def table(results: dict, steps: int, seeds) -> str:
   for (dataset, name, config), runs in results.items():
     gaps = [r['train_mean_iou'] - r['mean_iou'] for r in runs]
     lines.append(f'| {dataset} | {name} | {loss_study.recipe_text(config)} | '
-                 f'{_mean_spread([r["mean_iou"] for r in runs])} | '
-                 f'{_mean_spread([r["train_mean_iou"] for r in runs])} | {np.mean(gaps):+.3f} | '
+                 f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | '
+                 f'{loss_study.mean_spread([r["train_mean_iou"] for r in runs])} | {np.mean(gaps):+.3f} | '
                  f'{np.mean([r["seconds"] for r in runs]):.0f} |')
   lines.append('')
   lines.append(f'{steps} steps of batch 16 at 64 px, `soft_iou`, lr 3e-3, one epoch, seeds '
                f'{", ".join(map(str, seeds))}; mean ± half-range over seeds; IoU at model '
-               f'resolution; train IoU on the un-augmented train split. Machine: '
-               f'{platform.machine()}, {os.cpu_count()} CPU cores, '
-               f'{"GPU" if tf.config.list_physical_devices("GPU") else "no GPU"}. '
-               f'Command: `python benchmarks/recipe_study.py {" ".join(sys.argv[1:])}`'.rstrip())
-  return '\n'.join(lines)
+               f'resolution; train IoU on the un-augmented train split.')
+  return lines
 
 
 def main(argv=None) -> int:
@@ -101,20 +119,16 @@ def main(argv=None) -> int:
   results = {}
   with tempfile.TemporaryDirectory() as workdir:
     for dataset in datasets:
-      data = loss_study.prepare(dataset, workdir)
+      data, _ = loss_study.prepare(dataset, workdir)
       transform = data[0]
       for name in recipes:
         config = TrainerConfig(num_classes=transform.num_classes, image_size=transform.image_size,
                                channels=transform.channels, **RECIPES[name])
-        runs = [loss_study.fit_and_score(config, seed, data, steps, batch_size=16, score_train=True)
-                for seed in seeds]
+        runs = [fit_and_score(config, seed, data, steps, batch_size=16) for seed in seeds]
         results[(dataset, name, config)] = runs
         print(f'{dataset} {name}: {runs}', file=sys.stderr, flush=True)
-  markdown = table(results, steps, seeds)
-  print(markdown)
-  if args.out:
-    pathlib.Path(args.out).write_text(markdown + '\n')
-  return 0
+  return report_table.publish(table(results, steps, seeds), args.out, 'recipe_study.py', device=(
+      ', GPU' if tf.config.list_physical_devices('GPU') else ', no GPU'))
 
 
 if __name__ == '__main__':

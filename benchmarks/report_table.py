@@ -6,10 +6,12 @@ import sys
 from typing import List, Optional
 
 
-def publish(lines: List[str], out: Optional[str], script: str, device: str = '') -> int:
-  """Appends the machine line (with `device`, e.g. ', no GPU') and the command that ran, prints the
-  markdown and writes it to `out` when given. Returns the exit status for `main`."""
-  command = ' '.join(['python', f'benchmarks/{script}'] + sys.argv[1:])
+def publish(lines: List[str], out: Optional[str], script: str, device: str = '',
+            argv: Optional[List[str]] = None) -> int:
+  """Appends the machine line (with `device`, e.g. ', no GPU') and the command that ran (the
+  script's flags: `argv`, by default this process's), prints the markdown and writes it to `out`
+  when given. Returns the exit status for `main`."""
+  command = ' '.join(['python', f'benchmarks/{script}'] + (sys.argv[1:] if argv is None else argv))
   lines = lines + [f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores{device}. '
                    f'Command: `{command}`']
   markdown = '\n'.join(lines)

@@ -103,10 +103,25 @@ def test_get_loss_names_every_flag_value_and_rejects_others():
       combined.numpy(),
       losses.sigmoid_cross_entropy_loss(y, x, w).numpy() + losses.soft_iou_loss(y, x, w).numpy(),
       rtol=1e-6)
+  step = tf.Variable(0, dtype=tf.int64)
   for name in losses.LOSS_NAMES:
-    assert np.isfinite(float(losses.get_loss(name)(y, x, w)))
+    assert np.isfinite(float(losses.get_loss(name, step=step, switch_step=5)(y, x, w)))
   with pytest.raises(ValueError, match='unknown loss'):
     losses.get_loss('dice')
+  with pytest.raises(ValueError, match='step to switch at'):
+    losses.get_loss('cross_entropy>soft_iou')
+
+
+def test_switched_loss_is_cross_entropy_before_the_switch_step_and_soft_iou_from_it():
+  y, x, w = _random_batch(7)
+  step = tf.Variable(0, dtype=tf.int64)
+  loss = losses.get_loss('cross_entropy>soft_iou', step=step, switch_step=3)
+  cross_entropy = losses.sigmoid_cross_entropy_loss(y, x, w).numpy()
+  soft_iou = seed_soft_iou(y, x, w)
+  assert abs(cross_entropy - soft_iou) > 0.05  # the two are told apart
+  for value, expected in ((0, cross_entropy), (2, cross_entropy), (3, soft_iou), (10, soft_iou)):
+    step.assign(value)
+    np.testing.assert_allclose(loss(y, x, w).numpy(), expected, rtol=1e-5, err_msg=f'step {value}')
 
 
 def numpy_lovasz_sigmoid(y, x, w):
@@ -174,3 +189,25 @@ def test_cross_entropy_weight_scales_the_cross_entropy_term():
   np.testing.assert_allclose(
       losses.get_loss('cross_entropy+soft_iou', cross_entropy_weight=0.25)(y, x, w).numpy(),
       expected, rtol=1e-6)
+
+
+def test_trainer_model_trains_on_cross_entropy_then_on_soft_iou_after_loss_switch():
+  """`--loss cross_entropy>soft_iou --loss-switch 0.5` over 4 steps: the loss Keras minimises is
+  cross-entropy at steps 1-2 and the soft IoU at steps 3-4 (learning rate 0: the model stays put, so
+  each step's loss can be recomputed from its outputs)."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from trainer import task  # pylint: disable=g-import-not-at-top
+  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
+  y, _, w = _random_batch(8, shape=(4, 16, 16, 3))
+  x = np.random.default_rng(8).normal(size=(4, 16, 16, 3)).astype(np.float32)
+  config = TrainerConfig(num_classes=3, image_size=16, base_filters=4, depth=1, batch_size=4,
+                         learning_rate=0.0, loss='cross_entropy>soft_iou', loss_switch=0.5)
+  network = task.compiled_model(config, total_steps=4)
+  step_losses = tf_keras.callbacks.History()
+  network.fit(tf.data.Dataset.from_tensors((x, y, w)).repeat(), epochs=4, steps_per_epoch=1,
+              callbacks=[step_losses], verbose=0)
+  outputs = network(x, training=True)
+  cross_entropy = float(losses.sigmoid_cross_entropy_loss(y, outputs, w))
+  soft_iou = float(losses.soft_iou_loss(y, outputs, w))
+  np.testing.assert_allclose(step_losses.history['loss'],
+                             [cross_entropy, cross_entropy, soft_iou, soft_iou], rtol=1e-4)

@@ -65,8 +65,10 @@ class TrainerConfig:
   image_size: int = _as_in_transform('image_size')
   channels: int = _as_in_transform('channels')
   resize: str = _as_in_transform('resize')
-  loss: str = setting('soft_iou', 'training loss: a name of trainer.losses.LOSSES (see '
-                       'docs/loss_study.md)', _loss_names)
+  loss: str = setting('soft_iou', "training loss (docs/loss_study.md); 'FIRST>SECOND' trains "
+                       'with FIRST for --loss-switch of the steps, then SECOND', _loss_names)
+  loss_switch: float = setting(0.3, "fraction of the train steps a 'FIRST>SECOND' loss trains "
+                               'with FIRST')
   cross_entropy_weight: float = setting(1.0, "weight of the cross-entropy term of "
                                         "'cross_entropy+soft_iou'")
   learning_rate: float = setting(3e-3, "Adam's step size")
@@ -125,6 +127,9 @@ class TrainerConfig:
                        f'power of depth, {self.depth}): use {sizes}, or a smaller depth')
     if not self.learning_rate >= 0:  # NaN too; 0 is allowed (a deliberately untrained model)
       raise ValueError(f'learning_rate must be >= 0, got {self.learning_rate}')
+    if not 0 <= self.loss_switch <= 1:
+      raise ValueError(f'loss_switch must be a fraction of the train steps, from 0 to 1, got '
+                       f'{self.loss_switch}')
     if not self.cross_entropy_weight >= 0 or self.cache_mib < 0:
       raise ValueError(f'cross_entropy_weight and cache_mib must be >= 0, got '
                        f'{self.cross_entropy_weight}, {self.cache_mib}')

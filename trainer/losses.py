@@ -109,7 +109,7 @@ def cross_entropy_plus_soft_iou_loss(y_true, y_pred, sample_weight=None,
           soft_iou_loss(y_true, y_pred, sample_weight))
 
 
-# The `--loss` flag's values, each with its function: the one place a loss is named.
+# The losses by name, each with its function: the one place a loss is named.
 LOSSES = {
     'soft_iou': soft_iou_loss,
     'soft_iou_per_image': soft_iou_per_image_loss,
@@ -118,15 +118,43 @@ LOSSES = {
     'cross_entropy': sigmoid_cross_entropy_loss,
     'cross_entropy+soft_iou': cross_entropy_plus_soft_iou_loss,
 }
-LOSS_NAMES = tuple(LOSSES)
+# 'FIRST>SECOND': FIRST for the first `loss_switch` of the train steps, SECOND for the rest. Berman
+# et al. (Lovász-Softmax, CVPR 2018) start multi-class models on cross-entropy and then optimise the
+# IoU surrogate; these are the IoU losses that follow cross-entropy that way.
+SWITCHED_LOSSES = {f'cross_entropy>{name}': ('cross_entropy', name)
+                   for name in ('soft_iou', 'soft_iou_per_image', 'soft_iou_per_class', 'lovasz')}
+# The `--loss` flag's values.
+LOSS_NAMES = tuple(LOSSES) + tuple(SWITCHED_LOSSES)
 
 
-def get_loss(name: str, cross_entropy_weight: float = 1.0):
-  """The loss function `fn(y_true, y_pred, sample_weight=None)` for a `--loss` flag value;
-  `cross_entropy_weight` goes to the losses that have a cross-entropy term."""
-  if name not in LOSSES:
-    raise ValueError(f'unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)}')
+def _named_loss(name: str, cross_entropy_weight: float):
   loss = LOSSES[name]
   if 'cross_entropy_weight' in inspect.signature(loss).parameters:
     return functools.partial(loss, cross_entropy_weight=cross_entropy_weight)
   return loss
+
+
+def switched_loss(first, second, step, switch_step: int):
+  """`first` while the variable `step` (the optimizer's iteration count) is below `switch_step`,
+  `second` from then on. Only the branch taken is computed; a resumed run switches at the same step
+  because the optimizer's iterations are restored with it."""
+  def loss(y_true, y_pred, sample_weight=None):
+    return tf.cond(step < switch_step, lambda: first(y_true, y_pred, sample_weight),
+                   lambda: second(y_true, y_pred, sample_weight))
+  return loss
+
+
+def get_loss(name: str, cross_entropy_weight: float = 1.0, step=None, switch_step=None):
+  """The loss function `fn(y_true, y_pred, sample_weight=None)` for a `--loss` flag value;
+  `cross_entropy_weight` goes to the losses that have a cross-entropy term. A 'FIRST>SECOND' name
+  needs `step` (a variable counting train steps) and `switch_step`."""
+  if name in SWITCHED_LOSSES:
+    if step is None or switch_step is None:
+      raise ValueError(f'loss {name!r} switches losses during training: it needs the step counter '
+                       'and the step to switch at (the run\'s total train steps)')
+    first, second = SWITCHED_LOSSES[name]
+    return switched_loss(_named_loss(first, cross_entropy_weight),
+                         _named_loss(second, cross_entropy_weight), step, switch_step)
+  if name not in LOSSES:
+    raise ValueError(f'unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)}')
+  return _named_loss(name, cross_entropy_weight)

@@ -29,9 +29,9 @@ class SegmentationLoss(tf_keras.losses.Loss):
   those of the mean of the replicas' losses.
   """
 
-  def __init__(self, name: str, cross_entropy_weight: float = 1.0):
+  def __init__(self, name: str, cross_entropy_weight: float = 1.0, step=None, switch_step=None):
     super().__init__(reduction=tf_keras.losses.Reduction.SUM_OVER_BATCH_SIZE, name=name)
-    self._fn = losses.get_loss(name, cross_entropy_weight)
+    self._fn = losses.get_loss(name, cross_entropy_weight, step, switch_step)
 
   def __call__(self, y_true, y_pred, sample_weight=None):
     return self._fn(y_true, y_pred, sample_weight)
@@ -43,11 +43,15 @@ class SegmentationLoss(tf_keras.losses.Loss):
 def compiled_model(config: trainer_config.TrainerConfig, class_priors=None,
                    total_steps=None) -> tf_keras.Model:
   """The FCN, compiled with the configured loss, Adam (AdamW with weight decay) and the thresholded
-  mean IoU metric; the learning-rate schedule runs over `total_steps` (None: constant rate)."""
+  mean IoU metric; the learning-rate schedule runs over `total_steps` (None: constant rate), and a
+  'FIRST>SECOND' loss switches after `loss_switch` of them (it needs `total_steps`)."""
   network = model.build_fcn(config.image_size, config.channels, config.num_classes,
                             config.base_filters, config.depth, class_priors=class_priors)
-  network.compile(optimizer=schedules.optimizer(config, total_steps),
-                  loss=SegmentationLoss(config.loss, config.cross_entropy_weight),
+  optimizer = schedules.optimizer(config, total_steps)
+  switch_step = None if total_steps is None else round(config.loss_switch * total_steps)
+  network.compile(optimizer=optimizer,
+                  loss=SegmentationLoss(config.loss, config.cross_entropy_weight,
+                                        optimizer.iterations, switch_step),
                   # Weighted: Keras hands it the dataset's pixel weights (0 on ignored pixels).
                   weighted_metrics=[metrics.ThresholdedMeanIoU(config.num_classes)],
                   jit_compile=config.jit_compile)
