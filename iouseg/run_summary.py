@@ -120,13 +120,8 @@ def _failure_line(failure, slice_text: str, slice_metrics: Dict[str, Dict[str, o
   threshold = failure.metric_threshold
   if failure.metric_key.is_diff:
     return _change_line(name, where, value, slice_metrics, threshold.change_threshold)
-  bounds = threshold.value_threshold
-  rule = []
-  if bounds.HasField('lower_bound'):
-    rule.append(f'>= {bounds.lower_bound.value:g}')
-  if bounds.HasField('upper_bound'):
-    rule.append(f'<= {bounds.upper_bound.value:g}')
-  return f'{name} = {format_value(name, value)}{where}: required {" and ".join(rule)}'
+  return (f'{name} = {format_value(name, value)}{where}: required '
+          f'{model_card_content.bound_text(threshold.value_threshold)}')
 
 
 def validation_failures(evaluation_uri: str, slices: Optional[SlicedMetrics] = None) -> List[str]:

@@ -7,6 +7,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import io  # pylint: disable=wrong-import-position
 import pathlib  # pylint: disable=wrong-import-position
+import shutil  # pylint: disable=wrong-import-position
+import sys  # pylint: disable=wrong-import-position
 
 import pytest  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
@@ -25,6 +27,17 @@ def tiny_model_flags(**overrides) -> list:
   """TINY_MODEL (with `overrides`) as `iouseg run` / `compile-kubeflow` flags."""
   return [item for name, value in {**TINY_MODEL, **overrides}.items()
           for item in ('--' + name.replace('_', '-'), str(value))]
+
+
+def iouseg_run_argv(base: pathlib.Path, data_root, name: str, train_steps: int) -> list:
+  """The `iouseg run` command line (the installed console script, as a user types it) of a tiny
+  pipeline with its outputs under `base`, as `run_tiny_pipeline` lays them out; model flags apart."""
+  script = shutil.which('iouseg', path=os.path.dirname(sys.executable))
+  return ([script] if script else [sys.executable, '-m', 'iouseg.cli']) + [
+      'run', '--data-root', str(data_root), '--pipeline-root', str(base / 'root'),
+      '--serving-dir', str(base / 'serving'), '--metadata', str(base / 'metadata.sqlite'),
+      '--pipeline-name', name, '--train-steps', str(train_steps), '--eval-steps', '1',
+      '--min-mean-iou', '0']
 
 
 def run_tiny_pipeline(base: pathlib.Path, data_root, name: str, *, train_steps: int,

@@ -10,27 +10,20 @@ cached) and finds the backup by their hash.
 import os
 import pathlib
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
 
-from conftest import TINY_CLASSES, tiny_model_flags
+from conftest import TINY_CLASSES, iouseg_run_argv, tiny_model_flags
 
 NAME = 'resume'
 EPOCHS, KILL_AFTER = 4, 2
 TRAIN_STEPS = 100  # 25 steps an epoch: the kill lands well inside epoch KILL_AFTER + 1
 EPOCH_LINE = re.compile(r'^Epoch (\d+)/(\d+)$')
 TIMEOUT_S = 900
-
-
-def _iouseg():
-  script = shutil.which('iouseg', path=os.path.dirname(sys.executable))
-  return [script] if script else [sys.executable, '-m', 'iouseg.cli']
 
 
 def _epochs(lines):
@@ -40,11 +33,8 @@ def _epochs(lines):
 @pytest.fixture(scope='module')
 def runs(tiny_demo_data, tmp_path_factory):
   base = tmp_path_factory.mktemp('resume')
-  argv = _iouseg() + [
-      'run', '--data-root', str(tiny_demo_data), '--pipeline-root', str(base / 'root'),
-      '--serving-dir', str(base / 'serving'), '--metadata', str(base / 'metadata.sqlite'),
-      '--pipeline-name', NAME, '--train-steps', str(TRAIN_STEPS), '--eval-steps', '1',
-      '--min-mean-iou', '0', *tiny_model_flags(epochs=EPOCHS)]
+  argv = (iouseg_run_argv(base, tiny_demo_data, NAME, TRAIN_STEPS) +
+          tiny_model_flags(epochs=EPOCHS))
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1', PYTHONUNBUFFERED='1')
 
   killed_lines = []

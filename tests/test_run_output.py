@@ -7,13 +7,11 @@ the terminal, every component but the Evaluator's cached), and one that fails in
 """
 import os
 import re
-import shutil
 import subprocess
-import sys
 
 import pytest
 
-from conftest import tiny_model_flags
+from conftest import iouseg_run_argv, tiny_model_flags
 
 NODES = ('ImportExampleGen', 'latest_blessed_model_resolver', 'RecordValidator', 'StatisticsGen',
          'SchemaGen', 'ExampleValidator', 'AnomalyGate', 'Transform', 'Trainer', 'Evaluator', 'Pusher',
@@ -29,19 +27,10 @@ CPP_LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: [IWEF] \S+\.
 LOG_LINE = 'Log (TFX, Beam, TensorFlow): '
 
 
-def _iouseg():
-  script = shutil.which('iouseg', path=os.path.dirname(sys.executable))
-  return [script] if script else [sys.executable, '-m', 'iouseg.cli']
-
-
 @pytest.fixture(scope='module')
 def runs(tiny_demo_data, tmp_path_factory):
   base = tmp_path_factory.mktemp('run_output')
-  argv = _iouseg() + [
-      'run', '--data-root', str(tiny_demo_data), '--pipeline-root', str(base / 'root'),
-      '--serving-dir', str(base / 'serving'), '--metadata', str(base / 'metadata.sqlite'),
-      '--pipeline-name', 'run_output', '--train-steps', '6', '--eval-steps', '1',
-      '--min-mean-iou', '0']
+  argv = iouseg_run_argv(base, tiny_demo_data, 'run_output', train_steps=6)
   # TensorFlow's C++ logs at every level, and Python's default warning filters: all of it must stay
   # off the terminal.
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}

@@ -4,7 +4,7 @@ Fields are `transform.config.setting`s: each carries its flag's help and choices
 """
 import dataclasses
 
-from transform.config import TransformConfig, check_choices, setting
+from transform.config import TransformConfig, check_common, setting
 
 HEAD_INITS = ('zeros', 'prior')
 DISTRIBUTIONS = ('mirrored', 'multi_worker')
@@ -109,11 +109,7 @@ class TrainerConfig:
                                     "epoch's by validation mean IoU")
 
   def __post_init__(self):
-    check_choices(self)
-    # Messages name the fields: `pipeline.flags` shows them as flags.
-    if self.num_classes < 2:
-      raise ValueError(f'num_classes must be at least 2 (background and one class), got '
-                       f'{self.num_classes}')
+    check_common(self)
     for name in ('batch_size', 'base_filters', 'epochs'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')

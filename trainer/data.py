@@ -14,6 +14,7 @@ import tensorflow as tf
 from tfx_bsl.tfxio import dataset_util
 
 from trainer import augment
+from trainer import config as trainer_config
 from transform import data_format, features
 
 # Batches decoded ahead of the training step: enough to overlap decoding with it, few enough that
@@ -86,3 +87,15 @@ def class_priors(dataset: tf.data.Dataset, num_batches: int) -> list:
     totals += tf.reduce_sum(label, axis=[0, 1, 2]).numpy()
     pixels += float(tf.reduce_sum(weight).numpy())
   return list(totals / max(pixels, 1.0))
+
+
+def train_and_eval(train_files, eval_files, tf_transform_output,
+                   config: trainer_config.TrainerConfig):
+  """(train, eval) datasets of a run: the train split shuffled and augmented by the config's
+  recipe, the eval split in order and never augmented; both cached within `config.cache_mib`."""
+  train = make_dataset(train_files, tf_transform_output, config.batch_size, config.seed,
+                       cache_mib=config.cache_mib,
+                       augmentation=augment.AugmentOptions.from_config(config))
+  evaluation = make_dataset(eval_files, tf_transform_output, config.batch_size, config.seed,
+                            shuffle=False, cache_mib=config.cache_mib)
+  return train, evaluation

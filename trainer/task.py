@@ -11,7 +11,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from trainer import config as trainer_config
 from trainer import data, distribution, export, losses, metrics, model, tensorboard_images
-from trainer import augment, schedules
+from trainer import schedules
 from trainer import continuation
 
 # Batches read to estimate the class priors that initialise the head's bias.
@@ -65,11 +65,8 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
   strategy = distribution.get_strategy(config.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
-  train = data.make_dataset(fn_args.train_files, tf_transform_output, config.batch_size,
-                            config.seed, cache_mib=config.cache_mib,
-                            augmentation=augment.AugmentOptions.from_config(config))
-  evaluation = data.make_dataset(fn_args.eval_files, tf_transform_output, config.batch_size,
-                                 config.seed, shuffle=False, cache_mib=config.cache_mib)
+  train, evaluation = data.train_and_eval(fn_args.train_files, fn_args.eval_files,
+                                          tf_transform_output, config)
   priors = None
   if config.head_init == 'prior':
     priors = data.class_priors(train, _PRIOR_BATCHES)

@@ -34,7 +34,7 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from trainer import augment, data, distribution, task
+from trainer import data, distribution, task
 from trainer import config as trainer_config
 
 OBJECTIVE = 'val_mean_iou'
@@ -98,11 +98,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tf_keras.utils.set_random_seed(config.seed)
   distribution.configure_precision(config.mixed_precision)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-  train = data.make_dataset(fn_args.train_files, tf_transform_output, config.batch_size,
-                            config.seed, cache_mib=config.cache_mib,
-                            augmentation=augment.AugmentOptions.from_config(config))
-  evaluation = data.make_dataset(fn_args.eval_files, tf_transform_output, config.batch_size,
-                                 config.seed, shuffle=False, cache_mib=config.cache_mib)
+  train, evaluation = data.train_and_eval(fn_args.train_files, fn_args.eval_files,
+                                          tf_transform_output, config)
   epochs = max(1, min(config.epochs, fn_args.train_steps))
   steps_per_epoch = max(1, fn_args.train_steps // epochs)
   # One machine: its GPUs (a Tuner task has no TF_CONFIG cluster of its own).

@@ -59,6 +59,15 @@ def check_choices(config) -> None:
       raise ValueError(f'{field.name} must be one of {", ".join(map(str, choices))}, not {value!r}')
 
 
+def check_common(config) -> None:
+  """The checks every stage's config makes: choices, and at least two classes. Messages name the
+  fields: `pipeline.flags` shows them as flags."""
+  check_choices(config)
+  if config.num_classes < 2:
+    raise ValueError(f'num_classes must be at least 2 (background and one class), got '
+                     f'{config.num_classes}')
+
+
 @dataclasses.dataclass(frozen=True)
 class TransformConfig:
   """How raw records become model inputs."""
@@ -71,11 +80,7 @@ class TransformConfig:
                               'mask value left out of loss and metrics')
 
   def __post_init__(self):
-    check_choices(self)
-    # Messages name the fields: `pipeline.flags` shows them as flags.
-    if self.num_classes < 2:
-      raise ValueError(f'num_classes must be at least 2 (background and one class), got '
-                       f'{self.num_classes}')
+    check_common(self)
     if self.image_size < 1:
       raise ValueError(f'image_size must be at least 1, got {self.image_size}')
     if self.num_classes >= data_format.MASK_ID_RANGE:

@@ -99,17 +99,22 @@ def _slicing_text(specs) -> str:
   return ', '.join(texts) or OVERALL
 
 
-def _threshold_rules(name: str, threshold: tfma.MetricThreshold, scope: str) -> List[dict]:
-  rules = []
-  bounds = threshold.value_threshold
+def bound_text(bounds) -> str:
+  """A value threshold's bounds as text, e.g. '>= 0.5' or '>= 0.1 and <= 0.9' ('' for none)."""
   parts = []
   if bounds.HasField('lower_bound'):
     parts.append(f'>= {bounds.lower_bound.value:g}')
   if bounds.HasField('upper_bound'):
     parts.append(f'<= {bounds.upper_bound.value:g}')
-  if parts:
+  return ' and '.join(parts)
+
+
+def _threshold_rules(name: str, threshold: tfma.MetricThreshold, scope: str) -> List[dict]:
+  rules = []
+  bounds = bound_text(threshold.value_threshold)
+  if bounds:
     rules.append({'metric': name, 'is_change': False, 'scope': scope,
-                  'rule': f'{name} {" and ".join(parts)}'})
+                  'rule': f'{name} {bounds}'})
   change = threshold.change_threshold
   if change.HasField('absolute') or change.HasField('relative'):
     if change.HasField('relative'):
