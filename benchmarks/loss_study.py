@@ -207,7 +207,7 @@ def table(results: list, args) -> str:
       gains = [run['validation_curve'][-1] - run['validation_curve'][-1 - args.patience]
                for run in capped if len(run['validation_curve']) > args.patience]
       lines.append(f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped; '
-                   f'their validation mean IoU rose by {np.mean(gains):+.4f} on average over their '
+                   f'their validation mean IoU changed by {np.mean(gains):+.4f} on average over their '
                    f'last {args.patience * args.eval_every} steps.' if gains else
                    f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped.')
       lines.append('')

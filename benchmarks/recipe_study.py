@@ -30,7 +30,7 @@ from trainer.config import TrainerConfig  # pylint: disable=wrong-import-positio
 
 # Today's recipe (before issue 13): Adam at a constant rate, no augmentation. Every recipe sets
 # every recipe field, so that the table does not change with TrainerConfig's defaults.
-TODAY = dict(no_augment=True, random_scale=False, min_scale=0.5, max_scale=2.0, no_flip=False,
+TODAY = dict(loss='soft_iou', no_augment=True, random_scale=False, min_scale=0.5, max_scale=2.0, no_flip=False,
              vertical_flip=False, rotate90=False, photometric=False, lr_schedule='constant',
              warmup_steps=0, weight_decay=0.0)
 FLIP = dict(no_augment=False)

@@ -65,8 +65,8 @@ class TrainerConfig:
   image_size: int = _as_in_transform('image_size')
   channels: int = _as_in_transform('channels')
   resize: str = _as_in_transform('resize')
-  loss: str = setting('soft_iou', "training loss (docs/loss_study.md); 'FIRST>SECOND' trains "
-                       'with FIRST for --loss-switch of the steps, then SECOND', _loss_names)
+  loss: str = setting('soft_iou_per_class', "training loss (docs/loss_study.md); 'FIRST>SECOND' "
+                       'trains with FIRST for --loss-switch of the steps, then SECOND', _loss_names)
   loss_switch: float = setting(0.3, "fraction of the train steps a 'FIRST>SECOND' loss trains "
                                'with FIRST')
   cross_entropy_weight: float = setting(1.0, "weight of the cross-entropy term of "
