@@ -8,41 +8,30 @@ numpy and tf_keras.
    records that carry those per-example sums as features (TFMA's model-agnostic mode: no model),
    once in memory and once with 2 worker processes; both must give the same numbers as numpy.
    The data holds a class that never occurs (IoU absent, not 0) and an image that is all ignore label.
-3. Real TFMA evaluates a trained tiny model, exported by `trainer.export` with either resize mode, on
-   raw records of mixed sizes and aspect ratios: its numbers equal an independent numpy computation
-   from `serving_default`'s class ids and each mask decoded by PIL at its own size (and, at the
-   model's resolution, from `model_resolution` and `transform_features`).
+Real TFMA on a trained model, images of mixed sizes: tests/test_evaluation_native.py.
 """
 import argparse
-import io
 import math
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 import tf_keras
 from apache_beam.options.pipeline_options import PipelineOptions
 from bs4 import BeautifulSoup
 from hypothesis import given, settings, strategies as st
-from PIL import Image
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_model_analysis.metrics import metric_specs, metric_types
-from tensorflow_transform.tf_metadata import metadata_io
 
-from conftest import encoded
-from iouseg import demo_data, run_summary
+from iou_reference import (SUM_OUTPUTS, assert_metrics_equal, metrics_of, numpy_confusion,
+                           predicted_ids, soft_sums)
+from iouseg import run_summary
 from iouseg.report import page
 from pipeline import eval_config, flags
-from trainer import data, export, losses, task
+from trainer import export, losses
 from trainer import model as model_lib
-from trainer.config import TrainerConfig
-from transform import data_format, features
-from transform.config import TransformConfig
-from transform.preprocessing import preprocessing_fn
+from transform import data_format
 
 CLASSES = ['background', 'disc', 'square', 'never']  # 'never': in no label and no prediction
 ABSENT = 3
@@ -51,9 +40,6 @@ SIZE, IMAGES = 8, 12  # the model's resolution, and the number of images
 NATIVE_SIZES = [(8, 12), (10, 6), (9, 9), (7, 13)]
 SOURCE = 'image/source'
 IGNORE = data_format.DEFAULT_IGNORE_LABEL
-# The signature's outputs, per example.
-SUM_OUTPUTS = (export.CONFUSION_MATRIX, export.CONFUSION_MATRIX_MODEL_RESOLUTION,
-               export.SOFT_IOU_INTERSECTION, export.SOFT_IOU_UNION)
 
 
 def _random_ids(rng, shape):
@@ -90,56 +76,14 @@ def make_data(seed: int = 0):
               native_ids=native_ids, native_pred=native_pred, native_valid=native_valid)
 
 
-def predicted_ids(probabilities):
-  """The decoding rule, written out again: best foreground class if >= 0.5, else background."""
-  best = probabilities[..., 1:].argmax(-1) + 1
-  return np.where(probabilities[..., 1:].max(-1) >= 0.5, best, 0)
-
-
-def numpy_confusion(ids, predictions, valid, num_classes=len(CLASSES)):
-  matrix = np.zeros((num_classes,) * 2, dtype=np.int64)
-  np.add.at(matrix, (ids[valid], predictions[valid]), 1)
-  return matrix
-
-
-def soft_sums(labels, probabilities, valid):
-  w = valid[..., None]
-  return ((w * probabilities * labels).sum(),
-          (w * (probabilities + labels - probabilities * labels)).sum())
-
-
 def example_outputs(d, k) -> dict:
   """Image k's outputs of the `evaluation_sums` signature, computed in numpy."""
   intersection, union = soft_sums(d['labels'][k], d['probabilities'][k], d['valid'][k])
   return {export.CONFUSION_MATRIX: numpy_confusion(d['native_ids'][k], d['native_pred'][k],
-                                                   d['native_valid'][k]),
+                                                   d['native_valid'][k], len(CLASSES)),
           export.CONFUSION_MATRIX_MODEL_RESOLUTION: numpy_confusion(
-              d['ids'][k], predicted_ids(d['probabilities'][k]), d['valid'][k]),
+              d['ids'][k], predicted_ids(d['probabilities'][k]), d['valid'][k], len(CLASSES)),
           export.SOFT_IOU_INTERSECTION: intersection, export.SOFT_IOU_UNION: union}
-
-
-def metrics_of(matrix, model_matrix, intersection, union, class_names=CLASSES):
-  """Every metric by its definition, from a split's confusion matrices (own resolution, model
-  resolution) and soft IoU sums."""
-  def per_class_and_mean(m):
-    tp = np.diag(m).astype(float)
-    union_k = m.sum(0) + m.sum(1) - tp
-    per_class = [tp[k] / union_k[k] if union_k[k] else math.nan for k in range(len(m))]
-    present = [v for v in per_class if not math.isnan(v)]
-    return per_class, (np.mean(present) if present else math.nan)
-
-  per_class, mean = per_class_and_mean(matrix)
-  truth = matrix.sum(1)
-  expected = {
-      'mean_iou': mean,
-      'mean_iou_model_resolution': per_class_and_mean(model_matrix)[1],
-      'pixel_accuracy': np.trace(matrix) / matrix.sum() if matrix.sum() else math.nan,
-      'frequency_weighted_iou': (sum(truth[k] * per_class[k] for k in range(len(matrix))
-                                     if truth[k]) / truth.sum()) if truth.sum() else math.nan,
-      'soft_iou_loss': 1 - intersection / union if union > 0 else 0.0,  # the seed's 1 - I/U
-      'confusion_matrix': matrix}
-  expected.update({f'iou/{name}': per_class[k] for k, name in enumerate(class_names)})
-  return expected
 
 
 def expected_metrics(d, members=None):
@@ -149,25 +93,15 @@ def expected_metrics(d, members=None):
   chosen = np.flatnonzero(members)
   flat = {key: np.concatenate([d[key][k].ravel() for k in chosen])
           for key in ('native_ids', 'native_pred', 'native_valid')}
-  matrix = numpy_confusion(flat['native_ids'], flat['native_pred'], flat['native_valid'])
+  matrix = numpy_confusion(flat['native_ids'], flat['native_pred'], flat['native_valid'],
+                           len(CLASSES))
   ids, probabilities, valid, labels = (d[key][members] for key in
                                        ('ids', 'probabilities', 'valid', 'labels'))
-  model_matrix = numpy_confusion(ids, predicted_ids(probabilities), valid)
-  return metrics_of(matrix, model_matrix, *soft_sums(labels, probabilities, valid))
+  model_matrix = numpy_confusion(ids, predicted_ids(probabilities), valid, len(CLASSES))
+  return metrics_of(matrix, model_matrix, *soft_sums(labels, probabilities, valid), CLASSES)
 
 
-def assert_metrics_equal(actual: dict, expected: dict, rel=1e-9, abs_=1e-12):
-  assert set(actual) == set(expected)
-  for name, value in expected.items():
-    if name == 'confusion_matrix':
-      np.testing.assert_array_equal(actual[name], value)
-    elif math.isnan(value):
-      assert math.isnan(actual[name]), (name, actual[name])
-    else:
-      assert actual[name] == pytest.approx(value, rel=rel, abs=abs_), name
-
-
-# --- the combiner on its own -------------------------------------------------------------------
+# --- the combiner on its own# --- the combiner on its own -------------------------------------------------------------------
 
 def _computations():
   config = eval_config.make_eval_config(len(CLASSES), 0.5, CLASSES)
@@ -423,205 +357,3 @@ def test_summary_and_report_show_the_absent_class_as_absent(tfma_outputs):
   assert 'never' in soup.select_one('#absent').get_text()
   assert soup.select_one(f'#class-iou-chart [id="bar-candidate-{ABSENT}"]') is not None
   assert 'absent' in soup.select_one('#class-iou-chart').get_text()
-
-
-# --- real TFMA on a trained model, images of mixed sizes -----------------------------------------
-
-MODEL_CLASSES = ['background', 'disc', 'square', 'triangle']
-MODEL_SIZE = 32
-# The eval images' own sizes (rows, columns): landscape, portrait, square, long, odd.
-MODEL_NATIVE_SIZES = [(40, 56), (64, 48), (48, 48), (30, 70), (56, 40), (33, 47), (48, 48)]
-JPEG_IMAGE = 5
-# The pad model's `evaluation_sums` runs 2 examples at a time, so that batches are split in chunks.
-PAD_CHUNK = 2
-
-
-def _raw_records():
-  """Demo images and masks (shapes, ignore-label outlines) cut to each size; one of them a JPEG."""
-  rng = np.random.default_rng(5)
-  records = []
-  for k, (height, width) in enumerate(MODEL_NATIVE_SIZES):
-    image, mask = demo_data.make_pair(rng, max(height, width), IGNORE)
-    image, mask = image[:height, :width], mask[:height, :width]
-    image_format = 'jpeg' if k == JPEG_IMAGE else 'png'
-    records.append(data_format.make_example(
-        encoded(image, image_format.upper()), image_format, height, width, 3,
-        f'eval/{k}.{image_format}', data_format.encode_png(mask)).SerializeToString())
-  return records
-
-
-def _raw_schema():
-  """The schema of the project's records, as SchemaGen infers it: TFMA decodes the raw features."""
-  schema = schema_pb2.Schema()
-  for name, kind in ((data_format.IMAGE_ENCODED, schema_pb2.BYTES),
-                     (data_format.IMAGE_FORMAT, schema_pb2.BYTES),
-                     (data_format.IMAGE_FILENAME, schema_pb2.BYTES),
-                     (data_format.MASK_ENCODED, schema_pb2.BYTES),
-                     (data_format.MASK_FORMAT, schema_pb2.BYTES),
-                     (data_format.IMAGE_HEIGHT, schema_pb2.INT),
-                     (data_format.IMAGE_WIDTH, schema_pb2.INT),
-                     (data_format.IMAGE_CHANNELS, schema_pb2.INT)):
-    feature = schema.feature.add(name=name, type=kind)
-    feature.presence.min_fraction = 1.0
-    feature.shape.dim.add(size=1)
-  return schema
-
-
-def _transform_output(records, config: TransformConfig, base) -> tft.TFTransformOutput:
-  """Transform's analysis (`preprocessing_fn`'s full pass) of `records`, written as Transform does."""
-  spec = data_format.raw_feature_spec()
-  raw = [{key: value.numpy() for key, value in tf.io.parse_single_example(r, spec).items()}
-         for r in records]
-  metadata = tft.DatasetMetadata.from_feature_spec(spec)
-  out = str(base / f'transform_{config.resize}')
-  with tft_beam.Context(temp_dir=str(base / f'tft_tmp_{config.resize}')):
-    transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(
-        lambda inputs: preprocessing_fn(inputs, vars(config)))
-    _ = transform_fn | tft_beam.WriteTransformFn(out)
-  metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
-  return tft.TFTransformOutput(out)
-
-
-def _model_eval_config():
-  config = eval_config.make_eval_config(
-      len(MODEL_CLASSES), 0.0, MODEL_CLASSES,
-      eval_config.EvalOptions(slice_features=[(data_format.IMAGE_FORMAT,)],
-                              class_presence_slices=True))
-  config.metrics_specs[0].metrics[0].threshold.ClearField('change_threshold')  # no baseline
-  return config
-
-
-@pytest.fixture(scope='module')
-def evaluated_models(tmp_path_factory):
-  """resize mode -> {'model': SavedModel path, 'tfma': TFMA output path}: one tiny model trained
-  (briefly, with 'stretch') on the records, exported over each mode's transform graph, and
-  evaluated by TFMA with the project's EvalConfig on the raw records of mixed sizes."""
-  base = tmp_path_factory.mktemp('model_eval')
-  records = _raw_records()
-  data_path = str(base / 'eval.tfrecord')
-  with tf.io.TFRecordWriter(data_path) as writer:
-    for record in records:
-      writer.write(record)
-  tf_keras.utils.set_random_seed(0)
-  trainer_config = TrainerConfig(num_classes=len(MODEL_CLASSES), image_size=MODEL_SIZE,
-                                 base_filters=8, depth=2, batch_size=4)
-  network = task.compiled_model(trainer_config)
-  outputs = {resize: _transform_output(records, TransformConfig(
-      MODEL_SIZE, 3, len(MODEL_CLASSES), resize=resize), base) for resize in ('stretch', 'pad')}
-  network.fit(data.make_dataset([data_path], outputs['stretch'], trainer_config.batch_size, seed=0),
-              steps_per_epoch=60, epochs=1, verbose=0)
-  per_example = 4 * MODEL_SIZE**2 * (export.activations_per_pixel(network) + len(MODEL_CLASSES) + 1)
-  evaluated = {}
-  for resize, tf_transform_output in outputs.items():
-    budget = PAD_CHUNK * per_example if resize == 'pad' else export.EVALUATION_BATCH_BYTES
-    model_dir = str(base / f'model_{resize}')
-    network.save(model_dir, save_format='tf', signatures=export.add_signatures(
-        network, tf_transform_output, resize, evaluation_batch_bytes=budget))
-    config = _model_eval_config()
-    evaluated[resize] = {'model': model_dir, 'tfma': str(base / f'tfma_{resize}')}
-    tfma.run_model_analysis(
-        eval_shared_model=tfma.default_eval_shared_model(eval_saved_model_path=model_dir,
-                                                         eval_config=config),
-        eval_config=config, data_location=data_path, schema=_raw_schema(),
-        output_path=evaluated[resize]['tfma'],
-        pipeline_options=PipelineOptions(['--direct_running_mode=in_memory']))
-  return evaluated
-
-
-def _content_size(height, width, resize):
-  """Where an image's content sits in the model input, computed again: all of it when stretched,
-  else the long side scaled to the model size, aspect kept."""
-  if resize == 'stretch':
-    return MODEL_SIZE, MODEL_SIZE
-  scale = MODEL_SIZE / max(height, width)
-  return (min(MODEL_SIZE, max(1, int(np.round(height * scale)))),
-          min(MODEL_SIZE, max(1, int(np.round(width * scale)))))
-
-
-def _numpy_evaluation(model_dir, resize):
-  """What TFMA must report, computed from the model's per-pixel signatures and each mask decoded by
-  PIL at its own size: per example, (native true ids, native predicted ids, model-resolution one-hot
-  labels, probabilities, weights) and the image's format."""
-  records = _raw_records()
-  model = tf.saved_model.load(model_dir)
-  batch = tf.constant(records)
-  served = model.signatures['serving_default'](examples=batch)
-  at_model = model.signatures['model_resolution'](examples=batch)['probabilities'].numpy()
-  transformed = model.signatures['transform_features'](examples=batch)
-  examples = []
-  for k, record in enumerate(records):
-    feature = tf.train.Example.FromString(record).features.feature
-    mask = np.asarray(Image.open(io.BytesIO(feature[data_format.MASK_ENCODED].bytes_list.value[0])),
-                      dtype=np.int64)
-    height, width = mask.shape
-    assert (height, width) == MODEL_NATIVE_SIZES[k]
-    assert (served['height'][k], served['width'][k]) == (height, width)
-    # The prediction at the image's size is the content's probabilities resized bilinearly.
-    rows, cols = _content_size(height, width, resize)
-    back = tf.image.resize(at_model[k][:rows, :cols], [height, width], method='bilinear').numpy()
-    probabilities = served['probabilities'][k, :height, :width].numpy()
-    np.testing.assert_allclose(probabilities, back, atol=1e-5)
-    native_pred = served['class_ids'][k, :height, :width].numpy()
-    np.testing.assert_array_equal(native_pred, predicted_ids(probabilities))
-    examples.append(dict(
-        true=mask, pred=native_pred, label=transformed[features.LABEL][k].numpy(),
-        probabilities=at_model[k].astype(np.float64), weight=transformed[features.WEIGHT][k].numpy(),
-        format=feature[data_format.IMAGE_FORMAT].bytes_list.value[0].decode(),
-        rows_cols=(rows, cols)))
-  return examples
-
-
-def _expected_model_metrics(examples):
-  num_classes = len(MODEL_CLASSES)
-  matrix = sum(numpy_confusion(e['true'], e['pred'], e['true'] != IGNORE, num_classes)
-               for e in examples)
-  model_matrix = sum(numpy_confusion(e['label'].argmax(-1), predicted_ids(e['probabilities']),
-                                     e['weight'] > 0, num_classes) for e in examples)
-  intersection = sum(soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[0] for e in examples)
-  union = sum(soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[1] for e in examples)
-  return metrics_of(matrix, model_matrix, intersection, union, MODEL_CLASSES)
-
-
-@pytest.mark.parametrize('resize', ['stretch', 'pad'])
-def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_models, resize):
-  examples = _numpy_evaluation(evaluated_models[resize]['model'], resize)
-  if resize == 'pad':  # the aspect ratio is kept: a wide image fills the model input's top rows
-    assert examples[3]['rows_cols'] == (14, MODEL_SIZE)
-    assert not examples[3]['weight'][14:].any() and examples[3]['weight'][:14].mean() > 0.9
-  members = {run_summary.OVERALL: [True] * len(examples)}
-  for image_format in ('png', 'jpeg'):
-    members[f'{data_format.IMAGE_FORMAT}={image_format}'] = [e['format'] == image_format
-                                                            for e in examples]
-  for k, name in enumerate(MODEL_CLASSES[1:], start=1):
-    has = [bool((e['true'] == k).any()) for e in examples]
-    members[f'label_has_{name}=yes'] = has
-    members[f'label_has_{name}=no'] = [not h for h in has]
-  expected = {name: _expected_model_metrics([e for e, m in zip(examples, member) if m])
-              for name, member in members.items() if any(member)}
-  assert len(expected) >= 8  # the presence slices split the images both ways
-  slices = run_summary.sliced_metrics(evaluated_models[resize]['tfma'])
-  assert set(slices) == set(expected)
-  for name, metrics in expected.items():
-    assert_metrics_equal(slices[name][run_summary.CANDIDATE], metrics, rel=0, abs_=1e-6)
-  overall = slices[run_summary.OVERALL][run_summary.CANDIDATE]
-  assert 0 < overall['mean_iou'] < 1 and overall['mean_iou'] != overall['mean_iou_model_resolution']
-
-
-def test_evaluation_signatures_return_no_per_pixel_tensor_and_chunks_add_up(evaluated_models):
-  records = tf.constant(_raw_records())
-  num_classes = len(MODEL_CLASSES)
-  for resize, paths in evaluated_models.items():
-    model = tf.saved_model.load(paths['model'])
-    for name in (export.EVALUATION_SIGNATURE, export.PRESENCE_SIGNATURE):
-      for output in model.signatures[name].structured_outputs.values():
-        assert all(dim in (None, num_classes) for dim in output.shape), (name, output)
-    # All the records at once (the pad model walks them in chunks of PAD_CHUNK, the last one
-    # shorter) give what each record gives alone.
-    together = model.signatures[export.EVALUATION_SIGNATURE](examples=records)
-    alone = [model.signatures[export.EVALUATION_SIGNATURE](examples=records[k:k + 1])
-             for k in range(len(MODEL_NATIVE_SIZES))]
-    for name in SUM_OUTPUTS:
-      np.testing.assert_allclose(together[name].numpy(),
-                                 np.concatenate([a[name].numpy() for a in alone]), rtol=1e-6)
-    presence = model.signatures[export.PRESENCE_SIGNATURE](examples=records)[export.CLASS_PRESENCE]
-    assert presence.shape == (len(MODEL_NATIVE_SIZES), num_classes)
