@@ -96,18 +96,16 @@ def train_batches(train, trainer_config: TrainerConfig, seed: int, batch_size: i
       .batch(batch_size), augment.AugmentOptions.from_config(trainer_config), seed)
 
 
-def train_to_convergence(loss: str, seed: int, data, masks, args) -> dict:
-  """One run (see the module docstring): native eval mean IoU, per-class IoU, steps to the best
-  evaluation, whether patience stopped it before --max-steps, seconds, and the validation mean IoU
-  of every evaluation."""
+def train_to_convergence(trainer_config: TrainerConfig, seed: int, data, masks, args) -> dict:
+  """One run of `trainer_config` (see the module docstring): native eval mean IoU, per-class IoU,
+  un-augmented train mean IoU at model resolution, steps to the best evaluation, whether patience
+  stopped it before --max-steps, seconds, and the validation mean IoU of every evaluation."""
   config, train, evaluation = data
-  trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
-                                 channels=config.channels, loss=loss)
   tf_keras.utils.set_random_seed(seed)
   evaluations = args.max_steps // args.eval_every
   model = task.compiled_model(trainer_config, total_steps=evaluations * args.eval_every)
   dataset = train_batches(train, trainer_config, seed, args.batch_size)
-  switch = (round(trainer_config.loss_switch * evaluations) if '>' in loss else 0)
+  switch = (round(trainer_config.loss_switch * evaluations) if '>' in trainer_config.loss else 0)
   stopping = tf_keras.callbacks.EarlyStopping(schedules.MONITOR, mode='max', patience=args.patience,
                                               start_from_epoch=switch)
   best = schedules.BestWeights()
@@ -117,26 +115,43 @@ def train_to_convergence(loss: str, seed: int, data, masks, args) -> dict:
                       callbacks=[best, stopping], verbose=0)
   seconds = time.perf_counter() - start
   per_class = iou.per_class_iou(native_confusion(model, evaluation[0], masks, config))
-  return {'loss': loss, 'seed': seed, 'mean_iou': float(np.nanmean(per_class)),
+  return {'seed': seed, 'mean_iou': float(np.nanmean(per_class)),
           'per_class_iou': [float(v) for v in per_class],
+          'train_mean_iou': model_resolution_mean_iou(model, train, config.num_classes),
           'best_step': (best.best_epoch + 1) * args.eval_every,
           'converged': bool(stopping.stopped_epoch), 'seconds': seconds,
           'validation_curve': [round(float(v), 4) for v in history.history[schedules.MONITOR]]}
 
 
-def run_dataset(dataset: str, args) -> dict:
-  """Every loss and seed on one dataset, in this process with `args.threads` CPU threads."""
-  if args.threads:
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+def model_resolution_mean_iou(model, arrays, num_classes: int) -> float:
+  """Mean IoU at model resolution of `model` on in-memory (image, label, weight) arrays."""
+  true_ids, valid = decode.labels_to_class_ids_np(arrays[1])
+  predicted = decode.class_ids_np(model.predict(arrays[0], batch_size=16, verbose=0))
+  return float(np.nanmean(iou.per_class_iou(
+      iou.confusion_matrix(true_ids, predicted, valid, num_classes))))
+
+
+def load_in_process(dataset: str, threads: int):
+  """`prepare(dataset)` and the eval split's native masks, TensorFlow limited to `threads` CPU
+  threads (0: all) in this process (a --jobs worker)."""
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
   with tempfile.TemporaryDirectory() as workdir:
     data, eval_pattern = prepare(dataset, workdir)
-    masks = native_masks(eval_pattern)
+    return data, native_masks(eval_pattern)
+
+
+def run_dataset(dataset: str, args) -> dict:
+  """Every loss and seed on one dataset, in this process with `args.threads` CPU threads."""
+  data, masks = load_in_process(dataset, args.threads)
   train_labels = data[1][1]
   runs = []
   for loss in args.losses:
     for seed in args.seeds:
-      runs.append(train_to_convergence(loss, seed, data, masks, args))
+      trainer_config = TrainerConfig(num_classes=data[0].num_classes, image_size=data[0].image_size,
+                                     channels=data[0].channels, loss=loss)
+      runs.append({'loss': loss, **train_to_convergence(trainer_config, seed, data, masks, args)})
       print(f'{dataset} {runs[-1]}', file=sys.stderr, flush=True)
   return {'dataset': dataset, 'class_names': list(CLASS_NAMES[dataset]),
           'train_pixels_per_class': train_labels.sum((0, 1, 2)).tolist(), 'runs': runs}
@@ -172,11 +187,13 @@ def _rarest_class(result: dict) -> int:
   return int(np.argmin(result['train_pixels_per_class']))
 
 
-def paired_differences(result: dict, loss: str, metric=lambda run: run['mean_iou']) -> list:
-  """metric(loss run) - metric(cross-entropy run) for each seed both ran."""
-  by_seed = {(run['loss'], run['seed']): run for run in result['runs']}
-  return [metric(by_seed[(loss, seed)]) - metric(by_seed[(BASELINE, seed)])
-          for (name, seed) in by_seed if name == loss and (BASELINE, seed) in by_seed]
+def paired_differences(result: dict, loss: str, metric=lambda run: run['mean_iou'], key='loss',
+                       baseline=BASELINE) -> list:
+  """metric(loss run) - metric(cross-entropy run) for each seed both ran; runs told apart by
+  run[key], compared with run[key] == baseline."""
+  by_seed = {(run[key], run['seed']): run for run in result['runs']}
+  return [metric(by_seed[(loss, seed)]) - metric(by_seed[(baseline, seed)])
+          for (name, seed) in by_seed if name == loss and (baseline, seed) in by_seed]
 
 
 def table(results: list, args) -> str:

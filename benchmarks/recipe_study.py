@@ -1,38 +1,46 @@
-"""Which training recipe? Same model, loss, steps and data; augmentation and schedule varied.
+"""Which training recipe? Same model, loss, data and step budget; augmentation and schedule varied.
 
-    python benchmarks/recipe_study.py                    # demo + nuclei, 3 seeds, 300 steps
+    python benchmarks/recipe_study.py --out benchmarks/results/recipe_study.md \
+        --json benchmarks/results/recipe_study.json      # 3 data sets, 3 seeds, to convergence
     python benchmarks/recipe_study.py --quick            # CI-sized smoke run
     python benchmarks/recipe_study.py --recipes today,flip --datasets nuclei --seeds 0
 
-Each run trains `trainer.task.compiled_model` on in-memory arrays (`fit_and_score`: the
-Transform's own decode/normalise/one-hot functions, the nuclei tiles through `iouseg convert`) with
-the Trainer's own augmentation (`trainer.augment`, applied to the shuffled batches as
-`trainer.data.make_dataset` applies it) and learning-rate schedule (`trainer.schedules`, over the
-run's steps). One epoch: best-epoch weights (`BestWeights`) play no part here. Prints (and with
---out writes) a markdown table: mean ± spread (half the max - min range) over seeds of eval and
-train (un-augmented) mean IoU, their gap, and seconds per run.
+Each run is one `loss_study.train_to_convergence`: the Trainer's model and loss
+(`trainer.task.compiled_model`, the recipe's `trainer.augment` options applied to the shuffled
+batches as `trainer.data` applies them, its `trainer.schedules` learning rate over --max-steps),
+validated every --eval-every steps, stopped once validation mean IoU has not improved for
+--patience validations or at --max-steps, best validation weights kept (`BestWeights`, as the
+Trainer exports). Scored as the Evaluator scores: eval mean IoU at each image's native resolution.
+'demo-small' is the demo set with only its first 24 train records (same eval split): a small train
+split that overfits, the case augmentation is for. Every recipe is compared with today's recipe
+(Adam, constant rate, no augmentation) seed by seed: same seed, same initial weights and data order.
+Runs of a (data set, recipe) pair go to one of --jobs processes.
 """
 import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import pathlib
+import shlex
 import sys
-import tempfile
-import time
 
 import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
-import tf_keras  # pylint: disable=wrong-import-position
 
 import loss_study  # pylint: disable=wrong-import-position
 import report_table  # pylint: disable=wrong-import-position
-from trainer import decode, iou, task  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
 
 # Today's recipe (before issue 13): Adam at a constant rate, no augmentation. Every recipe sets
-# every recipe field, so that the table does not change with TrainerConfig's defaults.
-TODAY = dict(loss='soft_iou', no_augment=True, random_scale=False, min_scale=0.5, max_scale=2.0, no_flip=False,
-             vertical_flip=False, rotate90=False, photometric=False, lr_schedule='constant',
-             warmup_steps=0, weight_decay=0.0)
+# every recipe field, the loss included, so that the table does not change with TrainerConfig's
+# defaults.
+TODAY = dict(loss='soft_iou_per_class', no_augment=True, random_scale=False, min_scale=0.5,
+             max_scale=2.0, no_flip=False, vertical_flip=False, rotate90=False, photometric=False,
+             lr_schedule='constant', warmup_steps=0, weight_decay=0.0)
+BASELINE = 'today'
 FLIP = dict(no_augment=False)
 # The issue's proposal: DeepLab's scale range, horizontal flip, photometric jitter.
 AUGMENT = dict(no_augment=False, random_scale=True, photometric=True)
@@ -40,95 +48,148 @@ SCHEDULE = dict(lr_schedule='poly')
 # Name -> TrainerConfig fields. STUDY is the study; the rest explore.
 RECIPES = {
     'today': TODAY,
+    'flip': {**TODAY, **FLIP},
     'augment': {**TODAY, **AUGMENT},
     'schedule': {**TODAY, **SCHEDULE},
     'both': {**TODAY, **AUGMENT, **SCHEDULE},
-    'flip': {**TODAY, **FLIP},
     'flip+cosine': {**TODAY, **FLIP, 'lr_schedule': 'cosine'},
     'flip+photometric': {**TODAY, **FLIP, 'photometric': True},
     'mild-scale': {**TODAY, **AUGMENT, 'min_scale': 0.75, 'max_scale': 1.5},
-    'cosine': {**TODAY, 'lr_schedule': 'cosine'},
     'poly+warmup': {**TODAY, **SCHEDULE, 'warmup_steps': 30},
     'both+wd': {**TODAY, **AUGMENT, **SCHEDULE, 'weight_decay': 1e-4},
-    'all-geometric': {**TODAY, **FLIP, 'random_scale': True, 'vertical_flip': True,
-                      'rotate90': True},
+    'all-geometric': {**TODAY, **AUGMENT, 'vertical_flip': True, 'rotate90': True},
 }
-STUDY = ('today', 'augment', 'schedule', 'both', 'flip', 'flip+cosine')
+STUDY = ('today', 'flip', 'augment', 'schedule', 'both')
+DATASETS = ('demo', 'nuclei', 'demo-small')
+SMALL_TRAIN_RECORDS = 24
 
 
-def _mean_iou(model, arrays, num_classes: int, batch_size: int) -> float:
-  """Mean IoU at model resolution of `model` on in-memory (image, label, weight) arrays."""
-  true_ids, valid = decode.labels_to_class_ids_np(arrays[1])
-  predicted = decode.class_ids_np(model.predict(arrays[0], batch_size=batch_size, verbose=0))
-  return float(np.nanmean(iou.per_class_iou(
-      iou.confusion_matrix(true_ids, predicted, valid, num_classes))))
+def load(dataset: str, threads: int):
+  """`loss_study.load_in_process`, and 'demo-small': the demo set cut to its first train records."""
+  if dataset != 'demo-small':
+    return loss_study.load_in_process(dataset, threads)
+  (config, train, evaluation), masks = loss_study.load_in_process('demo', threads)
+  return (config, tuple(array[:SMALL_TRAIN_RECORDS] for array in train), evaluation), masks
 
 
-def fit_and_score(trainer_config: TrainerConfig, seed: int, data, steps: int,
-                  batch_size: int) -> dict:
-  """Trains `trainer.task.compiled_model` for `steps` steps (one epoch) on the in-memory train
-  arrays with the config's augmentation and learning-rate schedule over `steps`. Eval and
-  un-augmented train mean IoU at model resolution, and the seconds `fit` took."""
-  config, train, evaluation = data
-  tf_keras.utils.set_random_seed(seed)
-  model = task.compiled_model(trainer_config, total_steps=steps)
-  start = time.perf_counter()
-  model.fit(loss_study.train_batches(train, trainer_config, seed, batch_size),
-            steps_per_epoch=steps, epochs=1, verbose=0)
-  seconds = time.perf_counter() - start
-  return {'mean_iou': _mean_iou(model, evaluation, config.num_classes, batch_size),
-          'train_mean_iou': _mean_iou(model, train, config.num_classes, batch_size),
-          'seconds': seconds}
+def run_recipe(dataset: str, recipe: str, args) -> dict:
+  """Every seed of one recipe on one data set, in this process with `args.threads` CPU threads."""
+  data, masks = load(dataset, args.threads)
+  config = data[0]
+  trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
+                                 channels=config.channels, **RECIPES[recipe])
+  runs = []
+  for seed in args.seeds:
+    runs.append({'recipe': recipe, **loss_study.train_to_convergence(trainer_config, seed, data,
+                                                                     masks, args)})
+    print(f'{dataset} {runs[-1]}', file=sys.stderr, flush=True)
+  return {'dataset': dataset, 'recipe': recipe, 'train_records': len(data[1][0]), 'runs': runs}
 
 
-def table(results: dict, steps: int, seeds) -> str:
-  lines = ['| data | recipe | what it trains with | eval mean IoU | train mean IoU | train - eval '
-           '| s / run |', '| --- | --- | --- | --- | --- | --- | --- |']
-  for (dataset, name, config), runs in results.items():
-    gaps = [r['train_mean_iou'] - r['mean_iou'] for r in runs]
-    lines.append(f'| {dataset} | {name} | {loss_study.recipe_text(config)} | '
-                 f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | '
-                 f'{loss_study.mean_spread([r["train_mean_iou"] for r in runs])} | {np.mean(gaps):+.3f} | '
-                 f'{np.mean([r["seconds"] for r in runs]):.0f} |')
+def _by_dataset(cells: list) -> list:
+  """run_recipe results -> one {'dataset', 'train_records', 'runs'} per data set, in order."""
+  merged = {}
+  for cell in cells:
+    merged.setdefault(cell['dataset'], {'dataset': cell['dataset'], 'train_records':
+                                        cell['train_records'], 'runs': []})['runs'] += cell['runs']
+  return list(merged.values())
+
+
+def _validation_gap(run: dict) -> float:
+  """Un-augmented train mean IoU - the best validation mean IoU, both at model resolution."""
+  return run['train_mean_iou'] - max(run['validation_curve'])
+
+
+def table(results: list, args) -> list:
+  lines = ['| data | recipe | what it trains with | eval mean IoU | − today, paired | seeds ahead '
+           '| train − validation | steps to best | s / run |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  for result in results:
+    for recipe in dict.fromkeys(run['recipe'] for run in result['runs']):
+      runs = [run for run in result['runs'] if run['recipe'] == recipe]
+      paired = loss_study.paired_differences(result, recipe, key='recipe', baseline=BASELINE)
+      compared = paired and recipe != BASELINE
+      versus = ('+' if np.mean(paired) >= 0 else '') + loss_study.mean_spread(paired) if compared else '—'
+      ahead = f'{sum(d > 0 for d in paired)}/{len(paired)}' if compared else '—'
+      capped = sum(not run['converged'] for run in runs)
+      config = TrainerConfig(**RECIPES[recipe])
+      lines.append(
+          f'| {result["dataset"]} ({result["train_records"]} train) | {recipe} | '
+          f'{loss_study.recipe_text(config)} | '
+          f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
+          f'{np.mean([_validation_gap(r) for r in runs]):+.3f} | '
+          f'{np.mean([r["best_step"] for r in runs]):.0f}' + (f' ({capped} capped)' if capped else '')
+          + f' | {np.mean([r["seconds"] for r in runs]):.0f} |')
   lines.append('')
-  lines.append(f'{steps} steps of batch 16 at 64 px, `soft_iou`, lr 3e-3, one epoch, seeds '
-               f'{", ".join(map(str, seeds))}; mean ± half-range over seeds; IoU at model '
-               f'resolution; train IoU on the un-augmented train split.')
+  lines.append(
+      f'Each run: batch {args.batch_size}, 64 px, `{TODAY["loss"]}`, lr 3e-3, validation every '
+      f'{args.eval_every} steps, stopped after {args.patience} without a better validation mean IoU '
+      f'(or at {args.max_steps} steps: "capped"; schedules reach 0 there), best validation weights '
+      f'kept; seeds {", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± '
+      "half-range over seeds; paired: the same seed's run of today's recipe subtracted. Train − "
+      'validation: un-augmented train mean IoU minus the best validation mean IoU, both at model '
+      f'resolution (overfitting). Seconds on {args.threads or os.cpu_count()} CPU thread(s) per run, '
+      f'{args.jobs} run(s) at a time.')
   return lines
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--datasets', default='demo,nuclei', help='(default: %(default)s)')
+  parser.add_argument('--datasets', default=','.join(DATASETS), help='(default: %(default)s)')
   parser.add_argument('--recipes', default=','.join(STUDY),
                       help=f'of {", ".join(RECIPES)} (default: %(default)s)')
   parser.add_argument('--seeds', default='0,1,2', help='(default: %(default)s)')
-  parser.add_argument('--steps', type=int, default=300, help='(default: %(default)s)')
-  parser.add_argument('--quick', action='store_true', help='demo only, 1 seed, 10 steps')
+  parser.add_argument('--max-steps', type=int, default=1000, help='(default: %(default)s)')
+  parser.add_argument('--eval-every', type=int, default=100, help='(default: %(default)s)')
+  parser.add_argument('--patience', type=int, default=3,
+                      help='validations without improvement before stopping (default: %(default)s)')
+  parser.add_argument('--batch-size', type=int, default=16, help='(default: %(default)s)')
+  parser.add_argument('--jobs', type=int, default=2,
+                      help='(data set, recipe) pairs trained at once, in separate processes '
+                      '(default: %(default)s)')
+  parser.add_argument('--quick', action='store_true',
+                      help='demo only, 1 seed, 20 steps, validation every 10')
   parser.add_argument('--out', help='also write the markdown table here')
+  parser.add_argument('--json', help='also write every run (validation curve, steps, seconds) here')
+  parser.add_argument('--render', metavar='JSON',
+                      help="no training: the table of a --json file's runs, under its command")
   args = parser.parse_args(argv)
-  datasets, steps = args.datasets.split(','), args.steps
-  seeds = [int(s) for s in args.seeds.split(',')]
-  recipes = args.recipes.split(',')
-  unknown = sorted(set(recipes) - set(RECIPES))
-  if unknown:
-    parser.error(f'unknown recipes {unknown}; known: {", ".join(RECIPES)}')
-  if args.quick:
-    datasets, seeds, steps = ['demo'], [0], 10
+  if args.render:
+    recorded = json.loads(pathlib.Path(args.render).read_text())
+    command = shlex.split(recorded['command'])[2:]
+    settings = _settings(parser, parser.parse_args(command))
+    return report_table.publish(table(recorded['results'], settings), args.out, 'recipe_study.py',
+                                device=recorded.get('device', ''), argv=command)
+  args = _settings(parser, args)
+  cells = [(dataset, recipe) for dataset in args.datasets for recipe in args.recipes]
+  if args.jobs == 1:
+    results = [run_recipe(dataset, recipe, args) for dataset, recipe in cells]
+  else:  # TensorFlow's runtime does not survive fork(): fresh interpreters
+    with concurrent.futures.ProcessPoolExecutor(
+        args.jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+      results = list(pool.map(run_recipe, *zip(*cells), [args] * len(cells)))
+  results = _by_dataset(results)
+  device = ', GPU' if tf.config.list_physical_devices('GPU') else ', no GPU'
+  if args.json:  # first: the runs are kept even if the table fails
+    pathlib.Path(args.json).write_text(json.dumps(
+        {'command': f'python benchmarks/recipe_study.py {" ".join(sys.argv[1:])}'.rstrip(),
+         'device': device, 'results': results}, indent=1) + '\n')
+  return report_table.publish(table(results, args), args.out, 'recipe_study.py', device=device)
 
-  results = {}
-  with tempfile.TemporaryDirectory() as workdir:
-    for dataset in datasets:
-      data, _ = loss_study.prepare(dataset, workdir)
-      transform = data[0]
-      for name in recipes:
-        config = TrainerConfig(num_classes=transform.num_classes, image_size=transform.image_size,
-                               channels=transform.channels, **RECIPES[name])
-        runs = [fit_and_score(config, seed, data, steps, batch_size=16) for seed in seeds]
-        results[(dataset, name, config)] = runs
-        print(f'{dataset} {name}: {runs}', file=sys.stderr, flush=True)
-  return report_table.publish(table(results, steps, seeds), args.out, 'recipe_study.py', device=(
-      ', GPU' if tf.config.list_physical_devices('GPU') else ', no GPU'))
+
+def _settings(parser, args):
+  """Parsed flags -> the study's settings (lists, --quick applied, jobs and threads)."""
+  args.datasets, args.recipes = args.datasets.split(','), args.recipes.split(',')
+  args.seeds = [int(s) for s in args.seeds.split(',')]
+  unknown = sorted(set(args.recipes) - set(RECIPES)) + sorted(set(args.datasets) - set(DATASETS))
+  if unknown:
+    parser.error(f'unknown {unknown}; recipes: {", ".join(RECIPES)}; data sets: {", ".join(DATASETS)}')
+  if args.quick:
+    args.datasets, args.seeds, args.max_steps, args.eval_every, args.patience = (
+        ['demo'], [0], 20, 10, 1)
+  args.jobs = max(1, min(args.jobs, len(args.datasets) * len(args.recipes)))
+  args.threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
+  return args
 
 
 if __name__ == '__main__':
