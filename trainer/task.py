@@ -11,7 +11,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from trainer import config as trainer_config
 from trainer import data, distribution, export, losses, metrics, model, tensorboard_images
-from trainer import schedules
+from trainer import schedules, tracing
 from trainer import continuation
 
 # Batches read to estimate the class priors that initialise the head's bias.
@@ -45,6 +45,7 @@ def compiled_model(config: trainer_config.TrainerConfig, class_priors=None,
   """The FCN, compiled with the configured loss, Adam (AdamW with weight decay) and the thresholded
   mean IoU metric; the learning-rate schedule runs over `total_steps` (None: constant rate), and a
   'FIRST>SECOND' loss switches after `loss_switch` of them (it needs `total_steps`)."""
+  tracing.skip_tf_keras_conversion()  # before the first traced step (trainer/tracing.py)
   network = model.build_fcn(config.image_size, config.channels, config.num_classes,
                             config.base_filters, config.depth, class_priors=class_priors)
   optimizer = schedules.optimizer(config, total_steps)
