@@ -19,12 +19,8 @@ loss, so each loss is also compared with cross-entropy seed by seed (paired diff
 Datasets run in parallel processes (`--jobs`), each on its share of the CPU threads.
 """
 import argparse
-import concurrent.futures
-import json
-import multiprocessing
 import os
 import pathlib
-import shlex
 import sys
 import tempfile
 import time
@@ -35,7 +31,7 @@ import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
 import tf_keras  # pylint: disable=wrong-import-position
 
-import report_table  # pylint: disable=wrong-import-position
+import study_cli  # pylint: disable=wrong-import-position
 
 from iouseg import converters, demo_data  # pylint: disable=wrong-import-position
 from trainer import augment, decode, export, in_memory, iou, schedules, task  # pylint: disable=wrong-import-position
@@ -127,8 +123,7 @@ def model_resolution_mean_iou(model, arrays, num_classes: int) -> float:
   """Mean IoU at model resolution of `model` on in-memory (image, label, weight) arrays."""
   true_ids, valid = decode.labels_to_class_ids_np(arrays[1])
   predicted = decode.class_ids_np(model.predict(arrays[0], batch_size=16, verbose=0))
-  return float(np.nanmean(iou.per_class_iou(
-      iou.confusion_matrix(true_ids, predicted, valid, num_classes))))
+  return iou.mean_iou(iou.confusion_matrix(true_ids, predicted, valid, num_classes))
 
 
 def load_in_process(dataset: str, threads: int):
@@ -243,53 +238,24 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--datasets', default='demo,nuclei', help='(default: %(default)s)')
   parser.add_argument('--losses', default=','.join(STUDY_LOSSES), help='(default: %(default)s)')
-  parser.add_argument('--seeds', default='0,1,2', help='(default: %(default)s)')
-  parser.add_argument('--max-steps', type=int, default=1500, help='(default: %(default)s)')
-  parser.add_argument('--eval-every', type=int, default=100, help='(default: %(default)s)')
-  parser.add_argument('--patience', type=int, default=3,
-                      help='evaluations without improvement before stopping (default: %(default)s)')
-  parser.add_argument('--batch-size', type=int, default=16, help='(default: %(default)s)')
-  parser.add_argument('--jobs', type=int, default=2,
-                      help='datasets trained at once, in separate processes (default: %(default)s)')
-  parser.add_argument('--quick', action='store_true',
-                      help='demo only, 1 seed, 20 steps, validation every 10')
-  parser.add_argument('--out', help='also write the markdown table here')
-  parser.add_argument('--json', help='also write every run (per-class IoU, validation curve, steps, '
-                      'seconds) here')
-  parser.add_argument('--render', metavar='JSON',
-                      help="no training: the table of a --json file's runs, under its command")
+  study_cli.add_run_flags(parser, max_steps=1500,
+                          jobs_help='datasets trained at once, in separate processes',
+                          json_help='also write every run (per-class IoU, validation curve, steps, '
+                          'seconds) here')
   args = parser.parse_args(argv)
   if args.render:
-    recorded = json.loads(pathlib.Path(args.render).read_text())
-    command = shlex.split(recorded['command'])[2:]
-    settings = _settings(parser.parse_args(command))
-    return report_table.publish(table(recorded['results'], settings), args.out, 'loss_study.py',
-                                device=recorded.get('device', ''), argv=command)
+    return study_cli.render(args.render, parser, _settings, table, args.out, 'loss_study.py')
   args = _settings(args)
-  if args.jobs == 1:
-    results = [run_dataset(dataset, args) for dataset in args.datasets]
-  else:  # TensorFlow's runtime does not survive fork(): fresh interpreters
-    with concurrent.futures.ProcessPoolExecutor(
-        args.jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
-      results = list(pool.map(run_dataset, args.datasets, [args] * len(args.datasets)))
-  device = ', GPU' if tf.config.list_physical_devices('GPU') else ', no GPU'
-  if args.json:  # first: the runs are kept even if the table fails
-    pathlib.Path(args.json).write_text(json.dumps(
-        {'command': f'python benchmarks/loss_study.py {" ".join(sys.argv[1:])}'.rstrip(),
-         'device': device, 'results': results}, indent=1) + '\n')
-  return report_table.publish(table(results, args), args.out, 'loss_study.py', device=device)
+  results = study_cli.map_in_processes(run_dataset, args.jobs, args.datasets,
+                                       [args] * len(args.datasets))
+  return study_cli.publish(results, lambda: table(results, args), args.json, args.out,
+                           'loss_study.py')
 
 
 def _settings(args):
   """Parsed flags -> the study's settings (lists, --quick applied, jobs and threads)."""
   args.datasets, args.losses = args.datasets.split(','), args.losses.split(',')
-  args.seeds = [int(s) for s in args.seeds.split(',')]
-  if args.quick:
-    args.datasets, args.seeds, args.max_steps, args.eval_every, args.patience = (
-        ['demo'], [0], 20, 10, 1)
-  args.jobs = max(1, min(args.jobs, len(args.datasets)))
-  args.threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
-  return args
+  return study_cli.apply_run_settings(args, tasks=lambda settings: len(settings.datasets))
 
 
 if __name__ == '__main__':

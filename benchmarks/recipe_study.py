@@ -17,21 +17,15 @@ split that overfits, the case augmentation is for. Every recipe is compared with
 Runs of a (data set, recipe) pair go to one of --jobs processes.
 """
 import argparse
-import concurrent.futures
-import json
-import multiprocessing
 import os
-import pathlib
-import shlex
 import sys
 
 import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
 
 import numpy as np  # pylint: disable=wrong-import-position
-import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import loss_study  # pylint: disable=wrong-import-position
-import report_table  # pylint: disable=wrong-import-position
+import study_cli  # pylint: disable=wrong-import-position
 from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
 
 # Today's recipe (before issue 13): Adam at a constant rate, no augmentation. Every recipe sets
@@ -138,58 +132,29 @@ def main(argv=None) -> int:
   parser.add_argument('--datasets', default=','.join(DATASETS), help='(default: %(default)s)')
   parser.add_argument('--recipes', default=','.join(STUDY),
                       help=f'of {", ".join(RECIPES)} (default: %(default)s)')
-  parser.add_argument('--seeds', default='0,1,2', help='(default: %(default)s)')
-  parser.add_argument('--max-steps', type=int, default=1000, help='(default: %(default)s)')
-  parser.add_argument('--eval-every', type=int, default=100, help='(default: %(default)s)')
-  parser.add_argument('--patience', type=int, default=3,
-                      help='validations without improvement before stopping (default: %(default)s)')
-  parser.add_argument('--batch-size', type=int, default=16, help='(default: %(default)s)')
-  parser.add_argument('--jobs', type=int, default=2,
-                      help='(data set, recipe) pairs trained at once, in separate processes '
-                      '(default: %(default)s)')
-  parser.add_argument('--quick', action='store_true',
-                      help='demo only, 1 seed, 20 steps, validation every 10')
-  parser.add_argument('--out', help='also write the markdown table here')
-  parser.add_argument('--json', help='also write every run (validation curve, steps, seconds) here')
-  parser.add_argument('--render', metavar='JSON',
-                      help="no training: the table of a --json file's runs, under its command")
+  study_cli.add_run_flags(parser, max_steps=1000,
+                          jobs_help='(data set, recipe) pairs trained at once, in separate processes',
+                          json_help='also write every run (validation curve, steps, seconds) here')
   args = parser.parse_args(argv)
+  settings = lambda parsed: _settings(parser, parsed)
   if args.render:
-    recorded = json.loads(pathlib.Path(args.render).read_text())
-    command = shlex.split(recorded['command'])[2:]
-    settings = _settings(parser, parser.parse_args(command))
-    return report_table.publish(table(recorded['results'], settings), args.out, 'recipe_study.py',
-                                device=recorded.get('device', ''), argv=command)
-  args = _settings(parser, args)
+    return study_cli.render(args.render, parser, settings, table, args.out, 'recipe_study.py')
+  args = settings(args)
   cells = [(dataset, recipe) for dataset in args.datasets for recipe in args.recipes]
-  if args.jobs == 1:
-    results = [run_recipe(dataset, recipe, args) for dataset, recipe in cells]
-  else:  # TensorFlow's runtime does not survive fork(): fresh interpreters
-    with concurrent.futures.ProcessPoolExecutor(
-        args.jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
-      results = list(pool.map(run_recipe, *zip(*cells), [args] * len(cells)))
-  results = _by_dataset(results)
-  device = ', GPU' if tf.config.list_physical_devices('GPU') else ', no GPU'
-  if args.json:  # first: the runs are kept even if the table fails
-    pathlib.Path(args.json).write_text(json.dumps(
-        {'command': f'python benchmarks/recipe_study.py {" ".join(sys.argv[1:])}'.rstrip(),
-         'device': device, 'results': results}, indent=1) + '\n')
-  return report_table.publish(table(results, args), args.out, 'recipe_study.py', device=device)
+  results = _by_dataset(study_cli.map_in_processes(run_recipe, args.jobs, *zip(*cells),
+                                                   [args] * len(cells)))
+  return study_cli.publish(results, lambda: table(results, args), args.json, args.out,
+                           'recipe_study.py')
 
 
 def _settings(parser, args):
   """Parsed flags -> the study's settings (lists, --quick applied, jobs and threads)."""
   args.datasets, args.recipes = args.datasets.split(','), args.recipes.split(',')
-  args.seeds = [int(s) for s in args.seeds.split(',')]
   unknown = sorted(set(args.recipes) - set(RECIPES)) + sorted(set(args.datasets) - set(DATASETS))
   if unknown:
     parser.error(f'unknown {unknown}; recipes: {", ".join(RECIPES)}; data sets: {", ".join(DATASETS)}')
-  if args.quick:
-    args.datasets, args.seeds, args.max_steps, args.eval_every, args.patience = (
-        ['demo'], [0], 20, 10, 1)
-  args.jobs = max(1, min(args.jobs, len(args.datasets) * len(args.recipes)))
-  args.threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
-  return args
+  return study_cli.apply_run_settings(
+      args, tasks=lambda settings: len(settings.datasets) * len(settings.recipes))
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import importlib  # pylint: disable=wrong-import-position
 import io  # pylint: disable=wrong-import-position
 import pathlib  # pylint: disable=wrong-import-position
 import shutil  # pylint: disable=wrong-import-position
@@ -16,11 +17,18 @@ from PIL import Image  # pylint: disable=wrong-import-position
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Real image/mask samples shipped with the repository (licences in their README).
 SAMPLES = REPO / 'data' / 'samples'
+BENCHMARKS = REPO / 'benchmarks'
 
 # A model that trains on 32 px in seconds: enough to check wiring, blessing and export.
 TINY_SIZE, TINY_CLASSES = 32, 4
 TINY_MODEL = dict(image_size=TINY_SIZE, num_classes=TINY_CLASSES, base_filters=8, depth=2,
                   batch_size=8, epochs=2)
+
+
+def benchmark_module(monkeypatch, name: str):
+  """`benchmarks/<name>.py` imported as a module (the benchmarks import each other by name)."""
+  monkeypatch.syspath_prepend(str(BENCHMARKS))
+  return importlib.import_module(name)
 
 
 def tiny_model_flags(**overrides) -> list:

@@ -1,21 +1,19 @@
 """`benchmarks/loss_study.py --quick`: the study's command runs end to end and writes its table and
 its runs; the paired comparison subtracts the same seed's cross-entropy run."""
 import json
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+from conftest import BENCHMARKS, benchmark_module
+
 STUDY = BENCHMARKS / 'loss_study.py'
 
 
 @pytest.fixture()
 def loss_study(monkeypatch):
-  monkeypatch.syspath_prepend(str(BENCHMARKS))
-  import loss_study as module  # pylint: disable=g-import-not-at-top
-  return module
+  return benchmark_module(monkeypatch, 'loss_study')
 
 
 def test_quick_study_writes_one_row_and_one_run_per_loss(tmp_path, loss_study):

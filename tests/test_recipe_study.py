@@ -2,21 +2,19 @@
 its worker processes, writes one row per recipe and every run, compares each recipe with today's
 recipe seed by seed, and `--render` rebuilds the same table from the recorded runs."""
 import json
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+from conftest import BENCHMARKS, benchmark_module
+
 STUDY = BENCHMARKS / 'recipe_study.py'
 
 
 @pytest.fixture()
 def recipe_study(monkeypatch):
-  monkeypatch.syspath_prepend(str(BENCHMARKS))
-  import recipe_study as module  # pylint: disable=g-import-not-at-top
-  return module
+  return benchmark_module(monkeypatch, 'recipe_study')
 
 
 def _rows(markdown: str) -> list:
