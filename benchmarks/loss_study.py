@@ -47,17 +47,18 @@ STUDY_LOSSES = tuple(LOSSES) + ('cross_entropy>soft_iou',)
 CLASS_NAMES = {'demo': demo_data.CLASS_NAMES, 'nuclei': ('background', 'nucleus')}
 
 
-def prepare(dataset: str, workdir: str):
-  """(TransformConfig, train arrays, eval arrays) for 'demo' or 'nuclei', and the eval records'
-  file pattern."""
+def prepare(dataset: str, workdir: str, image_size: int = 64):
+  """(TransformConfig, train arrays, eval arrays) for 'demo' or 'nuclei' at `image_size`, and the
+  eval records' file pattern."""
   root = os.path.join(workdir, dataset)
   if dataset == 'demo':
     demo_data.write_demo_data(root)
-    config = TransformConfig(image_size=64, channels=3, num_classes=demo_data.NUM_CLASSES)
+    config = TransformConfig(image_size=image_size, channels=3, num_classes=demo_data.NUM_CLASSES)
   elif dataset == 'nuclei':
     converters.convert(SAMPLES / 'nuclei', root, num_classes=2, strict=True)
-    # The 128x128 tiles at 64x64: nuclei stay several pixels wide, and a step costs what a demo step does.
-    config = TransformConfig(image_size=64, channels=1, num_classes=2)
+    # The 128x128 tiles at 64x64 by default: nuclei stay several pixels wide, and a step costs what
+    # a demo step does.
+    config = TransformConfig(image_size=image_size, channels=1, num_classes=2)
   else:
     raise ValueError(f'unknown dataset {dataset!r}')
   train, evaluation = in_memory.load_train_eval(f'{root}/train/*', f'{root}/eval/*', config)
@@ -126,14 +127,14 @@ def model_resolution_mean_iou(model, arrays, num_classes: int) -> float:
   return iou.mean_iou(iou.confusion_matrix(true_ids, predicted, valid, num_classes))
 
 
-def load_in_process(dataset: str, threads: int):
-  """`prepare(dataset)` and the eval split's native masks, TensorFlow limited to `threads` CPU
+def load_in_process(dataset: str, threads: int, image_size: int = 64):
+  """`prepare(dataset, image_size)` and the eval split's native masks, TensorFlow limited to `threads` CPU
   threads (0: all) in this process (a --jobs worker)."""
   if threads:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
   with tempfile.TemporaryDirectory() as workdir:
-    data, eval_pattern = prepare(dataset, workdir)
+    data, eval_pattern = prepare(dataset, workdir, image_size)
     return data, native_masks(eval_pattern)
 
 

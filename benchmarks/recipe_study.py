@@ -4,6 +4,7 @@
         --json benchmarks/results/recipe_study.json      # 3 data sets, 3 seeds, to convergence
     python benchmarks/recipe_study.py --quick            # CI-sized smoke run
     python benchmarks/recipe_study.py --recipes today,flip --datasets nuclei --seeds 0
+    python benchmarks/recipe_study.py --datasets nuclei --recipes today,augment --image-size 128
 
 Each run is one `loss_study.train_to_convergence`: the Trainer's model and loss
 (`trainer.task.compiled_model`, the recipe's `trainer.augment` options applied to the shuffled
@@ -58,17 +59,17 @@ DATASETS = ('demo', 'nuclei', 'demo-small')
 SMALL_TRAIN_RECORDS = 24
 
 
-def load(dataset: str, threads: int):
+def load(dataset: str, threads: int, image_size: int):
   """`loss_study.load_in_process`, and 'demo-small': the demo set cut to its first train records."""
   if dataset != 'demo-small':
-    return loss_study.load_in_process(dataset, threads)
-  (config, train, evaluation), masks = loss_study.load_in_process('demo', threads)
+    return loss_study.load_in_process(dataset, threads, image_size)
+  (config, train, evaluation), masks = loss_study.load_in_process('demo', threads, image_size)
   return (config, tuple(array[:SMALL_TRAIN_RECORDS] for array in train), evaluation), masks
 
 
 def run_recipe(dataset: str, recipe: str, args) -> dict:
   """Every seed of one recipe on one data set, in this process with `args.threads` CPU threads."""
-  data, masks = load(dataset, args.threads)
+  data, masks = load(dataset, args.threads, args.image_size)
   config = data[0]
   trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
                                  channels=config.channels, **RECIPES[recipe])
@@ -116,7 +117,7 @@ def table(results: list, args) -> list:
           + f' | {np.mean([r["seconds"] for r in runs]):.0f} |')
   lines.append('')
   lines.append(
-      f'Each run: batch {args.batch_size}, 64 px, `{TODAY["loss"]}`, lr 3e-3, validation every '
+      f'Each run: batch {args.batch_size}, {args.image_size} px, `{TODAY["loss"]}`, lr 3e-3, validation every '
       f'{args.eval_every} steps, stopped after {args.patience} without a better validation mean IoU '
       f'(or at {args.max_steps} steps: "capped"; schedules reach 0 there), best validation weights '
       f'kept; seeds {", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± '
@@ -132,6 +133,8 @@ def main(argv=None) -> int:
   parser.add_argument('--datasets', default=','.join(DATASETS), help='(default: %(default)s)')
   parser.add_argument('--recipes', default=','.join(STUDY),
                       help=f'of {", ".join(RECIPES)} (default: %(default)s)')
+  parser.add_argument('--image-size', type=int, default=64,
+                      help='model input size in pixels (nuclei tiles are 128) (default: %(default)s)')
   study_cli.add_run_flags(parser, max_steps=1000,
                           jobs_help='(data set, recipe) pairs trained at once, in separate processes',
                           json_help='also write every run (validation curve, steps, seconds) here')

@@ -8,8 +8,9 @@ statement by statement, before tracing it. Keras's code is written to be traced 
 never converted under the name `keras`), and later TensorFlow releases add the rule themselves.
 Our own functions (losses, augmentation) are still converted.
 
-Measured with the demo model on 2 CPU cores: the first `fit` step with validation took 17.2-17.9 s
-with the rewrite and 3.9-4.1 s without; steps after tracing cost the same (docs/performance.md).
+Measured with the demo model on 2 CPU cores (`benchmarks/tracing.py`): the first `fit` step with
+validation took 17.1-18.0 s with the rewrite and 3.8-5.7 s without; steps after tracing cost the
+same (docs/performance.md).
 """
 from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-direct-tensorflow-import
 
