@@ -1,5 +1,6 @@
 # Two jobs a user runs: `make demo` (the whole local pipeline on the bundled demo data) and
-# `make test` (the test suite). Both create .venv from the committed lock first (`make install`).
+# `make test` (the linter, then the test suite). Both create .venv from the committed lock first
+# (`make install`).
 PYTHON ?= python3.10
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,16 +20,19 @@ DEMO_ARGS := --data-root $(DEMO_DATA) --pipeline-root runs/demo/pipeline_root \
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test benchmarks clean
+.PHONY: install demo lint test benchmarks clean
 
 install: $(INSTALLED)
 
 # The lock is installed without dependency resolution: pip's resolver backtracks for 15+ minutes
 # on TFX, while the fully pinned lock installs in about two.
-$(INSTALLED): requirements.lock setup.py
+# The project itself: built with the lock's setuptools (no isolated build environment to
+# download); compat mode puts the checkout on sys.path, as the components' Beam workers and
+# subprocesses expect.
+$(INSTALLED): requirements.lock setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --no-deps -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $@
 
 # Written once: rewriting the files would change ImportExampleGen's fingerprint and retrain, where
@@ -43,12 +47,21 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-test: install $(CHROMIUM)
+# The linter and the formatter (configured in pyproject.toml) over all code, tests and benchmarks.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint $(CHROMIUM)
 	$(BIN)/python -m pytest tests
 
-# Every benchmark of docs/performance.md, each writing its table to benchmarks/results/
-# (about 30 minutes on 2 cores). trainer_input reads the demo run's transformed data. On a CPU the
-# precision benchmark times the demo model; on a GPU run it without flags (a GPU-sized model).
+# The benchmarks of docs/performance.md's headline table, with the settings it quotes, each writing
+# its table to benchmarks/results/ (docs/performance.md gives their run time and the commands of
+# the 512 px trainer-input run and of benchmarks/tracing.py, which this does not run). Each writes
+# its own data in a temporary folder and none reads runs/demo: trainer_input writes the demo set,
+# runs the Transform's analyzers on it and feeds the raw records through the transform graph. On a
+# CPU the precision benchmark times the demo model; on a GPU run it without flags (a GPU-sized
+# model).
 RESULTS := benchmarks/results
 benchmarks: demo
 	$(BIN)/python benchmarks/whole_run.py --out $(RESULTS)/whole_run.md

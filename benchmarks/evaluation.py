@@ -11,24 +11,25 @@ TFMA reads) in batches, calls the signature TFMA calls (`evaluation_sums`: per-e
 matrices at each image's own resolution) and adds them up with numpy. Both mean IoUs are printed:
 they must agree. Target: TFMA <= 1.25 x over the whole run.
 """
+
 import argparse
 import os
 import sys
 import tempfile
 import time
 
-import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
+import numpy as np
+import tensorflow as tf
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
 
-import numpy as np  # pylint: disable=wrong-import-position
-import tensorflow as tf  # pylint: disable=wrong-import-position
-from tfx.types import artifact_utils  # pylint: disable=wrong-import-position
-from tfx.utils import path_utils  # pylint: disable=wrong-import-position
+from iouseg import mlmd_store, run_summary
+from pipeline import local_runner
+from trainer import iou
 
-import demo_pipeline  # pylint: disable=wrong-import-position
-import report_table  # pylint: disable=wrong-import-position
-from iouseg import mlmd_store, run_summary  # pylint: disable=wrong-import-position
-from pipeline import local_runner  # pylint: disable=wrong-import-position
-from trainer import iou  # pylint: disable=wrong-import-position
+import demo_pipeline
+import report_table
+import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
 PIPELINE_NAME = 'evaluation-benchmark'
 TARGET = 1.25
@@ -58,33 +59,41 @@ def evaluator_run(work: str, eval_records: int):
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--eval-records', type=int, default=3000)
-  parser.add_argument('--small-records', type=int, default=48,
-                      help='eval records of the run that measures start-up')
+  parser.add_argument(
+    '--small-records', type=int, default=48, help='eval records of the run that measures start-up'
+  )
   parser.add_argument('--out', help='also write the markdown here')
   args = parser.parse_args(argv)
   with tempfile.TemporaryDirectory() as work:
     _, tfma_startup = evaluator_run(os.path.join(work, 'small'), args.small_records)
     run_args, tfma_seconds = evaluator_run(os.path.join(work, 'large'), args.eval_records)
     summary = run_summary.latest_run(run_args['metadata_path'], PIPELINE_NAME)
-    examples = mlmd_store.latest_outputs(run_args['metadata_path'], PIPELINE_NAME,
-                                          'RecordValidator')['valid_examples']
+    examples = mlmd_store.latest_outputs(
+      run_args['metadata_path'], PIPELINE_NAME, 'RecordValidator'
+    )['valid_examples']
     limit_startup, limit_seconds, limit_iou = predict_and_count(
-        path_utils.serving_model_path(summary.model_uri),
-        os.path.join(artifact_utils.get_split_uri(examples, 'eval'), '*'),
-        run_args['transform_config'].num_classes)
+      path_utils.serving_model_path(summary.model_uri),
+      os.path.join(artifact_utils.get_split_uri(examples, 'eval'), '*'),
+      run_args['training'].trainer_config.data.num_classes,
+    )
 
   tfma_rate = (args.eval_records - args.small_records) / (tfma_seconds - tfma_startup)
   limit_rate = (args.eval_records - BATCH_SIZE) / (limit_seconds - limit_startup)
-  lines = ['| what | seconds | start-up seconds | images/s beyond start-up | mean IoU |',
-           '| --- | --- | --- | --- | --- |',
-           f'| Evaluator (TFMA) | {tfma_seconds:.1f} | {tfma_startup:.1f} | {tfma_rate:.1f} | '
-           f'{summary.candidate_metrics["mean_iou"]:.4f} |',
-           f'| model signatures + numpy confusion matrix (the limit) | {limit_seconds:.1f} | '
-           f'{limit_startup:.1f} | {limit_rate:.1f} | {limit_iou:.4f} |']
-  lines += ['', f'Target: TFMA <= {TARGET} x the limit (measured {tfma_seconds / limit_seconds:.2f} over '
-            f'the whole run, {limit_rate / tfma_rate:.2f} beyond start-up). Data: {args.eval_records} '
-            f'eval demo records. TFMA start-up: the Evaluator of a {args.small_records}-record run; '
-            f"the limit's: loading the model and its first batch of {BATCH_SIZE}."]
+  lines = [
+    '| what | seconds | start-up seconds | images/s beyond start-up | mean IoU |',
+    '| --- | --- | --- | --- | --- |',
+    f'| Evaluator (TFMA) | {tfma_seconds:.1f} | {tfma_startup:.1f} | {tfma_rate:.1f} | '
+    f'{summary.candidate_metrics["mean_iou"]:.4f} |',
+    f'| model signatures + numpy confusion matrix (the limit) | {limit_seconds:.1f} | '
+    f'{limit_startup:.1f} | {limit_rate:.1f} | {limit_iou:.4f} |',
+  ]
+  lines += [
+    '',
+    f'Target: TFMA <= {TARGET} x the limit (measured {tfma_seconds / limit_seconds:.2f} over '
+    f'the whole run, {limit_rate / tfma_rate:.2f} beyond start-up). Data: {args.eval_records} '
+    f'eval demo records. TFMA start-up: the Evaluator of a {args.small_records}-record run; '
+    f"the limit's: loading the model and its first batch of {BATCH_SIZE}.",
+  ]
   return report_table.publish(lines, args.out, 'evaluation.py')
 
 

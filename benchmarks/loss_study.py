@@ -18,6 +18,7 @@ train pixels). Same seed, same weights at the start, same data order and augment
 loss, so each loss is also compared with cross-entropy seed by seed (paired differences).
 Datasets run in parallel processes (`--jobs`), each on its share of the CPU threads.
 """
+
 import argparse
 import os
 import pathlib
@@ -25,20 +26,19 @@ import sys
 import tempfile
 import time
 
-import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
+import numpy as np
+import tensorflow as tf
+import tf_keras
 
-import numpy as np  # pylint: disable=wrong-import-position
-import tensorflow as tf  # pylint: disable=wrong-import-position
-import tf_keras  # pylint: disable=wrong-import-position
+from iouseg import converters, demo_data
+from trainer import augment, decode, export, in_memory, iou, schedules, task
+from trainer.config import TrainerConfig
+from trainer.losses import LOSSES
+from transform import data_format
+from transform.config import TransformConfig
 
-import study_cli  # pylint: disable=wrong-import-position
-
-from iouseg import converters, demo_data  # pylint: disable=wrong-import-position
-from trainer import augment, decode, export, in_memory, iou, schedules, task  # pylint: disable=wrong-import-position
-from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
-from trainer.losses import LOSSES  # pylint: disable=wrong-import-position
-from transform import data_format  # pylint: disable=wrong-import-position
-from transform.config import TransformConfig  # pylint: disable=wrong-import-position
+import study_cli
+import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'data' / 'samples'
 BASELINE = 'cross_entropy'
@@ -68,8 +68,12 @@ def prepare(dataset: str, workdir: str, image_size: int = 64):
 def native_masks(file_pattern: str) -> list:
   """Each eval record's mask at its own size, decoded as the exported model decodes it."""
   spec = data_format.raw_feature_spec((data_format.MASK_ENCODED,))
-  return [export.native_mask(tf.io.parse_single_example(serialized, spec)[data_format.MASK_ENCODED])
-          .numpy() for serialized in tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern))]
+  return [
+    export.native_mask(
+      tf.io.parse_single_example(serialized, spec)[data_format.MASK_ENCODED]
+    ).numpy()
+    for serialized in tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern))
+  ]
 
 
 def native_confusion(model, eval_images, masks, config: TransformConfig) -> np.ndarray:
@@ -78,10 +82,12 @@ def native_confusion(model, eval_images, masks, config: TransformConfig) -> np.n
   probabilities = model.predict(eval_images, batch_size=16, verbose=0)
   matrix = np.zeros((config.num_classes, config.num_classes), np.int64)
   for probs, mask in zip(probabilities, masks):
-    native = export.to_native_resolution(tf.constant(probs), mask.shape[0], mask.shape[1],
-                                         config.image_size, config.resize).numpy()
-    matrix += iou.confusion_matrix(mask, decode.class_ids_np(native), mask != config.ignore_label,
-                                   config.num_classes)
+    native = export.to_native_resolution(
+      tf.constant(probs), mask.shape[0], mask.shape[1], config.image_size, config.resize
+    ).numpy()
+    matrix += iou.confusion_matrix(
+      mask, decode.class_ids_np(native), mask != config.ignore_label, config.num_classes
+    )
   return matrix
 
 
@@ -89,8 +95,13 @@ def train_batches(train, trainer_config: TrainerConfig, seed: int, batch_size: i
   """The in-memory train arrays as the Trainer feeds them: shuffled by `seed`, repeated, batched,
   then augmented by the config's recipe (`trainer.augment`, as `trainer.data` applies it)."""
   return augment.augment_dataset(
-      tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=seed).repeat()
-      .batch(batch_size), augment.AugmentOptions.from_config(trainer_config), seed)
+    tf.data.Dataset.from_tensor_slices(train)
+    .shuffle(len(train[0]), seed=seed)
+    .repeat()
+    .batch(batch_size),
+    augment.AugmentOptions.from_config(trainer_config),
+    seed,
+  )
 
 
 def train_to_convergence(trainer_config: TrainerConfig, seed: int, data, masks, args) -> dict:
@@ -102,22 +113,34 @@ def train_to_convergence(trainer_config: TrainerConfig, seed: int, data, masks, 
   evaluations = args.max_steps // args.eval_every
   model = task.compiled_model(trainer_config, total_steps=evaluations * args.eval_every)
   dataset = train_batches(train, trainer_config, seed, args.batch_size)
-  switch = (round(trainer_config.loss_switch * evaluations) if '>' in trainer_config.loss else 0)
-  stopping = tf_keras.callbacks.EarlyStopping(schedules.MONITOR, mode='max', patience=args.patience,
-                                              start_from_epoch=switch)
+  losses = trainer_config.losses
+  switch = round(losses.loss_switch * evaluations) if '>' in losses.loss else 0
+  stopping = tf_keras.callbacks.EarlyStopping(
+    schedules.MONITOR, mode='max', patience=args.patience, start_from_epoch=switch
+  )
   best = schedules.BestWeights()
   start = time.perf_counter()
-  history = model.fit(dataset, steps_per_epoch=args.eval_every, epochs=evaluations,
-                      validation_data=evaluation, validation_batch_size=args.batch_size,
-                      callbacks=[best, stopping], verbose=0)
+  history = model.fit(
+    dataset,
+    steps_per_epoch=args.eval_every,
+    epochs=evaluations,
+    validation_data=evaluation,
+    validation_batch_size=args.batch_size,
+    callbacks=[best, stopping],
+    verbose=0,
+  )
   seconds = time.perf_counter() - start
   per_class = iou.per_class_iou(native_confusion(model, evaluation[0], masks, config))
-  return {'seed': seed, 'mean_iou': float(np.nanmean(per_class)),
-          'per_class_iou': [float(v) for v in per_class],
-          'train_mean_iou': model_resolution_mean_iou(model, train, config.num_classes),
-          'best_step': (best.best_epoch + 1) * args.eval_every,
-          'converged': bool(stopping.stopped_epoch), 'seconds': seconds,
-          'validation_curve': [round(float(v), 4) for v in history.history[schedules.MONITOR]]}
+  return {
+    'seed': seed,
+    'mean_iou': float(np.nanmean(per_class)),
+    'per_class_iou': [float(v) for v in per_class],
+    'train_mean_iou': model_resolution_mean_iou(model, train, config.num_classes),
+    'best_step': (best.best_epoch + 1) * args.eval_every,
+    'converged': bool(stopping.stopped_epoch),
+    'seconds': seconds,
+    'validation_curve': [round(float(v), 4) for v in history.history[schedules.MONITOR]],
+  }
 
 
 def model_resolution_mean_iou(model, arrays, num_classes: int) -> float:
@@ -145,12 +168,15 @@ def run_dataset(dataset: str, args) -> dict:
   runs = []
   for loss in args.losses:
     for seed in args.seeds:
-      trainer_config = TrainerConfig(num_classes=data[0].num_classes, image_size=data[0].image_size,
-                                     channels=data[0].channels, loss=loss)
+      trainer_config = TrainerConfig(data=data[0]).replace(loss=loss)
       runs.append({'loss': loss, **train_to_convergence(trainer_config, seed, data, masks, args)})
       print(f'{dataset} {runs[-1]}', file=sys.stderr, flush=True)
-  return {'dataset': dataset, 'class_names': list(CLASS_NAMES[dataset]),
-          'train_pixels_per_class': train_labels.sum((0, 1, 2)).tolist(), 'runs': runs}
+  return {
+    'dataset': dataset,
+    'class_names': list(CLASS_NAMES[dataset]),
+    'train_pixels_per_class': train_labels.sum((0, 1, 2)).tolist(),
+    'runs': runs,
+  }
 
 
 def mean_spread(values) -> str:
@@ -162,18 +188,28 @@ def mean_spread(values) -> str:
 def recipe_text(config: TrainerConfig) -> str:
   """The training recipe of `config` in a few words, e.g. 'Adam, constant lr, no augmentation'."""
   options = augment.AugmentOptions.from_config(config)
-  parts = ['AdamW' if config.weight_decay > 0 else 'Adam', f'{config.lr_schedule} lr' +
-           (f' after {config.warmup_steps} warm-up steps' if config.warmup_steps else '')]
+  optimizer = config.optimizer
+  parts = [
+    'AdamW' if optimizer.weight_decay > 0 else 'Adam',
+    f'{optimizer.lr_schedule} lr'
+    + (f' after {optimizer.warmup_steps} warm-up steps' if optimizer.warmup_steps else ''),
+  ]
   if options is None:
     parts.append('no augmentation')
   else:
     geometric = []
     if (options.min_scale, options.max_scale) != (1.0, 1.0):
       geometric.append(f'scale {options.min_scale:g}-{options.max_scale:g}')
-    geometric += [name for name, on in (('h-flip', options.horizontal_flip),
-                                        ('v-flip', options.vertical_flip),
-                                        ('rot90', options.rotate90),
-                                        ('photometric', options.photometric)) if on]
+    geometric += [
+      name
+      for name, on in (
+        ('h-flip', options.horizontal_flip),
+        ('v-flip', options.vertical_flip),
+        ('rot90', options.rotate90),
+        ('photometric', options.photometric),
+      )
+      if on
+    ]
     parts.append('augmentation: ' + ' + '.join(geometric))
   return ', '.join(parts)
 
@@ -183,18 +219,25 @@ def _rarest_class(result: dict) -> int:
   return int(np.argmin(result['train_pixels_per_class']))
 
 
-def paired_differences(result: dict, loss: str, metric=lambda run: run['mean_iou'], key='loss',
-                       baseline=BASELINE) -> list:
+def paired_differences(
+  result: dict, loss: str, metric=lambda run: run['mean_iou'], key='loss', baseline=BASELINE
+) -> list:
   """metric(loss run) - metric(cross-entropy run) for each seed both ran; runs told apart by
   run[key], compared with run[key] == baseline."""
   by_seed = {(run[key], run['seed']): run for run in result['runs']}
-  return [metric(by_seed[(loss, seed)]) - metric(by_seed[(baseline, seed)])
-          for (name, seed) in by_seed if name == loss and (baseline, seed) in by_seed]
+  return [
+    metric(by_seed[(loss, seed)]) - metric(by_seed[(baseline, seed)])
+    for (name, seed) in by_seed
+    if name == loss and (baseline, seed) in by_seed
+  ]
 
 
 def table(results: list, args) -> str:
-  lines = ['| data | loss | eval mean IoU | − cross-entropy, paired | seeds ahead | rarest class IoU '
-           '| steps to best | s / run |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+  lines = [
+    '| data | loss | eval mean IoU | − cross-entropy, paired | seeds ahead | rarest class IoU '
+    '| steps to best | s / run |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ]
   for result in results:
     rarest = _rarest_class(result)
     losses = list(dict.fromkeys(run['loss'] for run in result['runs']))
@@ -206,32 +249,41 @@ def table(results: list, args) -> str:
       ahead = f'{sum(d > 0 for d in paired)}/{len(paired)}' if compared else '—'
       capped = sum(not run['converged'] for run in runs)
       steps = f'{np.mean([run["best_step"] for run in runs]):.0f}' + (
-          f' ({capped} capped)' if capped else '')
+        f' ({capped} capped)' if capped else ''
+      )
       lines.append(
-          f'| {result["dataset"]} | `{loss}` | {mean_spread([r["mean_iou"] for r in runs])} | '
-          f'{versus} | {ahead} | '
-          f'{mean_spread([r["per_class_iou"][rarest] for r in runs])} | {steps} | '
-          f'{np.mean([r["seconds"] for r in runs]):.0f} |')
+        f'| {result["dataset"]} | `{loss}` | {mean_spread([r["mean_iou"] for r in runs])} | '
+        f'{versus} | {ahead} | '
+        f'{mean_spread([r["per_class_iou"][rarest] for r in runs])} | {steps} | '
+        f'{np.mean([r["seconds"] for r in runs]):.0f} |'
+      )
   names = ', '.join(f'{r["dataset"]}: {r["class_names"][_rarest_class(r)]}' for r in results)
   lines.append('')
   for result in results:
     capped = [run for run in result['runs'] if not run['converged']]
     if capped:
-      gains = [run['validation_curve'][-1] - run['validation_curve'][-1 - args.patience]
-               for run in capped if len(run['validation_curve']) > args.patience]
-      lines.append(f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped; '
-                   f'their validation mean IoU changed by {np.mean(gains):+.4f} on average over their '
-                   f'last {args.patience * args.eval_every} steps.' if gains else
-                   f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped.')
+      gains = [
+        run['validation_curve'][-1] - run['validation_curve'][-1 - args.patience]
+        for run in capped
+        if len(run['validation_curve']) > args.patience
+      ]
+      lines.append(
+        f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped; '
+        f'their validation mean IoU changed by {np.mean(gains):+.4f} on average over their '
+        f'last {args.patience * args.eval_every} steps.'
+        if gains
+        else f'{result["dataset"]}: {len(capped)} of {len(result["runs"])} runs capped.'
+      )
       lines.append('')
   lines.append(
-      f'Each run: batch {args.batch_size}, {recipe_text(TrainerConfig())}, validation every '
-      f'{args.eval_every} steps, stopped after {args.patience} without a better validation mean IoU '
-      f'(or at {args.max_steps} steps: "capped"), best validation weights kept; seeds '
-      f'{", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± half-range '
-      f'over seeds; paired: the same seed\'s cross-entropy run subtracted. Rarest class ({names}). '
-      f'Seconds on {args.threads or os.cpu_count()} CPU thread(s) per run, {args.jobs} run(s) at a '
-      'time.')
+    f'Each run: batch {args.batch_size}, {recipe_text(TrainerConfig())}, validation every '
+    f'{args.eval_every} steps, stopped after {args.patience} without a better validation mean IoU '
+    f'(or at {args.max_steps} steps: "capped"), best validation weights kept; seeds '
+    f'{", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± half-range '
+    f"over seeds; paired: the same seed's cross-entropy run subtracted. Rarest class ({names}). "
+    f'Seconds on {args.threads or os.cpu_count()} CPU thread(s) per run, {args.jobs} run(s) at a '
+    'time.'
+  )
   return lines
 
 
@@ -239,18 +291,22 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--datasets', default='demo,nuclei', help='(default: %(default)s)')
   parser.add_argument('--losses', default=','.join(STUDY_LOSSES), help='(default: %(default)s)')
-  study_cli.add_run_flags(parser, max_steps=1500,
-                          jobs_help='datasets trained at once, in separate processes',
-                          json_help='also write every run (per-class IoU, validation curve, steps, '
-                          'seconds) here')
+  study_cli.add_run_flags(
+    parser,
+    max_steps=1500,
+    jobs_help='datasets trained at once, in separate processes',
+    json_help='also write every run (per-class IoU, validation curve, steps, seconds) here',
+  )
   args = parser.parse_args(argv)
   if args.render:
     return study_cli.render(args.render, parser, _settings, table, args.out, 'loss_study.py')
   args = _settings(args)
-  results = study_cli.map_in_processes(run_dataset, args.jobs, args.datasets,
-                                       [args] * len(args.datasets))
-  return study_cli.publish(results, lambda: table(results, args), args.json, args.out,
-                           'loss_study.py')
+  results = study_cli.map_in_processes(
+    run_dataset, args.jobs, args.datasets, [args] * len(args.datasets)
+  )
+  return study_cli.publish(
+    results, lambda: table(results, args), args.json, args.out, 'loss_study.py'
+  )
 
 
 def _settings(args):

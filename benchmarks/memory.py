@@ -8,6 +8,7 @@ growth (the peak minus the memory when it started: what the component itself hol
 runs in one process). A streaming stage's growth stays flat as the data grows; one that holds its
 data in memory grows with it. The Trainer's steps do not depend on the data size.
 """
+
 import argparse
 import sys
 
@@ -35,16 +36,26 @@ def main(argv=None) -> int:
   header = ' | '.join(f'peak {s}x | growth {s}x' for s in scales)
   lines = [f'| component | {header} |', '| --- |' + ' --- |' * (2 * len(scales))]
   for node in BEAM_STAGES + ('Trainer',):
-    cells = ' | '.join(f'{runs[s].peak_mib(*runs[s].spans[node]):.0f} | {growth_mib(runs[s], node):.0f}'
-                       for s in scales)
+    cells = ' | '.join(
+      f'{runs[s].peak_mib(*runs[s].spans[node]):.0f} | {growth_mib(runs[s], node):.0f}'
+      for s in scales
+    )
     lines.append(f'| {node}{"" if node in BEAM_STAGES else " (not Beam)"} | {cells} |')
-  lines.append('| **whole run** | ' + ' | '.join(f'**{runs[s].peak_mib():.0f}** | ' for s in scales)
-               + ' |')
+  lines.append(
+    '| **whole run** | ' + ' | '.join(f'**{runs[s].peak_mib():.0f}** | ' for s in scales) + ' |'
+  )
   first, last = scales[0], scales[-1]
-  lines += ['', f'MiB of resident memory (the run and its child processes). Whole-run peak '
-            f'{last}x / {first}x = {runs[last].peak_mib() / runs[first].peak_mib():.2f}. Data: '
-            + ', '.join(f'{s}x = {whole_run.DEMO_TRAIN * s} train + {whole_run.DEMO_EVAL * s} '
-                        f'eval records ({runs[s].wall:.0f} s)' for s in scales) + '.']
+  lines += [
+    '',
+    f'MiB of resident memory (the run and its child processes). Whole-run peak '
+    f'{last}x / {first}x = {runs[last].peak_mib() / runs[first].peak_mib():.2f}. Data: '
+    + ', '.join(
+      f'{s}x = {whole_run.DEMO_TRAIN * s} train + {whole_run.DEMO_EVAL * s} '
+      f'eval records ({runs[s].wall:.0f} s)'
+      for s in scales
+    )
+    + '.',
+  ]
   return report_table.publish(lines, args.out, 'memory.py')
 
 

@@ -4,47 +4,52 @@
     .venv/bin/python benchmarks/precision.py --image-size 64 --base-filters 16 --depth 3   # the demo model
 
 Builds the Trainer's compiled model (`trainer.task.compiled_model`) once per setting, exactly as
-`run_fn` does (`trainer.distribution.configure_precision`, then `TrainerConfig.jit_compile`), and
+`run_fn` does (`trainer.distribution.configure_precision`, then `runtime.jit_compile`), and
 trains it on in-memory random tensors, so only the model's arithmetic is timed. The policy column
 says what ran: `mixed_precision` falls back to float32 where no GPU is visible, so on a CPU the mixed
 rows measure the float32 model again (the target, mixed >= 2 x float32, is for GPUs).
 """
+
 import argparse
 import sys
 
-import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
+import tensorflow as tf
+import tf_keras
 
-import tensorflow as tf  # pylint: disable=wrong-import-position
-import tf_keras  # pylint: disable=wrong-import-position
+from trainer import distribution, task
+from trainer.config import TrainerConfig
 
-import report_table  # pylint: disable=wrong-import-position
-import steps  # pylint: disable=wrong-import-position
-from trainer import distribution, task  # pylint: disable=wrong-import-position
-from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
+import report_table
+import steps
+import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
 TARGET = 2.0
 SETTINGS = {  # name -> (mixed_precision, jit_compile)
-    'float32': (False, False),
-    'mixed_float16': (True, False),
-    'float32 + XLA': (False, True),
-    'mixed_float16 + XLA': (True, True),
+  'float32': (False, False),
+  'mixed_float16': (True, False),
+  'float32 + XLA': (False, True),
+  'mixed_float16 + XLA': (True, True),
 }
 
 
 def random_batch(config: TrainerConfig):
   """One batch of the model's input shapes: normalised image, one-hot label, all-valid weights."""
-  shape = [config.batch_size, config.image_size, config.image_size]
-  ids = tf.random.uniform(shape, maxval=config.num_classes, dtype=tf.int32, seed=0)
-  return (tf.random.normal(shape + [config.channels], seed=0),
-          tf.one_hot(ids, config.num_classes), tf.ones(shape))
+  settings = config.data
+  shape = [config.runtime.batch_size, settings.image_size, settings.image_size]
+  ids = tf.random.uniform(shape, maxval=settings.num_classes, dtype=tf.int32, seed=0)
+  return (
+    tf.random.normal(shape + [settings.channels], seed=0),
+    tf.one_hot(ids, settings.num_classes),
+    tf.ones(shape),
+  )
 
 
 def measure(config: TrainerConfig, steps_timed: int, warmup: int):
   """(images/s, the compute dtype that ran) of one setting."""
-  distribution.configure_precision(config.mixed_precision)
+  distribution.configure_precision(config.runtime.mixed_precision)
   model = task.compiled_model(config)
   dataset = tf.data.Dataset.from_tensors(random_batch(config)).repeat()
-  rate = steps.images_per_second(model, dataset, config.batch_size, steps_timed, warmup)
+  rate = steps.images_per_second(model, dataset, config.runtime.batch_size, steps_timed, warmup)
   return rate, tf_keras.mixed_precision.global_policy().name
 
 
@@ -63,10 +68,17 @@ def main(argv=None) -> int:
   for gpu in gpus:  # the settings run one after another: let each take only what it needs
     tf.config.experimental.set_memory_growth(gpu, True)
 
-  configs = {name: TrainerConfig(image_size=args.image_size, base_filters=args.base_filters,
-                                 depth=args.depth, batch_size=args.batch_size,
-                                 mixed_precision=mixed, jit_compile=jit)
-             for name, (mixed, jit) in SETTINGS.items()}
+  configs = {
+    name: TrainerConfig.from_flat(
+      image_size=args.image_size,
+      base_filters=args.base_filters,
+      depth=args.depth,
+      batch_size=args.batch_size,
+      mixed_precision=mixed,
+      jit_compile=jit,
+    )
+    for name, (mixed, jit) in SETTINGS.items()
+  }
   policies = {}
 
   def run(name):
@@ -75,15 +87,26 @@ def main(argv=None) -> int:
 
   rates = steps.interleaved({name: (lambda n=name: run(n)) for name in configs}, args.repeats)
   base = rates['float32']
-  lines = ['| setting | policy that ran | images/s | ratio to float32 |', '| --- | --- | --- | --- |']
-  lines += [f'| {name} | {policies[name]} | {rate:.1f} | {rate / base:.2f} |'
-            for name, rate in rates.items()]
-  device = (tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU') if gpus
-            else 'no GPU')
-  lines += ['', f'Target on a GPU: mixed_float16 >= {TARGET} x float32. Model: FCN '
-            f'{args.image_size}x{args.image_size}x3, base filters {args.base_filters}, depth '
-            f'{args.depth}, batch {args.batch_size}; median of {args.repeats} interleaved turns of '
-            f'{args.steps} steps after {args.warmup} untimed.']
+  lines = [
+    '| setting | policy that ran | images/s | ratio to float32 |',
+    '| --- | --- | --- | --- |',
+  ]
+  lines += [
+    f'| {name} | {policies[name]} | {rate:.1f} | {rate / base:.2f} |'
+    for name, rate in rates.items()
+  ]
+  device = (
+    tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU')
+    if gpus
+    else 'no GPU'
+  )
+  lines += [
+    '',
+    f'Target on a GPU: mixed_float16 >= {TARGET} x float32. Model: FCN '
+    f'{args.image_size}x{args.image_size}x3, base filters {args.base_filters}, depth '
+    f'{args.depth}, batch {args.batch_size}; median of {args.repeats} interleaved turns of '
+    f'{args.steps} steps after {args.warmup} untimed.',
+  ]
   return report_table.publish(lines, args.out, 'precision.py', device=f', {device}')
 
 

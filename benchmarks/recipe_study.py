@@ -13,46 +13,58 @@ validated every --eval-every steps, stopped once validation mean IoU has not imp
 --patience validations or at --max-steps, best validation weights kept (`BestWeights`, as the
 Trainer exports). Scored as the Evaluator scores: eval mean IoU at each image's native resolution.
 'demo-small' is the demo set with only its first 24 train records (same eval split): a small train
-split that overfits, the case augmentation is for. Every recipe is compared with today's recipe
+split that overfits, the case augmentation is for. Every recipe is compared with the 'today' recipe
 (Adam, constant rate, no augmentation) seed by seed: same seed, same initial weights and data order.
 Runs of a (data set, recipe) pair go to one of --jobs processes.
 """
+
 import argparse
 import os
 import sys
 
-import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
+import numpy as np
 
-import numpy as np  # pylint: disable=wrong-import-position
+from trainer.config import TrainerConfig
 
-import loss_study  # pylint: disable=wrong-import-position
-import study_cli  # pylint: disable=wrong-import-position
-from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
+import loss_study
+import study_cli
+import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
-# Today's recipe (before issue 13): Adam at a constant rate, no augmentation. Every recipe sets
-# every recipe field, the loss included, so that the table does not change with TrainerConfig's
-# defaults.
-TODAY = dict(loss='soft_iou_per_class', no_augment=True, random_scale=False, min_scale=0.5,
-             max_scale=2.0, no_flip=False, vertical_flip=False, rotate90=False, photometric=False,
-             lr_schedule='constant', warmup_steps=0, weight_decay=0.0)
+# The 'today' recipe, the one every other is compared with: Adam at a constant rate, no
+# augmentation. Every recipe sets every recipe setting, the loss included, so that the table does
+# not change with TrainerConfig's defaults.
+TODAY = dict(
+  loss='soft_iou_per_class',
+  augment=False,
+  random_scale=False,
+  min_scale=0.5,
+  max_scale=2.0,
+  horizontal_flip=True,
+  vertical_flip=False,
+  rotate90=False,
+  photometric=False,
+  lr_schedule='constant',
+  warmup_steps=0,
+  weight_decay=0.0,
+)
 BASELINE = 'today'
-FLIP = dict(no_augment=False)
-# The issue's proposal: DeepLab's scale range, horizontal flip, photometric jitter.
-AUGMENT = dict(no_augment=False, random_scale=True, photometric=True)
+FLIP = dict(augment=True)
+# DeepLab's augmentation: its scale range, horizontal flip, photometric jitter.
+AUGMENT = dict(augment=True, random_scale=True, photometric=True)
 SCHEDULE = dict(lr_schedule='poly')
-# Name -> TrainerConfig fields. STUDY is the study; the rest explore.
+# Name -> TrainerConfig settings by their flat names. STUDY is the study; the rest explore.
 RECIPES = {
-    'today': TODAY,
-    'flip': {**TODAY, **FLIP},
-    'augment': {**TODAY, **AUGMENT},
-    'schedule': {**TODAY, **SCHEDULE},
-    'both': {**TODAY, **AUGMENT, **SCHEDULE},
-    'flip+cosine': {**TODAY, **FLIP, 'lr_schedule': 'cosine'},
-    'flip+photometric': {**TODAY, **FLIP, 'photometric': True},
-    'mild-scale': {**TODAY, **AUGMENT, 'min_scale': 0.75, 'max_scale': 1.5},
-    'poly+warmup': {**TODAY, **SCHEDULE, 'warmup_steps': 30},
-    'both+wd': {**TODAY, **AUGMENT, **SCHEDULE, 'weight_decay': 1e-4},
-    'all-geometric': {**TODAY, **AUGMENT, 'vertical_flip': True, 'rotate90': True},
+  'today': TODAY,
+  'flip': {**TODAY, **FLIP},
+  'augment': {**TODAY, **AUGMENT},
+  'schedule': {**TODAY, **SCHEDULE},
+  'both': {**TODAY, **AUGMENT, **SCHEDULE},
+  'flip+cosine': {**TODAY, **FLIP, 'lr_schedule': 'cosine'},
+  'flip+photometric': {**TODAY, **FLIP, 'photometric': True},
+  'mild-scale': {**TODAY, **AUGMENT, 'min_scale': 0.75, 'max_scale': 1.5},
+  'poly+warmup': {**TODAY, **SCHEDULE, 'warmup_steps': 30},
+  'both+wd': {**TODAY, **AUGMENT, **SCHEDULE, 'weight_decay': 1e-4},
+  'all-geometric': {**TODAY, **AUGMENT, 'vertical_flip': True, 'rotate90': True},
 }
 STUDY = ('today', 'flip', 'augment', 'schedule', 'both')
 DATASETS = ('demo', 'nuclei', 'demo-small')
@@ -71,12 +83,12 @@ def run_recipe(dataset: str, recipe: str, args) -> dict:
   """Every seed of one recipe on one data set, in this process with `args.threads` CPU threads."""
   data, masks = load(dataset, args.threads, args.image_size)
   config = data[0]
-  trainer_config = TrainerConfig(num_classes=config.num_classes, image_size=config.image_size,
-                                 channels=config.channels, **RECIPES[recipe])
+  trainer_config = TrainerConfig(data=config).replace(**RECIPES[recipe])
   runs = []
   for seed in args.seeds:
-    runs.append({'recipe': recipe, **loss_study.train_to_convergence(trainer_config, seed, data,
-                                                                     masks, args)})
+    runs.append(
+      {'recipe': recipe, **loss_study.train_to_convergence(trainer_config, seed, data, masks, args)}
+    )
     print(f'{dataset} {runs[-1]}', file=sys.stderr, flush=True)
   return {'dataset': dataset, 'recipe': recipe, 'train_records': len(data[1][0]), 'runs': runs}
 
@@ -85,8 +97,10 @@ def _by_dataset(cells: list) -> list:
   """run_recipe results -> one {'dataset', 'train_records', 'runs'} per data set, in order."""
   merged = {}
   for cell in cells:
-    merged.setdefault(cell['dataset'], {'dataset': cell['dataset'], 'train_records':
-                                        cell['train_records'], 'runs': []})['runs'] += cell['runs']
+    merged.setdefault(
+      cell['dataset'],
+      {'dataset': cell['dataset'], 'train_records': cell['train_records'], 'runs': []},
+    )['runs'] += cell['runs']
   return list(merged.values())
 
 
@@ -96,58 +110,78 @@ def _validation_gap(run: dict) -> float:
 
 
 def table(results: list, args) -> list:
-  lines = ['| data | recipe | what it trains with | eval mean IoU | − today, paired | seeds ahead '
-           '| train − validation | steps to best | s / run |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  lines = [
+    '| data | recipe | what it trains with | eval mean IoU | − today, paired | seeds ahead '
+    '| train − validation | steps to best | s / run |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ]
   for result in results:
     for recipe in dict.fromkeys(run['recipe'] for run in result['runs']):
       runs = [run for run in result['runs'] if run['recipe'] == recipe]
       paired = loss_study.paired_differences(result, recipe, key='recipe', baseline=BASELINE)
       compared = paired and recipe != BASELINE
-      versus = ('+' if np.mean(paired) >= 0 else '') + loss_study.mean_spread(paired) if compared else '—'
+      versus = (
+        ('+' if np.mean(paired) >= 0 else '') + loss_study.mean_spread(paired) if compared else '—'
+      )
       ahead = f'{sum(d > 0 for d in paired)}/{len(paired)}' if compared else '—'
       capped = sum(not run['converged'] for run in runs)
-      config = TrainerConfig(**RECIPES[recipe])
+      config = TrainerConfig.from_flat(**RECIPES[recipe])
       lines.append(
-          f'| {result["dataset"]} ({result["train_records"]} train) | {recipe} | '
-          f'{loss_study.recipe_text(config)} | '
-          f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
-          f'{np.mean([_validation_gap(r) for r in runs]):+.3f} | '
-          f'{np.mean([r["best_step"] for r in runs]):.0f}' + (f' ({capped} capped)' if capped else '')
-          + f' | {np.mean([r["seconds"] for r in runs]):.0f} |')
+        f'| {result["dataset"]} ({result["train_records"]} train) | {recipe} | '
+        f'{loss_study.recipe_text(config)} | '
+        f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
+        f'{np.mean([_validation_gap(r) for r in runs]):+.3f} | '
+        f'{np.mean([r["best_step"] for r in runs]):.0f}'
+        + (f' ({capped} capped)' if capped else '')
+        + f' | {np.mean([r["seconds"] for r in runs]):.0f} |'
+      )
   lines.append('')
   lines.append(
-      f'Each run: batch {args.batch_size}, {args.image_size} px, `{TODAY["loss"]}`, lr 3e-3, validation every '
-      f'{args.eval_every} steps, stopped after {args.patience} without a better validation mean IoU '
-      f'(or at {args.max_steps} steps: "capped"; schedules reach 0 there), best validation weights '
-      f'kept; seeds {", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± '
-      "half-range over seeds; paired: the same seed's run of today's recipe subtracted. Train − "
-      'validation: un-augmented train mean IoU minus the best validation mean IoU, both at model '
-      f'resolution (overfitting). Seconds on {args.threads or os.cpu_count()} CPU thread(s) per run, '
-      f'{args.jobs} run(s) at a time.')
+    f'Each run: batch {args.batch_size}, {args.image_size} px, `{TODAY["loss"]}`, lr 3e-3, validation every '
+    f'{args.eval_every} steps, stopped after {args.patience} without a better validation mean IoU '
+    f'(or at {args.max_steps} steps: "capped"; schedules reach 0 there), best validation weights '
+    f'kept; seeds {", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± '
+    "half-range over seeds; paired: the same seed's run of today's recipe subtracted. Train − "
+    'validation: un-augmented train mean IoU minus the best validation mean IoU, both at model '
+    f'resolution (overfitting). Seconds on {args.threads or os.cpu_count()} CPU thread(s) per run, '
+    f'{args.jobs} run(s) at a time.'
+  )
   return lines
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--datasets', default=','.join(DATASETS), help='(default: %(default)s)')
-  parser.add_argument('--recipes', default=','.join(STUDY),
-                      help=f'of {", ".join(RECIPES)} (default: %(default)s)')
-  parser.add_argument('--image-size', type=int, default=64,
-                      help='model input size in pixels (nuclei tiles are 128) (default: %(default)s)')
-  study_cli.add_run_flags(parser, max_steps=1000,
-                          jobs_help='(data set, recipe) pairs trained at once, in separate processes',
-                          json_help='also write every run (validation curve, steps, seconds) here')
+  parser.add_argument(
+    '--recipes', default=','.join(STUDY), help=f'of {", ".join(RECIPES)} (default: %(default)s)'
+  )
+  parser.add_argument(
+    '--image-size',
+    type=int,
+    default=64,
+    help='model input size in pixels (nuclei tiles are 128) (default: %(default)s)',
+  )
+  study_cli.add_run_flags(
+    parser,
+    max_steps=1000,
+    jobs_help='(data set, recipe) pairs trained at once, in separate processes',
+    json_help='also write every run (validation curve, steps, seconds) here',
+  )
   args = parser.parse_args(argv)
-  settings = lambda parsed: _settings(parser, parsed)
+
+  def settings(parsed):
+    return _settings(parser, parsed)
+
   if args.render:
     return study_cli.render(args.render, parser, settings, table, args.out, 'recipe_study.py')
   args = settings(args)
   cells = [(dataset, recipe) for dataset in args.datasets for recipe in args.recipes]
-  results = _by_dataset(study_cli.map_in_processes(run_recipe, args.jobs, *zip(*cells),
-                                                   [args] * len(cells)))
-  return study_cli.publish(results, lambda: table(results, args), args.json, args.out,
-                           'recipe_study.py')
+  results = _by_dataset(
+    study_cli.map_in_processes(run_recipe, args.jobs, *zip(*cells), [args] * len(cells))
+  )
+  return study_cli.publish(
+    results, lambda: table(results, args), args.json, args.out, 'recipe_study.py'
+  )
 
 
 def _settings(parser, args):
@@ -155,9 +189,12 @@ def _settings(parser, args):
   args.datasets, args.recipes = args.datasets.split(','), args.recipes.split(',')
   unknown = sorted(set(args.recipes) - set(RECIPES)) + sorted(set(args.datasets) - set(DATASETS))
   if unknown:
-    parser.error(f'unknown {unknown}; recipes: {", ".join(RECIPES)}; data sets: {", ".join(DATASETS)}')
+    parser.error(
+      f'unknown {unknown}; recipes: {", ".join(RECIPES)}; data sets: {", ".join(DATASETS)}'
+    )
   return study_cli.apply_run_settings(
-      args, tasks=lambda settings: len(settings.datasets) * len(settings.recipes))
+    args, tasks=lambda settings: len(settings.datasets) * len(settings.recipes)
+  )
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@
 Each measurement is one `fit` of `warmup + steps` steps; the warm-up steps (tracing, the input
 pipeline filling its buffers) are left out of the clock, so the figure is what a long run sustains.
 """
+
 import statistics
 import time
 
@@ -23,8 +24,9 @@ class _StepClock(tf_keras.callbacks.Callback):
     self.end = time.perf_counter()
 
 
-def images_per_second(model: tf_keras.Model, dataset, batch_size: int, steps: int,
-                      warmup: int) -> float:
+def images_per_second(
+  model: tf_keras.Model, dataset, batch_size: int, steps: int, warmup: int
+) -> float:
   clock = _StepClock(warmup)
   model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[clock], verbose=0)
   return steps * batch_size / (clock.end - clock.start)

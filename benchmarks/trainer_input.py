@@ -14,27 +14,28 @@ and trains the Trainer's own compiled model (`trainer.task.compiled_model`) on t
 - in-memory tensors (the limit): one batch of the same shapes held in memory and repeated.
 Prints images/s of each and its ratio to the limit (targets: >= 0.95 at 64 px, >= 0.9 at 512 px).
 """
+
 import argparse
 import os
 import sys
 import tempfile
 
-import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import metadata_io
 
-import tensorflow as tf  # pylint: disable=wrong-import-position
-import tensorflow_transform as tft  # pylint: disable=wrong-import-position
-import tensorflow_transform.beam as tft_beam  # pylint: disable=wrong-import-position
-from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=wrong-import-position
+from iouseg import demo_data
+from trainer import data, task
+from trainer.config import RuntimeConfig, TrainerConfig
+from transform import data_format
+from transform.config import TransformConfig
+from transform.preprocessing import preprocessing_fn
 
-import report_table  # pylint: disable=wrong-import-position
-import steps  # pylint: disable=wrong-import-position
-import voc_like  # pylint: disable=wrong-import-position
-from iouseg import demo_data  # pylint: disable=wrong-import-position
-from trainer import data, task  # pylint: disable=wrong-import-position
-from trainer.config import TrainerConfig  # pylint: disable=wrong-import-position
-from transform import data_format  # pylint: disable=wrong-import-position
-from transform.config import TransformConfig  # pylint: disable=wrong-import-position
-from transform.preprocessing import preprocessing_fn  # pylint: disable=wrong-import-position
+import report_table
+import steps
+import tf_env  # noqa: F401  (first: sets up TensorFlow)
+import voc_like
 
 TARGETS = {64: 0.95, 512: 0.9}
 TRAINER_FEED = "Trainer's feed: raw records through tft_layer"
@@ -45,8 +46,13 @@ def write_data(kind: str, directory: str, records: int) -> str:
   """The train split's file pattern."""
   os.makedirs(os.path.join(directory, 'train'))
   if kind == 'demo':
-    demo_data.write_split(os.path.join(directory, 'train', 'demo.tfrecord'), records, seed=0,
-                          size=96, ignore_label=data_format.DEFAULT_IGNORE_LABEL)
+    demo_data.write_split(
+      os.path.join(directory, 'train', 'demo.tfrecord'),
+      records,
+      seed=0,
+      size=96,
+      ignore_label=data_format.DEFAULT_IGNORE_LABEL,
+    )
   else:
     voc_like.write_split(os.path.join(directory, 'train', 'voc_like.tfrecord'), records, seed=0)
   return os.path.join(directory, 'train', '*')
@@ -55,62 +61,84 @@ def write_data(kind: str, directory: str, records: int) -> str:
 def analyse(pattern: str, config: TransformConfig, directory: str) -> tft.TFTransformOutput:
   """The transform graph of `preprocessing_fn` over the records: TFT's analyzers on Beam."""
   spec = data_format.raw_feature_spec()
-  rows = [{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()}
-          for r in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern))]
+  rows = [
+    {k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()}
+    for r in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern))
+  ]
   output_dir = os.path.join(directory, 'transform_graph')
   raw_metadata = tft.DatasetMetadata.from_feature_spec(spec)
   with tft_beam.Context(temp_dir=os.path.join(directory, 'tft_tmp')):
-    transform_fn = ((rows, raw_metadata)
-                    | tft_beam.AnalyzeDataset(lambda inputs: preprocessing_fn(inputs, vars(config))))
+    transform_fn = (rows, raw_metadata) | tft_beam.AnalyzeDataset(
+      lambda inputs: preprocessing_fn(inputs, vars(config))
+    )
     _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
   # The raw schema beside the graph, as the Transform component writes it.
-  metadata_io.write_metadata(raw_metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  metadata_io.write_metadata(
+    raw_metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
+  )
   return tft.TFTransformOutput(output_dir)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--data', choices=('demo', 'voc_like'), default='demo')
-  parser.add_argument('--records', type=int, default=192, help='train records (default: %(default)s)')
+  parser.add_argument(
+    '--records', type=int, default=192, help='train records (default: %(default)s)'
+  )
   parser.add_argument('--image-size', type=int, default=64)
   parser.add_argument('--num-classes', type=int, default=4)
-  parser.add_argument('--batch-size', type=int, default=TrainerConfig.batch_size)
+  parser.add_argument('--batch-size', type=int, default=RuntimeConfig.batch_size)
   parser.add_argument('--steps', type=int, default=60, help='timed steps per turn')
   parser.add_argument('--warmup', type=int, default=10, help='untimed steps per turn')
   parser.add_argument('--repeats', type=int, default=3, help='turns of each feed (median kept)')
   parser.add_argument('--out', help='also write the markdown here')
   args = parser.parse_args(argv)
-  config = TrainerConfig(image_size=args.image_size, num_classes=args.num_classes,
-                         batch_size=args.batch_size)
+  config = TrainerConfig.from_flat(
+    image_size=args.image_size, num_classes=args.num_classes, batch_size=args.batch_size
+  )
+  runtime, model_settings, size = config.runtime, config.model, config.data.image_size
 
   with tempfile.TemporaryDirectory() as work:
     pattern = write_data(args.data, work, args.records)
-    tf_transform_output = analyse(pattern, TransformConfig(args.image_size, 3, args.num_classes), work)
+    tf_transform_output = analyse(pattern, config.data, work)
 
     def feed(cache_mib):
-      return data.make_dataset([pattern], tf_transform_output, config.batch_size, seed=0,
-                               cache_mib=cache_mib)
+      return data.make_dataset(
+        [pattern], tf_transform_output, runtime.batch_size, seed=0, cache_mib=cache_mib
+      )
 
     one_batch = next(iter(feed(0)))
-    feeds = {f'{TRAINER_FEED} (cache_mib={config.cache_mib})': feed(config.cache_mib),
-             'the same, no cache (files re-read each epoch)': feed(0),
-             LIMIT: tf.data.Dataset.from_tensors(one_batch).repeat()}
+    feeds = {
+      f'{TRAINER_FEED} (cache_mib={runtime.cache_mib})': feed(runtime.cache_mib),
+      'the same, no cache (files re-read each epoch)': feed(0),
+      LIMIT: tf.data.Dataset.from_tensors(one_batch).repeat(),
+    }
     model = task.compiled_model(config)
     rates = steps.interleaved(
-        {name: (lambda d=dataset: steps.images_per_second(model, d, config.batch_size, args.steps,
-                                                          args.warmup))
-         for name, dataset in feeds.items()}, args.repeats)
+      {
+        name: (
+          lambda d=dataset: steps.images_per_second(
+            model, d, runtime.batch_size, args.steps, args.warmup
+          )
+        )
+        for name, dataset in feeds.items()
+      },
+      args.repeats,
+    )
 
   limit = rates[LIMIT]
   target = TARGETS.get(args.image_size, TARGETS[512])
   lines = ['| feed | images/s | ratio to in-memory |', '| --- | --- | --- |']
   lines += [f'| {name} | {rate:.2f} | {rate / limit:.2f} |' for name, rate in rates.items()]
-  lines += ['', f"Target: the Trainer's feed >= {target} x in-memory. Data: {args.records} "
-            f"{'demo (96x96 PNG)' if args.data == 'demo' else 'VOC-like (512x384 JPEG)'} records. "
-            f'Model: FCN {config.image_size}x{config.image_size}x{config.channels}, '
-            f'{config.num_classes} classes, base filters {config.base_filters}, depth '
-            f'{config.depth}, batch {config.batch_size}; median of {args.repeats} interleaved turns '
-            f'of {args.steps} steps after {args.warmup} untimed.']
+  lines += [
+    '',
+    f"Target: the Trainer's feed >= {target} x in-memory. Data: {args.records} "
+    f'{"demo (96x96 PNG)" if args.data == "demo" else "VOC-like (512x384 JPEG)"} records. '
+    f'Model: FCN {size}x{size}x{config.data.channels}, '
+    f'{config.data.num_classes} classes, base filters {model_settings.base_filters}, depth '
+    f'{model_settings.depth}, batch {runtime.batch_size}; median of {args.repeats} '
+    f'interleaved turns of {args.steps} steps after {args.warmup} untimed.',
+  ]
   device = 'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'
   return report_table.publish(lines, args.out, 'trainer_input.py', device=f', {device}')
 

@@ -14,6 +14,7 @@ decodes and resizes the same train records once, with the Transform's own functi
 images/s and the ratios against the targets (2 workers >= 1.7 x 1 worker; 1 worker >= 0.5 x the
 loop).
 """
+
 import argparse
 import os
 import pathlib
@@ -21,17 +22,17 @@ import sys
 import tempfile
 import time
 
-import tf_env  # noqa: F401  pylint: disable=unused-import  (first: sets up TensorFlow)
+import tensorflow as tf
+from tfx.orchestration.pipeline import RunOptions
 
-import tensorflow as tf  # pylint: disable=wrong-import-position
-from tfx.orchestration.pipeline import RunOptions  # pylint: disable=wrong-import-position
+from pipeline import beam_runners, local_runner
+from transform import data_format
+from transform.config import TransformConfig
+from transform.preprocessing import decode_image, decode_mask
 
-import demo_pipeline  # pylint: disable=wrong-import-position
-import report_table  # pylint: disable=wrong-import-position
-from transform import data_format  # pylint: disable=wrong-import-position
-from pipeline import beam_runners, local_runner  # pylint: disable=wrong-import-position
-from transform.config import TransformConfig  # pylint: disable=wrong-import-position
-from transform.preprocessing import decode_image, decode_mask  # pylint: disable=wrong-import-position
+import demo_pipeline
+import report_table
+import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
 PIPELINE_NAME = 'transform-benchmark'
 SCALING_TARGET = 1.7
@@ -44,13 +45,17 @@ def plain_loop_images_per_second(file_pattern: str, config: TransformConfig) -> 
 
   def decode(serialized):
     raw = tf.io.parse_single_example(serialized, spec)
-    return (decode_image(raw[data_format.IMAGE_ENCODED], config),
-            decode_mask(raw[data_format.MASK_ENCODED], config))
+    return (
+      decode_image(raw[data_format.IMAGE_ENCODED], config),
+      decode_mask(raw[data_format.MASK_ENCODED], config),
+    )
 
   options = tf.data.Options()
   options.threading.private_threadpool_size = 1
   options.threading.max_intra_op_parallelism = 1
-  dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern)).map(decode).with_options(options)
+  dataset = (
+    tf.data.TFRecordDataset(tf.io.gfile.glob(file_pattern)).map(decode).with_options(options)
+  )
   count = tf.function(lambda: dataset.reduce(0, lambda n, _: n + 1))
   start = time.perf_counter()
   images = int(count())
@@ -58,9 +63,9 @@ def plain_loop_images_per_second(file_pattern: str, config: TransformConfig) -> 
 
 
 SETTINGS = {
-    'in_memory (one process; the local default)': beam_runners.beam_args('in_memory'),
-    'multi_processing, 1 worker': beam_runners.beam_args('multi_processing', 1),
-    'multi_processing, 2 workers': beam_runners.beam_args('multi_processing', 2),
+  'in_memory (one process; the local default)': beam_runners.beam_args('in_memory'),
+  'multi_processing, 1 worker': beam_runners.beam_args('multi_processing', 1),
+  'multi_processing, 2 workers': beam_runners.beam_args('multi_processing', 2),
 }
 
 
@@ -71,8 +76,10 @@ def transform_seconds(work: str, train_records: int, eval_records: int) -> dict:
   local_runner.run(**run_args, run_options=RunOptions(to_nodes=['AnomalyGate']))
   seconds = {}
   for name, beam_args in SETTINGS.items():
-    local_runner.run(**{**run_args, 'beam_pipeline_args': beam_args},
-                     run_options=RunOptions(from_nodes=['Transform'], to_nodes=['Transform']))
+    local_runner.run(
+      **{**run_args, 'beam_pipeline_args': beam_args},
+      run_options=RunOptions(from_nodes=['Transform'], to_nodes=['Transform']),
+    )
     seconds[name] = demo_pipeline.seconds(run_args, 'Transform')
   return seconds
 
@@ -81,41 +88,57 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--train-records', type=int, default=12000)
   parser.add_argument('--eval-records', type=int, default=3000)
-  parser.add_argument('--small-records', type=int, default=200,
-                      help='train records of the small run that measures start-up (eval: a quarter)')
+  parser.add_argument(
+    '--small-records',
+    type=int,
+    default=200,
+    help='train records of the small run that measures start-up (eval: a quarter)',
+  )
   parser.add_argument('--out', help='also write the markdown here')
   args = parser.parse_args(argv)
   # What Transform reads: the train records (its analyse pass), not the eval split.
   large, small = args.train_records, args.small_records
 
   with tempfile.TemporaryDirectory() as work:
-    startup = transform_seconds(os.path.join(work, 'small'), args.small_records,
-                                args.small_records // 4)
+    startup = transform_seconds(
+      os.path.join(work, 'small'), args.small_records, args.small_records // 4
+    )
     seconds = transform_seconds(os.path.join(work, 'large'), args.train_records, args.eval_records)
     data_root = os.path.join(work, 'large', 'data')
     size_mib = sum(p.stat().st_size for p in pathlib.Path(data_root, 'train').rglob('*')) / 2**20
-    loop_rate = plain_loop_images_per_second(os.path.join(data_root, 'train', '*'),
-                                             TransformConfig())
+    loop_rate = plain_loop_images_per_second(
+      os.path.join(data_root, 'train', '*'), TransformConfig()
+    )
 
   whole = {name: large / s for name, s in seconds.items()}
   beyond = {name: (large - small) / (seconds[name] - startup[name]) for name in seconds}
   one, two = 'multi_processing, 1 worker', 'multi_processing, 2 workers'
-  lines = ['| what | seconds | start-up share | images/s | images/s beyond start-up | '
-           'ratio (beyond start-up) |', '| --- | --- | --- | --- | --- | --- |']
-  lines += [f'| Transform, {name} | {seconds[name]:.1f} | {startup[name] / seconds[name]:.0%} | '
-            f'{whole[name]:.1f} | {beyond[name]:.1f} | {beyond[name] / beyond[one]:.2f} x 1 worker |'
-            for name in seconds]
-  lines.append(f'| plain tf.function loop, one core (the limit) | {large / loop_rate:.1f} | | '
-               f'{loop_rate:.1f} | | 1 worker = {beyond[one] / loop_rate:.2f} x the loop |')
-  lines += ['', f'Targets: 2 workers >= {SCALING_TARGET} x 1 worker (measured {whole[two] / whole[one]:.2f} '
-            f'over the whole run, {beyond[two] / beyond[one]:.2f} beyond start-up); 1 worker >= '
-            f'{LOOP_TARGET} x the loop (measured {whole[one] / loop_rate:.2f} and '
-            f'{beyond[one] / loop_rate:.2f}). Data: {args.train_records} train demo records, what '
-            f'Transform reads ({size_mib:.0f} MiB of TFRecords, 96x96 PNG in, 64x64 out; the '
-            f'{args.eval_records} eval records are not read). Start-up: the Transform seconds of a '
-            f'{small}-train-record run of the same setting (pipeline construction, preprocessing_fn '
-            'tracing, worker processes); beyond start-up = the extra records over the extra seconds '
-            'of the large run.']
+  lines = [
+    '| what | seconds | start-up share | images/s | images/s beyond start-up | '
+    'ratio (beyond start-up) |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
+  lines += [
+    f'| Transform, {name} | {seconds[name]:.1f} | {startup[name] / seconds[name]:.0%} | '
+    f'{whole[name]:.1f} | {beyond[name]:.1f} | {beyond[name] / beyond[one]:.2f} x 1 worker |'
+    for name in seconds
+  ]
+  lines.append(
+    f'| plain tf.function loop, one core (the limit) | {large / loop_rate:.1f} | | '
+    f'{loop_rate:.1f} | | 1 worker = {beyond[one] / loop_rate:.2f} x the loop |'
+  )
+  lines += [
+    '',
+    f'Targets: 2 workers >= {SCALING_TARGET} x 1 worker (measured {whole[two] / whole[one]:.2f} '
+    f'over the whole run, {beyond[two] / beyond[one]:.2f} beyond start-up); 1 worker >= '
+    f'{LOOP_TARGET} x the loop (measured {whole[one] / loop_rate:.2f} and '
+    f'{beyond[one] / loop_rate:.2f}). Data: {args.train_records} train demo records, what '
+    f'Transform reads ({size_mib:.0f} MiB of TFRecords, 96x96 PNG in, 64x64 out; the '
+    f'{args.eval_records} eval records are not read). Start-up: the Transform seconds of a '
+    f'{small}-train-record run of the same setting (pipeline construction, preprocessing_fn '
+    'tracing, worker processes); beyond start-up = the extra records over the extra seconds '
+    'of the large run.',
+  ]
   return report_table.publish(lines, args.out, 'transform_scaling.py')
 
 

@@ -6,6 +6,7 @@ PNG masks of 21 classes and a 5-pixel void band (255) around each object, in the
 Objects are ellipses and boxes of random classes 1-20 on textured backgrounds, 1-4 per image,
 covering about a quarter of the pixels, so the class balance is VOC's (background ~70%).
 """
+
 import argparse
 import io
 import os
@@ -36,9 +37,9 @@ def make_pair(rng: np.random.Generator, height: int, width: int):
     colour = tuple(int(c) for c in rng.integers(0, 256, 3))
     shape = paint.ellipse if class_id % 2 else paint.rectangle
     shape(box, fill=colour)
-    (label.ellipse if class_id % 2 else label.rectangle)(box, fill=class_id,
-                                                         outline=data_format.DEFAULT_IGNORE_LABEL,
-                                                         width=VOID_BAND)
+    (label.ellipse if class_id % 2 else label.rectangle)(
+      box, fill=class_id, outline=data_format.DEFAULT_IGNORE_LABEL, width=VOID_BAND
+    )
   pixels = np.clip(np.asarray(image, np.float32) + rng.normal(0, 8, (height, width, 3)), 0, 255)
   buffer = io.BytesIO()
   Image.fromarray(pixels.astype(np.uint8)).save(buffer, format='JPEG', quality=90)
@@ -47,23 +48,28 @@ def make_pair(rng: np.random.Generator, height: int, width: int):
 
 def write_split(path: str, count: int, seed: int, sizes=SIZES) -> int:
   """`count` records in one TFRecord file; returns the bytes written."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
   rng = np.random.default_rng(seed)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with tf.io.TFRecordWriter(path) as writer:
     for i in range(count):
       height, width = sizes[i % len(sizes)]
       jpeg, mask = make_pair(rng, height, width)
-      writer.write(data_format.make_example(
-          jpeg, 'jpeg', height, width, 3, f'voc_like/{i:06d}.jpg',
-          data_format.encode_png(mask)).SerializeToString())
+      writer.write(
+        data_format.make_example(
+          jpeg, 'jpeg', height, width, 3, f'voc_like/{i:06d}.jpg', data_format.encode_png(mask)
+        ).SerializeToString()
+      )
   return os.path.getsize(path)
 
 
 def write(output: str, train: int, eval_count: int, seed: int = 0, sizes=SIZES) -> dict:
   """OUTPUT/train/voc_like.tfrecord and OUTPUT/eval/voc_like.tfrecord; returns bytes per split."""
-  return {split: write_split(os.path.join(output, split, 'voc_like.tfrecord'), count, seed + k, sizes)
-          for k, (split, count) in enumerate((('train', train), ('eval', eval_count)))}
+  return {
+    split: write_split(os.path.join(output, split, 'voc_like.tfrecord'), count, seed + k, sizes)
+    for k, (split, count) in enumerate((('train', train), ('eval', eval_count)))
+  }
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,7 @@ of the wall time, the share outside component work (process start-up and imports
 metadata, Beam start-up), peak memory, and the eval mean IoU against the targets (<= 180 s, mean
 IoU >= 0.8). `--scale` multiplies the demo set's record counts (benchmarks/memory.py runs 1 and 4).
 """
+
 import argparse
 import contextlib
 import dataclasses
@@ -22,8 +23,9 @@ import time
 
 import psutil
 
-import report_table
 from iouseg import mlmd_store, run_summary
+
+import report_table
 
 WALL_TARGET_S = 180.0
 MEAN_IOU_TARGET = 0.8
@@ -38,7 +40,9 @@ class WholeRun:
   spans: dict  # node id -> (start, end) seconds since the epoch
   memory: list  # (seconds since the epoch, resident bytes of the process tree)
   mean_iou: float
-  paths: dict = dataclasses.field(default_factory=dict)  # data, root, serving, metadata (see run_demo)
+  paths: dict = dataclasses.field(
+    default_factory=dict
+  )  # data, root, serving, metadata (see run_demo)
 
   def peak_mib(self, start: float = 0.0, end: float = float('inf')) -> float:
     inside = [rss for t, rss in self.memory if start <= t <= end]
@@ -68,8 +72,7 @@ def run_sampled(command, env) -> tuple:
   discarded, the resident memory of its process tree sampled every SAMPLE_EVERY_S."""
   samples, done = [], threading.Event()
   start = time.perf_counter()
-  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   sampler = threading.Thread(target=_sample, args=(psutil.Process(process.pid), samples, done))
   sampler.start()
   returncode = process.wait()
@@ -79,8 +82,9 @@ def run_sampled(command, env) -> tuple:
   return returncode, wall, samples
 
 
-def run_demo(scale: int = 1, run_flags=(), data_root=None, work=None,
-             demo_flags=DEMO_FLAGS) -> WholeRun:
+def run_demo(
+  scale: int = 1, run_flags=(), data_root=None, work=None, demo_flags=DEMO_FLAGS
+) -> WholeRun:
   """The demo pipeline on `scale` times the demo set, from scratch, in a temporary folder.
 
   `data_root`: run on these records (train/ and eval/ folders) instead of writing the demo set;
@@ -90,22 +94,55 @@ def run_demo(scale: int = 1, run_flags=(), data_root=None, work=None,
   iouseg = [sys.executable, '-m', 'iouseg.cli']
   env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1'}
   with contextlib.nullcontext(work) if work else tempfile.TemporaryDirectory() as work:
-    paths = {'data': data_root or f'{work}/data', 'root': f'{work}/root',
-             'serving': f'{work}/serving', 'metadata': f'{work}/metadata.sqlite'}
+    paths = {
+      'data': data_root or f'{work}/data',
+      'root': f'{work}/root',
+      'serving': f'{work}/serving',
+      'metadata': f'{work}/metadata.sqlite',
+    }
     if not data_root:
-      subprocess.run(iouseg + ['demo-data', '--output', paths['data'],
-                               '--train-count', str(DEMO_TRAIN * scale),
-                               '--eval-count', str(DEMO_EVAL * scale)],
-                     check=True, env=env, stdout=subprocess.DEVNULL)
+      subprocess.run(
+        iouseg
+        + [
+          'demo-data',
+          '--output',
+          paths['data'],
+          '--train-count',
+          str(DEMO_TRAIN * scale),
+          '--eval-count',
+          str(DEMO_EVAL * scale),
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+      )
     returncode, wall, samples = run_sampled(
-        iouseg + ['run', '--data-root', paths['data'], '--pipeline-root', paths['root'],
-                  '--serving-dir', paths['serving'], '--metadata', paths['metadata']]
-        + list(demo_flags) + list(run_flags), env)
+      iouseg
+      + [
+        'run',
+        '--data-root',
+        paths['data'],
+        '--pipeline-root',
+        paths['root'],
+        '--serving-dir',
+        paths['serving'],
+        '--metadata',
+        paths['metadata'],
+      ]
+      + list(demo_flags)
+      + list(run_flags),
+      env,
+    )
     if returncode:
       raise RuntimeError(f'iouseg run failed with exit status {returncode}')
     summary = run_summary.latest_run(paths['metadata'], 'iouseg')
-    return WholeRun(wall, mlmd_store.component_spans(paths['metadata'], 'iouseg'), samples,
-                    summary.candidate_metrics.get('mean_iou', float('nan')), paths)
+    return WholeRun(
+      wall,
+      mlmd_store.component_spans(paths['metadata'], 'iouseg'),
+      samples,
+      summary.candidate_metrics.get('mean_iou', float('nan')),
+      paths,
+    )
 
 
 def main(argv=None) -> int:
@@ -116,23 +153,32 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   run = run_demo(args.scale, args.run_flags)
 
-  lines = ['| component | seconds | share of wall time | peak memory (MiB) |',
-           '| --- | --- | --- | --- |']
+  lines = [
+    '| component | seconds | share of wall time | peak memory (MiB) |',
+    '| --- | --- | --- | --- |',
+  ]
   seconds = {node: end - start for node, (start, end) in run.spans.items()}
   # A component shorter than the sampling interval has no sample of its own: '-'.
-  lines += [f'| {node} | {seconds[node]:.1f} | {seconds[node] / run.wall:.0%} | '
-            f'{run.peak_mib(*run.spans[node]):.0f} |'.replace('| nan |', '| - |')
-            for node in run.spans]
+  lines += [
+    f'| {node} | {seconds[node]:.1f} | {seconds[node] / run.wall:.0%} | '
+    f'{run.peak_mib(*run.spans[node]):.0f} |'.replace('| nan |', '| - |')
+    for node in run.spans
+  ]
   outside = run.wall - sum(seconds.values())
-  lines.append(f'| outside components (start-up, imports, launcher, metadata) | {outside:.1f} | '
-               f'{outside / run.wall:.0%} | |')
+  lines.append(
+    f'| outside components (start-up, imports, launcher, metadata) | {outside:.1f} | '
+    f'{outside / run.wall:.0%} | |'
+  )
   lines.append(f'| **whole run** | **{run.wall:.1f}** | 100% | {run.peak_mib():.0f} |')
-  lines += ['', f'Wall time {run.wall:.0f} s against a target of {WALL_TARGET_S:.0f} s '
-            f'(ratio {run.wall / WALL_TARGET_S:.2f}); eval mean IoU {run.mean_iou:.3f} against '
-            f'{MEAN_IOU_TARGET} (ratio {run.mean_iou / MEAN_IOU_TARGET:.2f}). Data: '
-            f'{DEMO_TRAIN * args.scale} train + {DEMO_EVAL * args.scale} eval records. Memory: '
-            'resident set of the run and its child processes, sampled every '
-            f'{SAMPLE_EVERY_S} s.']
+  lines += [
+    '',
+    f'Wall time {run.wall:.0f} s against a target of {WALL_TARGET_S:.0f} s '
+    f'(ratio {run.wall / WALL_TARGET_S:.2f}); eval mean IoU {run.mean_iou:.3f} against '
+    f'{MEAN_IOU_TARGET} (ratio {run.mean_iou / MEAN_IOU_TARGET:.2f}). Data: '
+    f'{DEMO_TRAIN * args.scale} train + {DEMO_EVAL * args.scale} eval records. Memory: '
+    'resident set of the run and its child processes, sampled every '
+    f'{SAMPLE_EVERY_S} s.',
+  ]
   return report_table.publish(lines, args.out, 'whole_run.py')
 
 

@@ -8,6 +8,7 @@ one line per anomaly: split, feature, TFDV's short description. Transform runs a
 Identifier features (the file name) are left out: TFDV infers a value domain for a string feature
 with few distinct values, so on a small train split every eval file name would be "unexpected".
 """
+
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -34,22 +35,28 @@ def anomaly_lines(anomalies_uri: str, split_names, ignored_features=()) -> list:
     for feature, info in sorted(found.anomaly_info.items()):
       if feature in ignored_features:
         continue
-      lines.append(f'split {split}, feature {feature}: {info.short_description}: '
-                   f'{info.description}')
+      lines.append(
+        f'split {split}, feature {feature}: {info.short_description}: {info.description}'
+      )
     if found.HasField('dataset_anomaly_info'):
       lines.append(f'split {split}, data set: {found.dataset_anomaly_info.description}')
   return lines
 
 
 @tfx.dsl.components.component
-def AnomalyGate(  # pylint: disable=invalid-name
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-    identifier_features: tfx.dsl.components.Parameter[str] = data_format.IMAGE_FILENAME) -> None:
+def AnomalyGate(
+  anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+  identifier_features: tfx.dsl.components.Parameter[str] = data_format.IMAGE_FILENAME,
+) -> None:
   """Raises DataAnomaliesError naming every anomaly outside `identifier_features` (comma-separated);
   passes silently when there is none."""
-  lines = anomaly_lines(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names),
-                        identifier_features.split(','))
+  lines = anomaly_lines(
+    anomalies.uri,
+    artifact_utils.decode_split_names(anomalies.split_names),
+    identifier_features.split(','),
+  )
   if lines:
     raise DataAnomaliesError(
-        f'ExampleValidator found {len(lines)} anomalies against the schema; stopping before '
-        f'Transform (anomalies: {anomalies.uri}):\n  ' + '\n  '.join(lines))
+      f'ExampleValidator found {len(lines)} anomalies against the schema; stopping before '
+      f'Transform (anomalies: {anomalies.uri}):\n  ' + '\n  '.join(lines)
+    )

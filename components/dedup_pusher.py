@@ -14,9 +14,11 @@ valid examples), a new version carries `assets.extra/tf_serving_warmup_requests`
 eval records as a client sends them (`components.serving_warmup`). The executor stages the SavedModel
 with that file in its temp dir and hands the staged copy to TFX's own push, which copies
 `saved_model.pb` last (the file TF Serving's loader looks for), so the warm-up file is in place
-before the version can load. Fingerprints cover the graph and the checkpoint, not assets.extra: the
-de-duplication compares the Trainer's model with the served versions as before.
+before the version can load. Fingerprints cover the graph and the checkpoint, not assets.extra, so
+the de-duplication finds a served version equal to the Trainer's model whether or not it carries
+the warm-up file.
 """
+
 import os
 
 import tensorflow as tf
@@ -60,7 +62,6 @@ def find_existing_version(model_path: str, base_directory: str):
 
 
 class Executor(pusher_executor.Executor):
-
   _staged_model_path = None  # set by Do while a staged copy (with the warm-up file) is pushed
 
   def GetModelPath(self, input_dict) -> str:
@@ -72,16 +73,19 @@ class Executor(pusher_executor.Executor):
       super().Do(input_dict, output_dict, exec_properties)  # records the model as not pushed
       return
     destination = pusher_pb2.PushDestination()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
-                              destination)
+    proto_utils.json_to_proto(
+      exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination
+    )
     base_directory = destination.filesystem.base_directory
     model_path = self.GetModelPath(input_dict)
     version = find_existing_version(model_path, base_directory)
     if version is not None:
       model_push = artifact_utils.get_single_instance(
-          output_dict[standard_component_specs.PUSHED_MODEL_KEY])
-      self._MarkPushed(model_push, pushed_destination=os.path.join(base_directory, version),
-                       pushed_version=version)
+        output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+      )
+      self._MarkPushed(
+        model_push, pushed_destination=os.path.join(base_directory, version), pushed_version=version
+      )
       model_push.set_int_custom_property(ALREADY_SERVING_KEY, 1)
       return
     examples = input_dict.get(EXAMPLES_KEY)
@@ -91,8 +95,11 @@ class Executor(pusher_executor.Executor):
     staging_dir = os.path.join(self._get_tmp_dir(), 'model_with_warmup')
     # TF Serving's model name is, by convention, the base directory's name.
     self._staged_model_path = serving_warmup.stage_with_warmup(
-        model_path, staging_dir, artifact_utils.get_single_instance(examples),
-        model_name=os.path.basename(base_directory.rstrip('/')))
+      model_path,
+      staging_dir,
+      artifact_utils.get_single_instance(examples),
+      model_name=os.path.basename(base_directory.rstrip('/')),
+    )
     try:
       super().Do(input_dict, output_dict, exec_properties)
     finally:
@@ -106,8 +113,8 @@ class DedupPusherSpec(standard_component_specs.PusherSpec):
   covers them, and every orchestrator (Kubeflow included) hands them to the executor."""
 
   INPUTS = {
-      **standard_component_specs.PusherSpec.INPUTS,
-      EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
+    **standard_component_specs.PusherSpec.INPUTS,
+    EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
   }
 
 
@@ -120,8 +127,14 @@ class DedupPusher(pusher_component.Pusher):
   SPEC_CLASS = DedupPusherSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-  def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel,
-               push_destination, examples: types.BaseChannel = None, custom_config=None):
+  def __init__(
+    self,
+    model: types.BaseChannel,
+    model_blessing: types.BaseChannel,
+    push_destination,
+    examples: types.BaseChannel = None,
+    custom_config=None,
+  ):
     """
     Args:
       model: the Trainer's model.
@@ -134,7 +147,14 @@ class DedupPusher(pusher_component.Pusher):
     """
     # TFX's Pusher.__init__ builds the stock PusherSpec, which has no `examples`: build this one
     # (the same arguments TFX's passes) and skip to the base component.
-    base_component.BaseComponent.__init__(self, spec=DedupPusherSpec(
-        model=model, model_blessing=model_blessing, examples=examples,
-        push_destination=push_destination, custom_config=json_utils.dumps(custom_config),
-        pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
+    base_component.BaseComponent.__init__(
+      self,
+      spec=DedupPusherSpec(
+        model=model,
+        model_blessing=model_blessing,
+        examples=examples,
+        push_destination=push_destination,
+        custom_config=json_utils.dumps(custom_config),
+        pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+      ),
+    )

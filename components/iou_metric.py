@@ -21,8 +21,9 @@ by combiner class and keys):
 A class absent from both the labels and the predictions of a slice has IoU NaN: like
 `tf_keras.metrics.MeanIoU`, the mean leaves it out, and reports show it as absent, never as 0.
 """
+
 import dataclasses
-from typing import Dict, Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
 
 import apache_beam as beam
 import numpy as np
@@ -48,6 +49,7 @@ def class_iou_name(class_name: str) -> str:
 @dataclasses.dataclass
 class SegmentationSums:
   """What the metrics are computed from; adding two gives the sums of the union of their pixels."""
+
   matrix: np.ndarray  # int64 [C, C] at each image's own resolution, rows ground truth, valid pixels
   model_resolution_matrix: np.ndarray  # int64 [C, C] at the model's resolution
   intersection: float = 0.0  # soft IoU loss's I = sum(X * Y) over valid pixels and classes
@@ -55,20 +57,28 @@ class SegmentationSums:
 
   @classmethod
   def zeros(cls, num_classes: int) -> 'SegmentationSums':
-    return cls(np.zeros((num_classes, num_classes), dtype=np.int64),
-               np.zeros((num_classes, num_classes), dtype=np.int64))
+    return cls(
+      np.zeros((num_classes, num_classes), dtype=np.int64),
+      np.zeros((num_classes, num_classes), dtype=np.int64),
+    )
 
   @classmethod
   def of_example(cls, outputs: Mapping[str, np.ndarray], num_classes: int) -> 'SegmentationSums':
     """One example's sums from the outputs of the `evaluation_sums` signature."""
-    matrices = [np.asarray(outputs[key], dtype=np.int64) for key in
-                (export.CONFUSION_MATRIX, export.CONFUSION_MATRIX_MODEL_RESOLUTION)]
+    matrices = [
+      np.asarray(outputs[key], dtype=np.int64)
+      for key in (export.CONFUSION_MATRIX, export.CONFUSION_MATRIX_MODEL_RESOLUTION)
+    ]
     if any(matrix.size != num_classes**2 for matrix in matrices):
-      raise ValueError(f'the model counts {matrices[0].shape} confusion matrices, the metric is '
-                       f'configured for {num_classes} classes')
-    return cls(*(matrix.reshape(num_classes, num_classes) for matrix in matrices),
-               float(np.sum(outputs[export.SOFT_IOU_INTERSECTION])),
-               float(np.sum(outputs[export.SOFT_IOU_UNION])))
+      raise ValueError(
+        f'the model counts {matrices[0].shape} confusion matrices, the metric is '
+        f'configured for {num_classes} classes'
+      )
+    return cls(
+      *(matrix.reshape(num_classes, num_classes) for matrix in matrices),
+      float(np.sum(outputs[export.SOFT_IOU_INTERSECTION])),
+      float(np.sum(outputs[export.SOFT_IOU_UNION])),
+    )
 
   def __iadd__(self, other: 'SegmentationSums') -> 'SegmentationSums':
     self.matrix += other.matrix
@@ -77,17 +87,17 @@ class SegmentationSums:
     self.union += other.union
     return self
 
-  def metrics(self) -> Dict[str, object]:
+  def metrics(self) -> dict[str, object]:
     """The dataset-level values, by metric name (per-class IoU: `iou.per_class_iou(self.matrix)`)."""
     total = self.matrix.sum()
     return {
-        MEAN_IOU: iou.mean_iou(self.matrix),
-        FREQUENCY_WEIGHTED_IOU: frequency_weighted_iou(self.matrix),
-        PIXEL_ACCURACY: float(np.trace(self.matrix) / total) if total else float('nan'),
-        MEAN_IOU_MODEL_RESOLUTION: iou.mean_iou(self.model_resolution_matrix),
-        # trainer.losses.soft_iou_loss over the whole split, in float64: 1 - I/U, 0 without a union.
-        SOFT_IOU_LOSS: 1.0 - self.intersection / self.union if self.union > 0 else 0.0,
-        CONFUSION_MATRIX: self.matrix.copy(),
+      MEAN_IOU: iou.mean_iou(self.matrix),
+      FREQUENCY_WEIGHTED_IOU: frequency_weighted_iou(self.matrix),
+      PIXEL_ACCURACY: float(np.trace(self.matrix) / total) if total else float('nan'),
+      MEAN_IOU_MODEL_RESOLUTION: iou.mean_iou(self.model_resolution_matrix),
+      # trainer.losses.soft_iou_loss over the whole split, in float64: 1 - I/U, 0 without a union.
+      SOFT_IOU_LOSS: 1.0 - self.intersection / self.union if self.union > 0 else 0.0,
+      CONFUSION_MATRIX: self.matrix.copy(),
     }
 
 
@@ -112,9 +122,12 @@ class _SumsCombiner(beam.CombineFn):
   def create_accumulator(self) -> SegmentationSums:
     return SegmentationSums.zeros(self._num_classes)
 
-  def add_input(self, accumulator: SegmentationSums,
-                element: metric_types.StandardMetricInputs) -> SegmentationSums:
-    outputs = element.predictions  # the signature's outputs, by name (by model name first if several)
+  def add_input(
+    self, accumulator: SegmentationSums, element: metric_types.StandardMetricInputs
+  ) -> SegmentationSums:
+    outputs = (
+      element.predictions
+    )  # the signature's outputs, by name (by model name first if several)
     if self._model_name:
       outputs = util.get_by_keys(outputs, [self._model_name])
     accumulator += SegmentationSums.of_example(outputs, self._num_classes)
@@ -126,29 +139,34 @@ class _SumsCombiner(beam.CombineFn):
       result += accumulator
     return result
 
-  def extract_output(self, accumulator: SegmentationSums) -> Dict[metric_types.MetricKey, object]:
+  def extract_output(self, accumulator: SegmentationSums) -> dict[metric_types.MetricKey, object]:
     return {self._key: accumulator}
 
 
-def _sums_computation(num_classes: int, model_name: str, output_name: str,
-                      example_weighted: bool) -> metric_types.MetricComputation:
+def _sums_computation(
+  num_classes: int, model_name: str, output_name: str, example_weighted: bool
+) -> metric_types.MetricComputation:
   # The settings are part of the (private: TFMA does not write it out) key, so two metrics share the
   # combiner only when they would compute the same sums.
   key = metric_types.MetricKey(
-      name=f'_segmentation_sums(num_classes={num_classes})',
-      model_name=model_name, output_name=output_name, example_weighted=example_weighted)
+    name=f'_segmentation_sums(num_classes={num_classes})',
+    model_name=model_name,
+    output_name=output_name,
+    example_weighted=example_weighted,
+  )
   return metric_types.MetricComputation(
-      keys=[key], preprocessors=None, combiner=_SumsCombiner(key, num_classes, model_name))
+    keys=[key], preprocessors=None, combiner=_SumsCombiner(key, num_classes, model_name)
+  )
 
 
 class _SplitMetrics:
   """Derives `SegmentationIoU`'s values from the sums (a class, so Beam can pickle it)."""
 
-  def __init__(self, sums_key: metric_types.MetricKey, keys: Dict[str, metric_types.MetricKey]):
+  def __init__(self, sums_key: metric_types.MetricKey, keys: dict[str, metric_types.MetricKey]):
     self._sums_key = sums_key
     self._keys = keys
 
-  def __call__(self, metrics: Dict[metric_types.MetricKey, object]):
+  def __call__(self, metrics: dict[metric_types.MetricKey, object]):
     values = metrics[self._sums_key].metrics()
     return {key: values[name] for name, key in self._keys.items()}
 
@@ -161,7 +179,7 @@ class _ClassIoUValue:
     self._key = key
     self._class_id = class_id
 
-  def __call__(self, metrics: Dict[metric_types.MetricKey, object]):
+  def __call__(self, metrics: dict[metric_types.MetricKey, object]):
     return {self._key: float(iou.per_class_iou(metrics[self._sums_key].matrix)[self._class_id])}
 
 
@@ -170,45 +188,83 @@ class SegmentationIoU(tfma.metrics.Metric):
   IoU loss and confusion matrix of a split. The model decodes (`trainer.decode`) before it counts."""
 
   def __init__(self, num_classes: int, name: str = MEAN_IOU):
-    super().__init__(metric_util.merge_per_key_computations(_split_computations), name=name,
-                     num_classes=num_classes)
+    super().__init__(
+      metric_util.merge_per_key_computations(_split_computations),
+      name=name,
+      num_classes=num_classes,
+    )
 
 
-def _split_computations(num_classes: int, name: str, eval_config=None, model_name: str = '',
-                        output_name: str = '',
-                        example_weighted: bool = False) -> metric_types.MetricComputations:
+def _split_computations(
+  num_classes: int,
+  name: str,
+  eval_config=None,
+  model_name: str = '',
+  output_name: str = '',
+  example_weighted: bool = False,
+) -> metric_types.MetricComputations:
   del eval_config  # The signature's outputs are read by their names.
   sums = _sums_computation(num_classes, model_name, output_name, example_weighted)
-  keys = {metric_name: metric_types.MetricKey(
-      name=name if metric_name == MEAN_IOU else metric_name, model_name=model_name,
-      output_name=output_name, example_weighted=example_weighted)
-          for metric_name in (MEAN_IOU, FREQUENCY_WEIGHTED_IOU, PIXEL_ACCURACY,
-                              MEAN_IOU_MODEL_RESOLUTION, SOFT_IOU_LOSS, CONFUSION_MATRIX)}
-  return [sums, metric_types.DerivedMetricComputation(
-      keys=list(keys.values()), result=_SplitMetrics(sums.keys[0], keys))]
+  keys = {
+    metric_name: metric_types.MetricKey(
+      name=name if metric_name == MEAN_IOU else metric_name,
+      model_name=model_name,
+      output_name=output_name,
+      example_weighted=example_weighted,
+    )
+    for metric_name in (
+      MEAN_IOU,
+      FREQUENCY_WEIGHTED_IOU,
+      PIXEL_ACCURACY,
+      MEAN_IOU_MODEL_RESOLUTION,
+      SOFT_IOU_LOSS,
+      CONFUSION_MATRIX,
+    )
+  }
+  return [
+    sums,
+    metric_types.DerivedMetricComputation(
+      keys=list(keys.values()), result=_SplitMetrics(sums.keys[0], keys)
+    ),
+  ]
 
 
 class ClassIoU(tfma.metrics.Metric):
   """The IoU of class `class_id`, named `iou/<class_name>`; NaN when the class is absent."""
 
-  def __init__(self, num_classes: int, class_id: int, class_name: str,
-               name: Optional[str] = None):
+  def __init__(self, num_classes: int, class_id: int, class_name: str, name: str | None = None):
     if not 0 <= class_id < num_classes:
       raise ValueError(f'class_id {class_id} outside [0, {num_classes})')
-    super().__init__(metric_util.merge_per_key_computations(_class_computations),
-                     name=name or class_iou_name(class_name), num_classes=num_classes,
-                     class_id=class_id, class_name=class_name)
+    super().__init__(
+      metric_util.merge_per_key_computations(_class_computations),
+      name=name or class_iou_name(class_name),
+      num_classes=num_classes,
+      class_id=class_id,
+      class_name=class_name,
+    )
 
 
-def _class_computations(num_classes: int, class_id: int, name: str, eval_config=None,
-                        model_name: str = '', output_name: str = '', example_weighted: bool = False,
-                        **_) -> metric_types.MetricComputations:  # `class_name` is in `name` already
+def _class_computations(
+  num_classes: int,
+  class_id: int,
+  name: str,
+  eval_config=None,
+  model_name: str = '',
+  output_name: str = '',
+  example_weighted: bool = False,
+  **_,
+) -> metric_types.MetricComputations:  # `class_name` is in `name` already
   del eval_config
   sums = _sums_computation(num_classes, model_name, output_name, example_weighted)
-  key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
-                               example_weighted=example_weighted)
-  return [sums, metric_types.DerivedMetricComputation(
-      keys=[key], result=_ClassIoUValue(sums.keys[0], key, class_id))]
+  key = metric_types.MetricKey(
+    name=name, model_name=model_name, output_name=output_name, example_weighted=example_weighted
+  )
+  return [
+    sums,
+    metric_types.DerivedMetricComputation(
+      keys=[key], result=_ClassIoUValue(sums.keys[0], key, class_id)
+    ),
+  ]
 
 
 metric_types.register_metric(SegmentationIoU)

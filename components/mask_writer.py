@@ -26,12 +26,13 @@ width the signature measured on the image, and holds class ids below `num_classe
 stops the run naming the record. Custom properties: `mask_count` (int) and, when nothing was
 inferred, `skipped` (why).
 """
+
 import csv
 import hashlib
 import io
 import os
 import re
-from typing import Iterable, Tuple
+from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -64,9 +65,11 @@ class BadMaskError(ValueError):
 def _output(predict_log, key: str):
   tensor = predict_log.response.outputs.get(key)
   if tensor is None:
-    raise KeyError(f'the PredictionLog has no output {key!r} (outputs: '
-                   f'{sorted(predict_log.response.outputs)}): did BulkInferrer run the '
-                   f'{export.MASKS_SIGNATURE!r} signature?')
+    raise KeyError(
+      f'the PredictionLog has no output {key!r} (outputs: '
+      f'{sorted(predict_log.response.outputs)}): did BulkInferrer run the '
+      f'{export.MASKS_SIGNATURE!r} signature?'
+    )
   return tensor
 
 
@@ -79,7 +82,7 @@ def _scalar(tensor):
 
 
 def _image_sha256(predict_log) -> str:
-  request, = predict_log.request.inputs.values()
+  (request,) = predict_log.request.inputs.values()
   example = example_pb2.Example.FromString(request.string_val[0])
   image = example.features.feature[data_format.IMAGE_ENCODED].bytes_list.value[0]
   return hashlib.sha256(image).hexdigest()
@@ -90,15 +93,18 @@ def _stem(filename: str) -> str:
   return re.sub(r'[^A-Za-z0-9._-]', '_', stem)[:_MAX_STEM] or '_'
 
 
-def parse_log(predict_log_bytes: bytes) -> Tuple[str, dict]:
+def parse_log(predict_log_bytes: bytes) -> tuple[str, dict]:
   """(mask stem, entry): the record name, its image's sha256, the PNG and the measured size."""
   predict_log = prediction_log_pb2.PredictionLog.FromString(predict_log_bytes).predict_log
   filename = _scalar(_output(predict_log, export.FILENAME)).decode('utf-8', 'replace')
   sha = _image_sha256(predict_log)
-  entry = dict(record=filename or f'sha256:{sha}', sha=sha,
-               png=_scalar(_output(predict_log, export.MASKS)),
-               height=int(_scalar(_output(predict_log, export.HEIGHT))),
-               width=int(_scalar(_output(predict_log, export.WIDTH))))
+  entry = dict(
+    record=filename or f'sha256:{sha}',
+    sha=sha,
+    png=_scalar(_output(predict_log, export.MASKS)),
+    height=int(_scalar(_output(predict_log, export.HEIGHT))),
+    width=int(_scalar(_output(predict_log, export.WIDTH))),
+  )
   return (_stem(filename) if filename else f'record-{sha[:16]}'), entry
 
 
@@ -107,19 +113,23 @@ def check_mask(entry: dict, num_classes: int) -> None:
   try:
     with Image.open(io.BytesIO(entry['png'])) as image:
       mode, ids = image.mode, np.asarray(image)
-  except Exception as error:  # pylint: disable=broad-except
+  except Exception as error:
     raise BadMaskError(f'{entry["record"]}: the mask does not decode ({error})') from error
   if mode != 'L':
     raise BadMaskError(f'{entry["record"]}: the mask is a {mode} PNG, expected 8-bit grayscale')
   if ids.shape != (entry['height'], entry['width']):
-    raise BadMaskError(f'{entry["record"]}: the mask is {ids.shape[0]}x{ids.shape[1]} (HxW) but '
-                       f'the image is {entry["height"]}x{entry["width"]}')
+    raise BadMaskError(
+      f'{entry["record"]}: the mask is {ids.shape[0]}x{ids.shape[1]} (HxW) but '
+      f'the image is {entry["height"]}x{entry["width"]}'
+    )
   if ids.size and int(ids.max()) >= num_classes:
-    raise BadMaskError(f'{entry["record"]}: the mask holds class id {int(ids.max())}, '
-                       f'expected ids below {num_classes}')
+    raise BadMaskError(
+      f'{entry["record"]}: the mask holds class id {int(ids.max())}, '
+      f'expected ids below {num_classes}'
+    )
 
 
-def unique_names(stem: str, entries: Iterable[dict]) -> Iterable[Tuple[str, dict]]:
+def unique_names(stem: str, entries: Iterable[dict]) -> Iterable[tuple[str, dict]]:
   """(mask file name, entry) per distinct image: the stem alone when one image has it, else the stem
   and each image's hash. The same image twice under one name is written once."""
   distinct = {}
@@ -133,12 +143,12 @@ def unique_names(stem: str, entries: Iterable[dict]) -> Iterable[Tuple[str, dict
 def _index_row(entry: dict, mask_path: str) -> str:
   buffer = io.StringIO()
   csv.writer(buffer, lineterminator='').writerow(
-      [entry['record'], mask_path, entry['height'], entry['width']])
+    [entry['record'], mask_path, entry['height'], entry['width']]
+  )
   return buffer.getvalue()
 
 
 class _WriteMasks(beam.DoFn):
-
   def __init__(self, output_uri: str, num_classes: int):
     self._output_uri = output_uri
     self._num_classes = num_classes
@@ -154,16 +164,21 @@ class _WriteMasks(beam.DoFn):
       yield _index_row(entry, relative)
 
 
-def write_masks(pipeline: beam.Pipeline, log_pattern: str, output_uri: str,
-                num_classes: int) -> None:
+def write_masks(
+  pipeline: beam.Pipeline, log_pattern: str, output_uri: str, num_classes: int
+) -> None:
   """The Beam job: PredictionLogs -> PNG files and the index."""
-  _ = (pipeline
-       | 'ReadPredictionLogs' >> beam.io.ReadFromTFRecord(log_pattern)
-       | 'Parse' >> beam.Map(parse_log)
-       | 'ByName' >> beam.GroupByKey()
-       | 'WriteMasks' >> beam.ParDo(_WriteMasks(output_uri, num_classes))
-       | 'WriteIndex' >> beam.io.WriteToText(os.path.join(output_uri, INDEX_FILE),
-                                             shard_name_template='', header=','.join(INDEX_HEADER)))
+  _ = (
+    pipeline
+    | 'ReadPredictionLogs' >> beam.io.ReadFromTFRecord(log_pattern)
+    | 'Parse' >> beam.Map(parse_log)
+    | 'ByName' >> beam.GroupByKey()
+    | 'WriteMasks' >> beam.ParDo(_WriteMasks(output_uri, num_classes))
+    | 'WriteIndex'
+    >> beam.io.WriteToText(
+      os.path.join(output_uri, INDEX_FILE), shard_name_template='', header=','.join(INDEX_HEADER)
+    )
+  )
 
 
 def _count_rows(index_path: str) -> int:
@@ -172,13 +187,13 @@ def _count_rows(index_path: str) -> int:
 
 
 @tfx.dsl.components.component(use_beam=True)
-def MaskWriter(  # pylint: disable=invalid-name
-    inference_result: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.InferenceResult],
-    model_blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
-    masks: tfx.dsl.components.OutputArtifact[simple_artifacts.Dataset],
-    num_classes: tfx.dsl.components.Parameter[int],
-    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None) -> None:
+def MaskWriter(
+  inference_result: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.InferenceResult],
+  model_blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+  masks: tfx.dsl.components.OutputArtifact[simple_artifacts.Dataset],
+  num_classes: tfx.dsl.components.Parameter[int],
+  beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+) -> None:
   """Writes `masks/<name>.mask.png` per record and `index.csv` (see the module docstring) from
   BulkInferrer's PredictionLogs of the `masks` signature; writes an empty index when BulkInferrer
   skipped (model not blessed) or had no records."""
@@ -196,10 +211,12 @@ def MaskWriter(  # pylint: disable=invalid-name
     masks.set_string_custom_property(SKIPPED_KEY, skipped)
   else:
     with beam_pipeline as pipeline:
-      write_masks(pipeline, os.path.join(inference_result.uri, _PREDICTION_LOGS), masks.uri,
-                  num_classes)
+      write_masks(
+        pipeline, os.path.join(inference_result.uri, _PREDICTION_LOGS), masks.uri, num_classes
+      )
   count = _count_rows(index_path)
   if not count and not skipped:
-    masks.set_string_custom_property(SKIPPED_KEY, 'BulkInferrer wrote no predictions (no input '
-                                     'records)')
+    masks.set_string_custom_property(
+      SKIPPED_KEY, 'BulkInferrer wrote no predictions (no input records)'
+    )
   masks.set_int_custom_property(MASK_COUNT_KEY, count)

@@ -25,16 +25,16 @@ version and its SavedModel fingerprint into the exec property `served_version`: 
 changes exactly when the served model does. The KFP compile turns caching off for this task
 (`kubeflow.compile`), since KFP's backend runs no TFX driver.
 """
+
 import os
-from typing import Optional
 
 import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.evaluator import component as evaluator_component
 from tfx.components.evaluator import executor as evaluator_executor
-from tfx.dsl.components.base import base_component, base_driver as dsl_base_driver
-from tfx.dsl.components.base import base_executor, executor_spec
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.components.base import base_driver as dsl_base_driver
 from tfx.dsl.io import fileio
 from tfx.orchestration import data_types_utils
 from tfx.orchestration.portable import base_driver
@@ -49,14 +49,17 @@ SERVED_VERSION_KEY = 'served_version'  # exec property (set by the driver) and a
 SERVED_PATH_KEY = 'served_path'  # artifact property: the version folder that was copied
 
 
-def newest_served_version(serving_model_dir: str) -> Optional[str]:
+def newest_served_version(serving_model_dir: str) -> str | None:
   """The name of the version TF Serving serves from `serving_model_dir` with its default policy
   (the largest number among the folders holding a `saved_model.pb`), or None."""
   if not fileio.isdir(serving_model_dir):
     return None
   versions = [name.rstrip('/') for name in fileio.listdir(serving_model_dir)]
-  loadable = [v for v in versions if v.isdigit() and fileio.exists(
-      os.path.join(serving_model_dir, v, 'saved_model.pb'))]
+  loadable = [
+    v
+    for v in versions
+    if v.isdigit() and fileio.exists(os.path.join(serving_model_dir, v, 'saved_model.pb'))
+  ]
   return max(loadable, key=int) if loadable else None
 
 
@@ -68,7 +71,8 @@ def served_state(serving_model_dir: str) -> str:
     return ''
   try:
     fingerprint = tf.saved_model.experimental.read_fingerprint(
-        os.path.join(serving_model_dir, version))
+      os.path.join(serving_model_dir, version)
+    )
     checksum = str(fingerprint.saved_model_checksum)
   except (FileNotFoundError, ValueError, tf.errors.NotFoundError):
     checksum = 'no-fingerprint'
@@ -90,8 +94,9 @@ class ServedVersionDriver(dsl_base_driver.BaseDriver, base_driver.BaseDriver):
       if value is not None:
         data_types_utils.set_metadata_value(result.exec_properties[key], value)
     data_types_utils.set_metadata_value(
-        result.exec_properties[SERVED_VERSION_KEY],
-        served_state(execution_info.exec_properties[SERVING_MODEL_DIR_KEY]))
+      result.exec_properties[SERVED_VERSION_KEY],
+      served_state(execution_info.exec_properties[SERVING_MODEL_DIR_KEY]),
+    )
     for key, artifacts in execution_info.output_dict.items():
       for artifact in artifacts:
         result.output_artifacts[key].artifacts.append(artifact.mlmd_artifact)
@@ -120,8 +125,8 @@ class Executor(base_executor.BaseExecutor):
 
 class ServedModelBaselineSpec(types.ComponentSpec):
   PARAMETERS = {
-      SERVING_MODEL_DIR_KEY: ExecutionParameter(type=str),
-      SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
+    SERVING_MODEL_DIR_KEY: ExecutionParameter(type=str),
+    SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {}
   OUTPUTS = {MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
@@ -136,8 +141,11 @@ class ServedModelBaseline(base_component.BaseComponent):
   DRIVER_CLASS = ServedVersionDriver
 
   def __init__(self, serving_model_dir: str):
-    super().__init__(spec=ServedModelBaselineSpec(
-        serving_model_dir=serving_model_dir, model=types.Channel(type=standard_artifacts.Model)))
+    super().__init__(
+      spec=ServedModelBaselineSpec(
+        serving_model_dir=serving_model_dir, model=types.Channel(type=standard_artifacts.Model)
+      )
+    )
 
 
 def holds_saved_model(model: types.Artifact) -> bool:
@@ -154,8 +162,10 @@ class BaselineTolerantExecutor(evaluator_executor.Executor):
     baselines = input_dict.get(key) or []
     kept = [model for model in baselines if holds_saved_model(model)]
     if len(kept) != len(baselines):
-      logging.info('Baseline %s holds no SavedModel (nothing was served): evaluating without one.',
-                   [model.uri for model in baselines])
+      logging.info(
+        'Baseline %s holds no SavedModel (nothing was served): evaluating without one.',
+        [model.uri for model in baselines],
+      )
       input_dict = {**input_dict, key: kept}
     super().Do(input_dict, output_dict, exec_properties)
 

@@ -12,8 +12,9 @@ one input (`examples`, serialized `tf.Example`s) carries only `image/encoded` of
 one record per request. A warm-up request that fails makes TF Serving refuse to load the version, so
 `check_requests` replays each one against the SavedModel before the file is written into a push.
 """
+
 import os
-from typing import Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -39,8 +40,9 @@ def warmup_path(saved_model_dir: str) -> str:
   return path_utils.warmup_file_path(saved_model_dir)
 
 
-def client_records(examples, num_records: int = DEFAULT_NUM_REQUESTS,
-                   split: Optional[str] = None) -> List[bytes]:
+def client_records(
+  examples, num_records: int = DEFAULT_NUM_REQUESTS, split: str | None = None
+) -> list[bytes]:
   """The first `num_records` records of the examples' eval split (GZIP TFRecords of tf.Example, as
   ExampleGen and the RecordValidator write them), each reduced to `CLIENT_FEATURES`."""
   splits = artifact_utils.decode_split_names(examples.split_names)
@@ -68,12 +70,15 @@ def input_key(model, signature_name: str = SIGNATURE) -> str:
   signature = _loaded(model).signatures[signature_name]
   keys = list(signature.structured_input_signature[1])
   if len(keys) != 1:
-    raise ValueError(f'{signature_name} takes {keys}; warm-up needs one input of serialized examples')
+    raise ValueError(
+      f'{signature_name} takes {keys}; warm-up needs one input of serialized examples'
+    )
   return keys[0]
 
 
-def predict_requests(records: Iterable[bytes], key: str, model_name: str = '',
-                     signature_name: str = SIGNATURE) -> List[predict_pb2.PredictRequest]:
+def predict_requests(
+  records: Iterable[bytes], key: str, model_name: str = '', signature_name: str = SIGNATURE
+) -> list[predict_pb2.PredictRequest]:
   """One PredictRequest per serialized record, as a TF Serving client builds it."""
   requests = []
   for record in records:
@@ -85,7 +90,7 @@ def predict_requests(records: Iterable[bytes], key: str, model_name: str = '',
   return requests
 
 
-def replay(model, requests: Sequence[predict_pb2.PredictRequest]) -> List[dict]:
+def replay(model, requests: Sequence[predict_pb2.PredictRequest]) -> list[dict]:
   """Runs each request's signature on its inputs in this process, as TF Serving's warm-up does;
   returns each request's outputs as numpy arrays by name. `model`: a SavedModel directory or a
   loaded one."""
@@ -108,19 +113,30 @@ def check_requests(model, requests: Sequence[predict_pb2.PredictRequest]) -> Non
 def write_warmup_file(saved_model_dir: str, requests: Sequence[predict_pb2.PredictRequest]) -> str:
   """Writes the requests as PredictionLogs to the model's warm-up file; returns its path."""
   path = warmup_path(saved_model_dir)
-  io_utils.write_tfrecord_file(path, *[
+  io_utils.write_tfrecord_file(
+    path,
+    *[
       prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-      for request in requests])
+      for request in requests
+    ],
+  )
   return path
 
 
-def read_warmup_file(path: str) -> List[prediction_log_pb2.PredictionLog]:
-  return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
-          for record in tf.data.TFRecordDataset([path])]
+def read_warmup_file(path: str) -> list[prediction_log_pb2.PredictionLog]:
+  return [
+    prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    for record in tf.data.TFRecordDataset([path])
+  ]
 
 
-def stage_with_warmup(model_path: str, staging_dir: str, examples, model_name: str = '',
-                      num_requests: int = DEFAULT_NUM_REQUESTS) -> str:
+def stage_with_warmup(
+  model_path: str,
+  staging_dir: str,
+  examples,
+  model_name: str = '',
+  num_requests: int = DEFAULT_NUM_REQUESTS,
+) -> str:
   """A copy of the SavedModel at `staging_dir` with the warm-up file in its assets.extra, the
   requests built from `examples` and checked against the model; returns `staging_dir`."""
   model = tf.saved_model.load(model_path)

@@ -1,4 +1,5 @@
 """`iouseg`: the project's command-line tool, one subcommand per job (`iouseg COMMAND --help`)."""
+
 import os
 
 # TFX 1.16 needs Keras 2; TF 2.16 gives Keras 3 unless told before TensorFlow is first imported.
@@ -7,63 +8,96 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 # still reach the user as Python exceptions.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
-import warnings  # pylint: disable=wrong-import-position
+import warnings
 
 # google-cloud libraries (imported by TFX) warn about Python 3.10 support on every start.
 warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
 
-import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
-import sys  # pylint: disable=wrong-import-position
-
+import argparse
+import sys
 
 
 def _demo_data(args) -> int:
   from iouseg import demo_data
-  paths = demo_data.write_demo_data(args.output, args.train_count, args.eval_count, args.size,
-                                    args.seed)
+
+  paths = demo_data.write_demo_data(
+    args.output, args.train_count, args.eval_count, args.size, args.seed
+  )
   for split, path in paths.items():
     print(f'{split}: {path}')
   return 0
 
 
 def _add_demo_data(sub):
-  p = sub.add_parser('demo-data', help='write the synthetic demo set as TFRecords',
-                     description='Writes OUTPUT/train/demo.tfrecord and OUTPUT/eval/demo.tfrecord: '
-                     'shapes (disc, square, triangle) on textured backgrounds, 4 classes.')
+  p = sub.add_parser(
+    'demo-data',
+    help='write the synthetic demo set as TFRecords',
+    description='Writes OUTPUT/train/demo.tfrecord and '
+    'OUTPUT/eval/demo.tfrecord: shapes (disc, square, triangle) on textured '
+    'backgrounds, 4 classes.',
+  )
   p.add_argument('--output', default='data/demo', help='output folder (default: %(default)s)')
-  p.add_argument('--train-count', type=int, default=192, help='train records (default: %(default)s)')
+  p.add_argument(
+    '--train-count', type=int, default=192, help='train records (default: %(default)s)'
+  )
   p.add_argument('--eval-count', type=int, default=48, help='eval records (default: %(default)s)')
-  p.add_argument('--size', type=int, default=96, help='image height and width (default: %(default)s)')
+  p.add_argument(
+    '--size', type=int, default=96, help='image height and width (default: %(default)s)'
+  )
   p.add_argument('--seed', type=int, default=42, help='random seed (default: %(default)s)')
   p.set_defaults(func=_demo_data)
 
 
 def _add_run(sub):
   from pipeline import flags
-  p = sub.add_parser('run', help='run the whole pipeline locally (LocalDagRunner, SQLite metadata)',
-                     description='Runs ImportExampleGen -> ... -> Evaluator -> Pusher on this machine '
-                     '(Beam DirectRunner in memory unless --beam-arg says otherwise) and prints a '
-                     'summary read back from ML Metadata. Without train/ and eval/ folders under '
-                     '--data-root the records are split 3:1 by hash.')
-  flags.add_pipeline_arguments(p, path_defaults={
-      'data_root': 'data/demo', 'pipeline_root': 'runs/pipeline_root', 'serving_dir': 'runs/serving'})
-  p.add_argument('--metadata', default='runs/metadata.sqlite',
-                 help='ML Metadata SQLite file (default: %(default)s)')
-  p.add_argument('--verbose', action='store_true',
-                 help='show the logs and warnings of TFX, Beam and TensorFlow on stderr instead of '
-                 'writing them to PIPELINE_ROOT/logs/run-<time>.log')
+
+  p = sub.add_parser(
+    'run',
+    help='run the whole pipeline locally (LocalDagRunner, SQLite metadata)',
+    description='Runs ImportExampleGen -> ... -> Evaluator -> Pusher on this '
+    'machine (Beam DirectRunner in memory unless --beam-arg says otherwise) and '
+    'prints a summary read back from ML Metadata. Without train/ and eval/ '
+    'folders under --data-root the records are split 3:1 by hash.',
+  )
+  groups = flags.add_pipeline_arguments(
+    p,
+    path_defaults={
+      'data_root': 'data/demo',
+      'pipeline_root': 'runs/pipeline_root',
+      'serving_dir': 'runs/serving',
+    },
+  )
+  groups['paths'].add_argument(
+    '--metadata',
+    default='runs/metadata.sqlite',
+    help='ML Metadata SQLite file (default: %(default)s)',
+  )
+  groups['runtime'].add_argument(
+    '--verbose',
+    action='store_true',
+    help='show the logs and warnings of TFX, Beam and TensorFlow on '
+    'stderr instead of writing them to '
+    'PIPELINE_ROOT/logs/run-<time>.log',
+  )
   p.set_defaults(func=_run)
 
 
-def _run(args, output=None) -> int:
-  """`output`: a `pipeline.progress.ThirdPartyOutput` already holding stderr (`main` takes it
-  before the parser is built, in case building it imports TensorFlow, which logs from C++ as it
-  loads). Third-party output goes to PIPELINE_ROOT/logs/ or, with --verbose, to the terminal."""
-  import logging  # pylint: disable=g-import-not-at-top
+def _run(args) -> int:
+  """`iouseg run`. Third-party output (what TFX, Beam and TensorFlow log, from TensorFlow's C++
+  start-up on) is held from here to the end of the run and goes to PIPELINE_ROOT/logs/ or, with
+  --verbose, to the terminal. Nothing logs before: the parser imports neither TensorFlow nor TFX."""
   from pipeline import progress  # imports neither TensorFlow nor TFX
-  if output is None:
-    with progress.third_party_output() as output:
-      return _run(args, output)
+
+  with progress.third_party_output() as output:
+    return _run_holding_stderr(args, output)
+
+
+def _run_holding_stderr(args, output) -> int:
+  """`_run` with `output`, a `pipeline.progress.ThirdPartyOutput`, holding stderr."""
+  import logging
+
+  from pipeline import progress
+
   for path in ('data_root', 'pipeline_root', 'serving_dir'):
     setattr(args, path, os.path.abspath(getattr(args, path)))
   if args.infer_data:
@@ -76,15 +110,19 @@ def _run(args, output=None) -> int:
     output.to_log(log_path)
   else:
     output.to_terminal()
-  from iouseg import run_summary  # pylint: disable=g-import-not-at-top
-  from pipeline import flags, local_runner  # pylint: disable=g-import-not-at-top
+  from iouseg import run_summary
+  from pipeline import flags, local_runner
+
   try:
-    local_runner.run(metadata_path=args.metadata, progress=sys.stdout,
-                     split_patterns=local_runner.split_patterns_for(args.data_root),
-                     **flags.create_pipeline_kwargs(args))
+    local_runner.run(
+      args.metadata,
+      progress=sys.stdout,
+      **flags.create_pipeline_kwargs(args, local_runner.split_patterns_for(args.data_root)),
+    )
     text = run_summary.format_summary(
-        run_summary.latest_run(args.metadata, args.pipeline_name), log_path)
-  except Exception as e:  # pylint: disable=broad-except
+      run_summary.latest_run(args.metadata, args.pipeline_name), log_path
+    )
+  except Exception as e:  # everything a run can raise: one line here, the traceback in the log
     if log_path is None:
       raise  # --verbose: the traceback, as Python prints it
     logging.exception('iouseg run failed')  # the traceback goes to the log
@@ -97,10 +135,12 @@ def _run(args, output=None) -> int:
 
 def _run_settings_error(args):
   """The first bad setting of `iouseg run` as one line naming its flag, or None."""
-  from pipeline import flags  # pylint: disable=g-import-not-at-top
+  from pipeline import flags
+
   try:
     flags.check_args(args)
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top  (imports TFX)
+    from pipeline import local_runner  # imports TFX: after the checks that need none
+
     flags.check_data_root(args.data_root, local_runner.split_patterns_for(args.data_root))
   except ValueError as e:
     return str(e)
@@ -120,19 +160,18 @@ def _settings_refused(prog: str, error, output=None, verbose: bool = False) -> i
   return 2
 
 
-def _main_run(argv) -> int:
-  """`iouseg run`: stderr is held from before the parser is built to the end of the run."""
-  from pipeline import progress  # pylint: disable=g-import-not-at-top
-  with progress.third_party_output() as output:
-    return _run(build_parser().parse_args(argv), output)
-
-
 def _add_predict(sub):
-  p = sub.add_parser('predict', help='segment image files with a pushed model',
-                     description='Runs the SavedModel\'s serving_default signature on each image and '
-                     'writes a PNG of class ids (same size as the image) per input.')
-  p.add_argument('--model', required=True,
-                 help='a SavedModel, or a serving dir of numbered versions (the latest is used)')
+  p = sub.add_parser(
+    'predict',
+    help='segment image files with a pushed model',
+    description="Runs the SavedModel's serving_default signature on each image "
+    'and writes a PNG of class ids (same size as the image) per input.',
+  )
+  p.add_argument(
+    '--model',
+    required=True,
+    help='a SavedModel, or a serving dir of numbered versions (the latest is used)',
+  )
   p.add_argument('--output', required=True, help='folder for <image stem>.mask.png files')
   p.add_argument('images', nargs='+', help='PNG or JPEG files')
   p.set_defaults(func=_predict)
@@ -140,6 +179,7 @@ def _add_predict(sub):
 
 def _predict(args) -> int:
   from iouseg import predict
+
   for image, written in predict.predict_files(args.model, args.images, args.output):
     print(f'{image} -> {written}')
   return 0
@@ -147,21 +187,29 @@ def _predict(args) -> int:
 
 def _add_convert(sub):
   from iouseg import converters
-  p = sub.add_parser('convert', help='image/mask folders or PASCAL VOC -> TFRecords',
-                     description=converters.__doc__.split('\n', 1)[0],
-                     epilog='Bad files are skipped and listed, with their reason, in '
-                     'OUTPUT/conversion_report.json (--strict makes any of them fatal).')
+
+  p = sub.add_parser(
+    'convert',
+    help='image/mask folders or PASCAL VOC -> TFRecords',
+    description=converters.__doc__.split('\n', 1)[0],
+    epilog='Bad files are skipped and listed, with their reason, in '
+    'OUTPUT/conversion_report.json (--strict makes any of them fatal).',
+  )
   converters.add_arguments(p)
   p.set_defaults(func=converters.main)
 
 
 def _add_report(sub):
   from iouseg.report import command
-  p = sub.add_parser('report', help='one HTML page reviewing the latest run\'s evaluation',
-                     description='Writes a self-contained HTML report of the latest run of a pipeline '
-                     'from ML Metadata and its TFMA output: verdict and failed rules, per-class IoU '
-                     'against the baseline, confusion matrix, slices, and the eval images with '
-                     'ground-truth and predicted masks, worst IoU first.')
+
+  p = sub.add_parser(
+    'report',
+    help="one HTML page reviewing the latest run's evaluation",
+    description='Writes a self-contained HTML report of the latest run of a '
+    'pipeline from ML Metadata and its TFMA output: verdict and failed rules, '
+    'per-class IoU against the baseline, confusion matrix, slices, and the eval '
+    'images with ground-truth and predicted masks, worst IoU first.',
+  )
   command.add_arguments(p)
   p.set_defaults(func=command.main)
 
@@ -169,13 +217,29 @@ def _add_report(sub):
 def _add_kubeflow(sub):
   from kubeflow import compile as kubeflow_compile
   from kubeflow import submit as kubeflow_submit
+
   for name, module, add_arguments, func, help_text in (
-      ('compile-kubeflow', kubeflow_compile, kubeflow_compile.add_compile_arguments,
-       kubeflow_compile.compile_main, 'compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)'),
-      ('submit-kubeflow', kubeflow_submit, kubeflow_submit.add_submit_arguments,
-       kubeflow_submit.submit_main, 'upload a compiled pipeline to a KFP cluster and start a run')):
-    p = sub.add_parser(name, help=help_text, description=module.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    (
+      'compile-kubeflow',
+      kubeflow_compile,
+      kubeflow_compile.add_compile_arguments,
+      kubeflow_compile.compile_main,
+      'compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)',
+    ),
+    (
+      'submit-kubeflow',
+      kubeflow_submit,
+      kubeflow_submit.add_submit_arguments,
+      kubeflow_submit.submit_main,
+      'upload a compiled pipeline to a KFP cluster and start a run',
+    ),
+  ):
+    p = sub.add_parser(
+      name,
+      help=help_text,
+      description=module.__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     p.set_defaults(func=func)
   # compile-kubeflow's settings are checked before anything is compiled (see `main`).
@@ -183,6 +247,8 @@ def _add_kubeflow(sub):
 
 
 def build_parser() -> argparse.ArgumentParser:
+  """Every subcommand's parser. Imports neither TensorFlow nor TFX (tests/test_kubeflow.py checks
+  it), so nothing logs while the command line is parsed, before a command holds stderr."""
   parser = argparse.ArgumentParser(prog='iouseg', description=__doc__)
   sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
   _add_demo_data(sub)
@@ -195,9 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  if argv[:1] == ['run']:
-    return _main_run(argv)
   args = build_parser().parse_args(argv)
   check = getattr(args, 'check_settings', None)
   if check is not None:

@@ -4,6 +4,7 @@ Class 0 is background, 1 disc, 2 square, 3 triangle. Discs are common and large,
 small, so pixel frequencies are imbalanced the way real data is (background ~3/4 of pixels).
 Each shape carries a 1-pixel band of the ignore label around it, like PASCAL VOC's void border.
 """
+
 import os
 
 import numpy as np
@@ -15,9 +16,9 @@ CLASS_NAMES = ('background', 'disc', 'square', 'triangle')
 NUM_CLASSES = len(CLASS_NAMES)
 # Per class: chance that an image holds one, radius range in pixels, base colour.
 _SHAPES = {
-    1: (0.9, (10, 20), (200, 70, 60)),
-    2: (0.5, (7, 14), (60, 170, 80)),
-    3: (0.35, (8, 13), (70, 90, 210)),
+  1: (0.9, (10, 20), (200, 70, 60)),
+  2: (0.5, (7, 14), (60, 170, 80)),
+  3: (0.35, (8, 13), (70, 90, 210)),
 }
 
 
@@ -61,19 +62,32 @@ def make_pair(rng: np.random.Generator, size: int, ignore_label: int):
 def write_split(path: str, count: int, seed: int, size: int, ignore_label: int) -> None:
   """`count` records as one TFRecord file at `path`."""
   import tensorflow as tf
+
   rng = np.random.default_rng(seed)
   split = os.path.basename(os.path.dirname(path))
   with tf.io.TFRecordWriter(path) as writer:
     for i in range(count):
       image, mask = make_pair(rng, size, ignore_label)
       example = data_format.make_example(
-          data_format.encode_png(image), 'png', size, size, 3, f'demo/{split}/{i:05d}.png',
-          data_format.encode_png(mask))
+        data_format.encode_png(image),
+        'png',
+        size,
+        size,
+        3,
+        f'demo/{split}/{i:05d}.png',
+        data_format.encode_png(mask),
+      )
       writer.write(example.SerializeToString())
 
 
-def write_demo_data(output_dir: str, train_count: int = 192, eval_count: int = 48, size: int = 96,
-                    seed: int = 42, ignore_label: int = data_format.DEFAULT_IGNORE_LABEL) -> dict:
+def write_demo_data(
+  output_dir: str,
+  train_count: int = 192,
+  eval_count: int = 48,
+  size: int = 96,
+  seed: int = 42,
+  ignore_label: int = data_format.DEFAULT_IGNORE_LABEL,
+) -> dict:
   """Writes OUTPUT/train/demo.tfrecord and OUTPUT/eval/demo.tfrecord; returns {split: path}."""
   paths = {}
   for split, count, split_seed in (('train', train_count, seed), ('eval', eval_count, seed + 1)):

@@ -3,7 +3,6 @@
 The primitives `iouseg.run_summary` builds its summary from, and what tools that read a run directly
 (benchmarks, tests) need: each component's time span and output artifacts in the latest run.
 """
-from typing import Dict
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -26,7 +25,7 @@ def node_id(store, execution) -> str:
   return execution.type
 
 
-def artifacts(store, execution, event_types) -> Dict[str, list]:
+def artifacts(store, execution, event_types) -> dict[str, list]:
   """Input or output artifacts (MLMD protos) of `execution` by key ('model', 'evaluation', ...)."""
   events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
   by_id = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
@@ -37,33 +36,43 @@ def artifacts(store, execution, event_types) -> Dict[str, list]:
   return by_key
 
 
-def tfx_artifacts(store, execution, event_types) -> Dict[str, list]:
+def tfx_artifacts(store, execution, event_types) -> dict[str, list]:
   """`artifacts` as TFX `Artifact` objects, what executors take and return."""
-  from tfx.types import artifact_utils  # pylint: disable=g-import-not-at-top
-  return {key: [artifact_utils.deserialize_artifact(
-      store.get_artifact_types_by_id([a.type_id])[0], a) for a in found]
-          for key, found in artifacts(store, execution, event_types).items()}
+  from tfx.types import artifact_utils
+
+  return {
+    key: [
+      artifact_utils.deserialize_artifact(store.get_artifact_types_by_id([a.type_id])[0], a)
+      for a in found
+    ]
+    for key, found in artifacts(store, execution, event_types).items()
+  }
 
 
 def latest_run_context(store, metadata_path: str, pipeline_name: str):
   """The `pipeline_run` context of the most recent run of `pipeline_name`."""
-  runs = [c for c in store.get_contexts_by_type('pipeline_run')
-          if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))]
+  runs = [
+    c
+    for c in store.get_contexts_by_type('pipeline_run')
+    if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))
+  ]
   if not runs:
     raise LookupError(f'no run of pipeline {pipeline_name!r} in {metadata_path}')
   return max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
 
 
-def component_spans(metadata_path: str, pipeline_name: str) -> Dict[str, tuple]:
+def component_spans(metadata_path: str, pipeline_name: str) -> dict[str, tuple]:
   """{node id: (start, end) in seconds since the epoch} of each execution of the latest run: from its
   creation in MLMD to its last update (the launcher's record of the component finishing)."""
   store = open_store(metadata_path)
   run = latest_run_context(store, metadata_path, pipeline_name)
-  return {node_id(store, e): (e.create_time_since_epoch / 1e3, e.last_update_time_since_epoch / 1e3)
-          for e in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)}
+  return {
+    node_id(store, e): (e.create_time_since_epoch / 1e3, e.last_update_time_since_epoch / 1e3)
+    for e in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+  }
 
 
-def latest_outputs(metadata_path: str, pipeline_name: str, node: str) -> Dict[str, list]:
+def latest_outputs(metadata_path: str, pipeline_name: str, node: str) -> dict[str, list]:
   """The output artifacts (TFX `Artifact`s, by key) of `node` in the latest run of the pipeline, for
   tools that read a component's outputs directly (the benchmarks)."""
   store = open_store(metadata_path)

@@ -3,11 +3,11 @@
 Nothing here trusts the process that ran the pipeline: every fact comes from the metadata store and
 the artifacts it points to, so the same summary can be printed for any past run.
 """
+
 import dataclasses
 import json
 import math
 import os
-from typing import Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -15,48 +15,47 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 
 from components import dedup_pusher, iou_metric
+
 # The TFMA output reader the model card uses too; its names are part of this module's interface.
 from components.model_card import content as model_card_content
-from components.model_card.content import (  # noqa: F401
-    BASELINE, CANDIDATE, OVERALL, slice_name, sliced_metrics)
+from components.model_card.content import BASELINE, CANDIDATE, OVERALL, slice_name, sliced_metrics  # noqa: F401
 from iouseg import mlmd_store
 
-
 # slice name -> model name (CANDIDATE, BASELINE) -> metric name -> value (float, or an array).
-SlicedMetrics = Dict[str, Dict[str, Dict[str, object]]]
+SlicedMetrics = dict[str, dict[str, dict[str, object]]]
 
 
 @dataclasses.dataclass
 class RunSummary:
   run_id: str
-  component_states: Dict[str, str]  # node id -> 'executed', 'cached', 'failed', ...
-  candidate_metrics: Dict[str, float]  # metric name -> value on the eval split (overall slice)
-  baseline_metrics: Dict[str, float]  # empty when there was no baseline
-  blessed: Optional[bool]
-  failures: List[str]  # why the blessing was refused, one line per failed rule
+  component_states: dict[str, str]  # node id -> 'executed', 'cached', 'failed', ...
+  candidate_metrics: dict[str, float]  # metric name -> value on the eval split (overall slice)
+  baseline_metrics: dict[str, float]  # empty when there was no baseline
+  blessed: bool | None
+  failures: list[str]  # why the blessing was refused, one line per failed rule
   pushed: bool
-  pushed_destination: Optional[str]
+  pushed_destination: str | None
   already_serving: bool
-  class_names: List[str] = dataclasses.field(default_factory=list)  # in class-id order
+  class_names: list[str] = dataclasses.field(default_factory=list)  # in class-id order
   slices: SlicedMetrics = dataclasses.field(default_factory=dict)  # every slice, overall included
   # Artifact locations, for whoever reviews the run (`iouseg report`, the notebook).
-  evaluation_uri: Optional[str] = None
-  model_uri: Optional[str] = None  # the candidate the Evaluator judged
-  baseline_model_uri: Optional[str] = None
-  examples_uri: Optional[str] = None  # the Evaluator's examples; it reads their eval split
-  model_run_uri: Optional[str] = None  # the Trainer's TensorBoard logs
+  evaluation_uri: str | None = None
+  model_uri: str | None = None  # the candidate the Evaluator judged
+  baseline_model_uri: str | None = None
+  examples_uri: str | None = None  # the Evaluator's examples; it reads their eval split
+  model_run_uri: str | None = None  # the Trainer's TensorBoard logs
   # What the Trainer started from: its `base_model` input in ML Metadata (warm start), or None.
   trainer_ran: bool = False
-  started_from_id: Optional[int] = None
-  started_from_uri: Optional[str] = None
+  started_from_id: int | None = None
+  started_from_uri: str | None = None
   # The Tuner's best trial (run with --tune-trials): hyperparameter -> value, its score, trials done.
-  tuned: Dict[str, object] = dataclasses.field(default_factory=dict)
-  tuned_score: Optional[float] = None
+  tuned: dict[str, object] = dataclasses.field(default_factory=dict)
+  tuned_score: float | None = None
   tuned_trials: int = 0
   # MaskWriter (run with --infer-data): its artifact, the masks written, why none were.
-  masks_uri: Optional[str] = None
+  masks_uri: str | None = None
   mask_count: int = 0
-  masks_skipped: Optional[str] = None
+  masks_skipped: str | None = None
 
 
 def _state_name(execution) -> str:
@@ -64,21 +63,21 @@ def _state_name(execution) -> str:
   return {'COMPLETE': 'executed', 'CACHED': 'cached'}.get(state, state.lower())
 
 
-def _uri(artifacts: Dict[str, list], key: str) -> Optional[str]:
+def _uri(artifacts: dict[str, list], key: str) -> str | None:
   return artifacts[key][0].uri if artifacts.get(key) else None
 
 
-def _int_property(artifact, name: str) -> Optional[int]:
+def _int_property(artifact, name: str) -> int | None:
   value = artifact.custom_properties.get(name)
   return None if value is None else value.int_value
 
 
-def _string_property(artifact, name: str) -> Optional[str]:
+def _string_property(artifact, name: str) -> str | None:
   value = artifact.custom_properties.get(name)
   return None if value is None else value.string_value
 
 
-def class_names(evaluation_uri: str) -> List[str]:
+def class_names(evaluation_uri: str) -> list[str]:
   """The class names in class-id order, from the evaluation's own `ClassIoU` metric configs."""
   return model_card_content.class_names(eval_config_writer.load_eval_run(evaluation_uri)[0])
 
@@ -94,23 +93,26 @@ def _where(slice_text: str) -> str:
   return '' if slice_text == OVERALL else f' on slice {slice_text}'
 
 
-def _change_line(name: str, where: str, diff: float, slice_metrics: Dict[str, Dict[str, object]],
-                 change) -> str:
+def _change_line(
+  name: str, where: str, diff: float, slice_metrics: dict[str, dict[str, object]], change
+) -> str:
   candidate = slice_metrics.get(CANDIDATE, {}).get(name, float('nan'))
   baseline = slice_metrics.get(BASELINE, {}).get(name, float('nan'))
-  values = (f'candidate {format_value(name, candidate)} vs baseline '
-            f'{format_value(name, baseline)}')
+  values = f'candidate {format_value(name, candidate)} vs baseline {format_value(name, baseline)}'
   if math.isnan(diff):
     return f'{name}{where}: {values}: the change cannot be measured'
   if change.HasField('relative'):
     return f'{name}{where}: {values}; relative change required >= {change.relative.value:g}'
   allowed = change.absolute.value
-  rule = ('the candidate may not be worse than the baseline' if abs(allowed) < 1e-6
-          else f'at most {-allowed:g} may be lost')
+  rule = (
+    'the candidate may not be worse than the baseline'
+    if abs(allowed) < 1e-6
+    else f'at most {-allowed:g} may be lost'
+  )
   return f'{name}{where}: {values}, change {diff:+.4f}; {rule}'
 
 
-def _failure_line(failure, slice_text: str, slice_metrics: Dict[str, Dict[str, object]]) -> str:
+def _failure_line(failure, slice_text: str, slice_metrics: dict[str, dict[str, object]]) -> str:
   """TFMA leaves `message` empty for threshold failures; say which rule failed, where, with the
   numbers (a change rule: both models' values)."""
   name, where = failure.metric_key.name, _where(slice_text)
@@ -120,17 +122,21 @@ def _failure_line(failure, slice_text: str, slice_metrics: Dict[str, Dict[str, o
   threshold = failure.metric_threshold
   if failure.metric_key.is_diff:
     return _change_line(name, where, value, slice_metrics, threshold.change_threshold)
-  return (f'{name} = {format_value(name, value)}{where}: required '
-          f'{model_card_content.bound_text(threshold.value_threshold)}')
+  return (
+    f'{name} = {format_value(name, value)}{where}: required '
+    f'{model_card_content.bound_text(threshold.value_threshold)}'
+  )
 
 
-def validation_failures(evaluation_uri: str, slices: Optional[SlicedMetrics] = None) -> List[str]:
+def validation_failures(evaluation_uri: str, slices: SlicedMetrics | None = None) -> list[str]:
   """One line per failed blessing rule, with the metric, the slice, its value(s) and the rule."""
   slices = sliced_metrics(evaluation_uri) if slices is None else slices
   validation = tfma.load_validation_result(evaluation_uri)
   lines = []
-  per_slice = sorted(((slice_name(v.slice_key), v) for v in validation.metric_validations_per_slice),
-                     key=lambda named: (named[0] != OVERALL, named[0]))  # the whole split first
+  per_slice = sorted(
+    ((slice_name(v.slice_key), v) for v in validation.metric_validations_per_slice),
+    key=lambda named: (named[0] != OVERALL, named[0]),
+  )  # the whole split first
   for slice_text, validations in per_slice:
     for failure in validations.failures:
       lines.append(_failure_line(failure, slice_text, slices.get(slice_text, {})))
@@ -141,7 +147,7 @@ def validation_failures(evaluation_uri: str, slices: Optional[SlicedMetrics] = N
   return lines
 
 
-def _read_evaluator(summary: RunSummary, inputs: Dict[str, list], outputs: Dict[str, list]) -> None:
+def _read_evaluator(summary: RunSummary, inputs: dict[str, list], outputs: dict[str, list]) -> None:
   summary.evaluation_uri = _uri(outputs, 'evaluation')
   summary.model_uri = _uri(inputs, 'model')
   summary.baseline_model_uri = _uri(inputs, 'baseline_model')
@@ -155,11 +161,12 @@ def _read_evaluator(summary: RunSummary, inputs: Dict[str, list], outputs: Dict[
   summary.failures = validation_failures(summary.evaluation_uri, summary.slices)
 
 
-def _read_tuner(summary: RunSummary, outputs: Dict[str, list]) -> None:
+def _read_tuner(summary: RunSummary, outputs: dict[str, list]) -> None:
   """TFX's Tuner files: the best trial's HyperParameters config and every completed trial, best
   first (tfx/components/tuner/executor.py)."""
-  with tf.io.gfile.GFile(os.path.join(_uri(outputs, 'best_hyperparameters'),
-                                      'best_hyperparameters.txt')) as f:
+  with tf.io.gfile.GFile(
+    os.path.join(_uri(outputs, 'best_hyperparameters'), 'best_hyperparameters.txt')
+  ) as f:
     summary.tuned = json.load(f).get('values', {})
   if outputs.get('tuner_results'):
     with tf.io.gfile.GFile(os.path.join(_uri(outputs, 'tuner_results'), 'tuner_results.json')) as f:
@@ -185,8 +192,9 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
       summary.started_from_id = base[0].id if base else None
       summary.started_from_uri = base[0].uri if base else None
     if node == 'Evaluator' and outputs.get('evaluation'):
-      _read_evaluator(summary, mlmd_store.artifacts(store, execution, mlmd_store.INPUT_EVENTS),
-                      outputs)
+      _read_evaluator(
+        summary, mlmd_store.artifacts(store, execution, mlmd_store.INPUT_EVENTS), outputs
+      )
     if node == 'Tuner' and outputs.get('best_hyperparameters'):
       _read_tuner(summary, outputs)
     if node == 'MaskWriter' and outputs.get('masks'):
@@ -202,7 +210,7 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
   return summary
 
 
-def evaluation_uris(metadata_path: str, pipeline_name: str) -> List[str]:
+def evaluation_uris(metadata_path: str, pipeline_name: str) -> list[str]:
   """Every TFMA output the pipeline's Evaluator wrote, oldest first (a cached Evaluator reuses an
   earlier one: each appears once)."""
   store = mlmd_store.open_store(metadata_path)
@@ -212,20 +220,26 @@ def evaluation_uris(metadata_path: str, pipeline_name: str) -> List[str]:
   evaluations = {}
   for execution in store.get_executions_by_context(pipeline.id):
     if mlmd_store.node_id(store, execution) == 'Evaluator':
-      for artifact in mlmd_store.artifacts(store, execution,
-                                           mlmd_store.OUTPUT_EVENTS).get('evaluation', []):
+      for artifact in mlmd_store.artifacts(store, execution, mlmd_store.OUTPUT_EVENTS).get(
+        'evaluation', []
+      ):
         evaluations[artifact.id] = artifact.uri
   return [evaluations[k] for k in sorted(evaluations)]
 
 
-def _metric_lines(summary: RunSummary) -> List[str]:
+def _metric_lines(summary: RunSummary) -> list[str]:
   metrics = summary.candidate_metrics
   lines = [f'Eval mean IoU: {format_value(iou_metric.MEAN_IOU, metrics[iou_metric.MEAN_IOU])}']
-  lines += [f'  {label:<28} {format_value(name, metrics[name])}' for name, label in (
+  lines += [
+    f'  {label:<28} {format_value(name, metrics[name])}'
+    for name, label in (
       (iou_metric.MEAN_IOU_MODEL_RESOLUTION, 'mean IoU (model resolution)'),
       (iou_metric.FREQUENCY_WEIGHTED_IOU, 'frequency-weighted IoU'),
       (iou_metric.PIXEL_ACCURACY, 'pixel accuracy'),
-      (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss')) if name in metrics]
+      (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss'),
+    )
+    if name in metrics
+  ]
   for class_name in summary.class_names:
     name = iou_metric.class_iou_name(class_name)
     if name in metrics:
@@ -234,48 +248,69 @@ def _metric_lines(summary: RunSummary) -> List[str]:
   return lines
 
 
-def _slice_lines(summary: RunSummary) -> List[str]:
+def _slice_lines(summary: RunSummary) -> list[str]:
   sliced = {name: models for name, models in summary.slices.items() if name != OVERALL}
   if not sliced:
     return []
   lines = ['Slices (mean IoU, candidate / baseline):']
   for name, models in sorted(sliced.items()):
-    values = [format_value(iou_metric.MEAN_IOU, models[model][iou_metric.MEAN_IOU])
-              for model in (CANDIDATE, BASELINE) if iou_metric.MEAN_IOU in models.get(model, {})]
+    values = [
+      format_value(iou_metric.MEAN_IOU, models[model][iou_metric.MEAN_IOU])
+      for model in (CANDIDATE, BASELINE)
+      if iou_metric.MEAN_IOU in models.get(model, {})
+    ]
     lines.append(f'  {name:<40} {" / ".join(values)}')
   return lines
 
 
-def format_summary(summary: RunSummary, log_path: Optional[str] = None) -> str:
+def format_summary(summary: RunSummary, log_path: str | None = None) -> str:
   """The summary `iouseg run` prints; `log_path`, the run's third-party log, is its last line."""
   lines = [f'Run {summary.run_id}', 'Components:']
   lines += [f'  {node:<32} {state}' for node, state in summary.component_states.items()]
   if summary.trainer_ran:
-    lines.append('Started from: cold start' if summary.started_from_id is None else
-                 f'Started from: model {summary.started_from_id} ({summary.started_from_uri})')
+    lines.append(
+      'Started from: cold start'
+      if summary.started_from_id is None
+      else f'Started from: model {summary.started_from_id} ({summary.started_from_uri})'
+    )
   if summary.tuned:
-    score = ('' if summary.tuned_score is None else
-             f', val_mean_iou {format_value("val_mean_iou", summary.tuned_score)}')
-    lines.append(f'Tuned (best of {summary.tuned_trials} trials{score}): ' + ', '.join(
+    score = (
+      ''
+      if summary.tuned_score is None
+      else f', val_mean_iou {format_value("val_mean_iou", summary.tuned_score)}'
+    )
+    lines.append(
+      f'Tuned (best of {summary.tuned_trials} trials{score}): '
+      + ', '.join(
         f'{name}={value:.4g}' if isinstance(value, float) else f'{name}={value}'
-        for name, value in sorted(summary.tuned.items())))
+        for name, value in sorted(summary.tuned.items())
+      )
+    )
   if iou_metric.MEAN_IOU in summary.candidate_metrics:
     lines += _metric_lines(summary)
   baseline = summary.baseline_metrics.get(iou_metric.MEAN_IOU)
-  lines.append(f'Baseline mean IoU: {format_value(iou_metric.MEAN_IOU, baseline)}'
-               if baseline is not None else 'Baseline: none (first blessed model)')
+  lines.append(
+    f'Baseline mean IoU: {format_value(iou_metric.MEAN_IOU, baseline)}'
+    if baseline is not None
+    else 'Baseline: none (first blessed model)'
+  )
   lines += _slice_lines(summary)
   if summary.blessed is not None:
     lines.append('Blessed: yes' if summary.blessed else 'Blessed: NO')
     lines += [f'  failed: {failure}' for failure in summary.failures]
   if summary.pushed:
-    note = ' (this model was already serving there; no new version)' if summary.already_serving else ''
+    note = (
+      ' (this model was already serving there; no new version)' if summary.already_serving else ''
+    )
     lines.append(f'Pushed to: {summary.pushed_destination}{note}')
   else:
     lines.append('Pushed: no')
   if summary.masks_uri:
-    lines.append(f'Masks: none, {summary.masks_skipped}' if summary.masks_skipped else
-                 f'Masks: {summary.mask_count} written to {summary.masks_uri} (index.csv)')
+    lines.append(
+      f'Masks: none, {summary.masks_skipped}'
+      if summary.masks_skipped
+      else f'Masks: {summary.mask_count} written to {summary.masks_uri} (index.csv)'
+    )
   if log_path:
     lines.append(f'Log (TFX, Beam, TensorFlow): {log_path}')
   return '\n'.join(lines)

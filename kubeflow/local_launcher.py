@@ -9,12 +9,14 @@ pre-cache-check hook (TFX's ExampleGen driver) runs before it, as on Vertex AI. 
 substitution is kfp's own (the helpers of `kfp.local`, whose runner only takes single components
 without input artifacts).
 
-Not a backend: no caching and no ML Metadata. A resolver task is an MLMD query over earlier runs that
-only the backend can answer, so it resolves to no artifacts, as on the first run of a fresh cluster.
-Importer tasks are refused (this project's specs have none).
+Not a backend: no caching and no ML Metadata. A resolver task (the `--baseline resolver` or
+`--warm-start` spec's) is an MLMD query over earlier runs that only the backend can answer, so it
+resolves to no artifacts, as on the first run of a fresh cluster. Importer tasks are refused (this
+project's specs have none).
 
   python -m kubeflow.local_launcher PIPELINE.yaml --pipeline-root DIR [--param NAME=VALUE ...]
 """
+
 import argparse
 import datetime
 import graphlib
@@ -22,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional
 
 from google.protobuf import json_format
 from kfp import components
@@ -33,7 +34,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 from kubeflow import parameters as parameters_lib
 
 # Task name -> output key -> the artifacts the task produced.
-Outputs = Dict[str, Dict[str, pb.ArtifactList]]
+Outputs = dict[str, dict[str, pb.ArtifactList]]
 
 
 def load_spec(pipeline_file: str) -> pb.PipelineSpec:
@@ -43,19 +44,22 @@ def load_spec(pipeline_file: str) -> pb.PipelineSpec:
 
 def deployment_config(spec: pb.PipelineSpec) -> pb.PipelineDeploymentConfig:
   """The executors (containers, resolvers...), which the spec stores as an untyped Struct."""
-  return json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec),
-                               pb.PipelineDeploymentConfig())
+  return json_format.ParseDict(
+    json_format.MessageToDict(spec.deployment_spec), pb.PipelineDeploymentConfig()
+  )
 
 
-def task_order(spec: pb.PipelineSpec) -> List[str]:
+def task_order(spec: pb.PipelineSpec) -> list[str]:
   tasks = spec.root.dag.tasks
-  graph = {name: set(tasks[name].dependent_tasks) |
-           {a.task_output_artifact.producer_task for a in tasks[name].inputs.artifacts.values()}
-           for name in sorted(tasks)}
+  graph = {
+    name: set(tasks[name].dependent_tasks)
+    | {a.task_output_artifact.producer_task for a in tasks[name].inputs.artifacts.values()}
+    for name in sorted(tasks)
+  }
   return list(graphlib.TopologicalSorter(graph).static_order())
 
 
-def parameter_values(spec: pb.PipelineSpec, arguments: Dict[str, object]):
+def parameter_values(spec: pb.PipelineSpec, arguments: dict[str, object]):
   """The run's parameters: the arguments given, else the compiled defaults."""
   declared = spec.root.input_definitions.parameters
   unknown = set(arguments) - set(declared)
@@ -72,15 +76,23 @@ def parameter_values(spec: pb.PipelineSpec, arguments: Dict[str, object]):
   return values
 
 
-def executor_input(task: pb.PipelineTaskSpec, component: pb.ComponentSpec, run_parameters,
-                   outputs: Outputs, task_root: str, run_id: str) -> pb.ExecutorInput:
+def executor_input(
+  task: pb.PipelineTaskSpec,
+  component: pb.ComponentSpec,
+  run_parameters,
+  outputs: Outputs,
+  task_root: str,
+  run_id: str,
+) -> pb.ExecutorInput:
   result = pb.ExecutorInput()
   for name, source in task.inputs.parameters.items():
     kind = source.WhichOneof('kind')
     if kind == 'runtime_value':
       result.inputs.parameter_values[name].CopyFrom(source.runtime_value.constant)
     elif kind == 'component_input_parameter':
-      result.inputs.parameter_values[name].CopyFrom(run_parameters[source.component_input_parameter])
+      result.inputs.parameter_values[name].CopyFrom(
+        run_parameters[source.component_input_parameter]
+      )
     else:
       raise NotImplementedError(f'{task.task_info.name}: parameter {name} from {kind}')
   for name, source in task.inputs.artifacts.items():
@@ -88,21 +100,36 @@ def executor_input(task: pb.PipelineTaskSpec, component: pb.ComponentSpec, run_p
       raise NotImplementedError(f'{task.task_info.name}: artifact {name} from {source}')
     producer = source.task_output_artifact
     result.inputs.artifacts[name].CopyFrom(
-        outputs[producer.producer_task][producer.output_artifact_key])
+      outputs[producer.producer_task][producer.output_artifact_key]
+    )
   for key, definition in component.output_definitions.artifacts.items():
     # A unique name, like the backend's MLMD artifact names: TFX maps artifact ids through them.
     result.outputs.artifacts[key].artifacts.add(
-        name=f'{run_id}/{task.task_info.name}/{key}', type=definition.artifact_type,
-        uri=os.path.join(task_root, key))
+      name=f'{run_id}/{task.task_info.name}/{key}',
+      type=definition.artifact_type,
+      uri=os.path.join(task_root, key),
+    )
   result.outputs.output_file = os.path.join(task_root, 'executor_output.json')
   return result
 
 
-def _run(task_name: str, command, args, executor_input_dict: dict, run_id: str, pipeline_root: str,
-         task_root: str, python: str) -> None:
+def _run(
+  task_name: str,
+  command,
+  args,
+  executor_input_dict: dict,
+  run_id: str,
+  pipeline_root: str,
+  task_root: str,
+  python: str,
+) -> None:
   full_command = placeholder_utils.replace_placeholders(
-      full_command=list(command) + list(args), executor_input_dict=executor_input_dict,
-      pipeline_resource_name=run_id, task_resource_name=task_name, pipeline_root=pipeline_root)
+    full_command=list(command) + list(args),
+    executor_input_dict=executor_input_dict,
+    pipeline_resource_name=run_id,
+    task_resource_name=task_name,
+    pipeline_root=pipeline_root,
+  )
   if full_command[0] == 'python':  # The image's interpreter; here, the one with the project.
     full_command[0] = python
   print(f'[local_launcher] {task_name}: {" ".join(full_command[:4])} ...', flush=True)
@@ -111,7 +138,7 @@ def _run(task_name: str, command, args, executor_input_dict: dict, run_id: str, 
     raise RuntimeError(f'task {task_name} failed with exit code {returncode}')
 
 
-def reported_outputs(task_input: pb.ExecutorInput) -> Dict[str, pb.ArtifactList]:
+def reported_outputs(task_input: pb.ExecutorInput) -> dict[str, pb.ArtifactList]:
   """The task's output artifacts updated with what its executor reported (uri, metadata such as
   `blessed`), as the backend records them for downstream tasks."""
   reported = pb.ExecutorOutput()
@@ -127,9 +154,12 @@ def reported_outputs(task_input: pb.ExecutorInput) -> Dict[str, pb.ArtifactList]
   return result
 
 
-def run_pipeline_spec(pipeline_file: str, pipeline_root: str,
-                      arguments: Optional[Dict[str, object]] = None,
-                      python: str = sys.executable) -> Outputs:
+def run_pipeline_spec(
+  pipeline_file: str,
+  pipeline_root: str,
+  arguments: dict[str, object] | None = None,
+  python: str = sys.executable,
+) -> Outputs:
   """Runs every task of the spec; returns each task's output artifacts."""
   spec = load_spec(pipeline_file)
   deployment = deployment_config(spec)
@@ -153,8 +183,11 @@ def run_pipeline_spec(pipeline_file: str, pipeline_root: str,
     # Integer parameters as JSON integers, as the backend writes them (kfp's own conversion).
     input_dict = executor_input_utils.executor_input_to_dict(task_input, component)
     container = executor.container
-    hooks = [container.lifecycle.pre_cache_check] if container.lifecycle.HasField(
-        'pre_cache_check') else []
+    hooks = (
+      [container.lifecycle.pre_cache_check]
+      if container.lifecycle.HasField('pre_cache_check')
+      else []
+    )
     for step in hooks + [container]:
       _run(name, step.command, step.args, input_dict, run_id, pipeline_root, task_root, python)
     outputs[name] = reported_outputs(task_input)
@@ -162,22 +195,29 @@ def run_pipeline_spec(pipeline_file: str, pipeline_root: str,
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m kubeflow.local_launcher', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+    prog='python -m kubeflow.local_launcher',
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   parser.add_argument('pipeline_file')
   parser.add_argument('--pipeline-root', required=True, help='local folder for the task outputs')
   parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE')
   parser.add_argument('--train-steps', type=int, help='sets train_args')
   parser.add_argument('--min-mean-iou', type=float, help='sets the threshold in eval_config')
   args = parser.parse_args(argv)
-  outputs = run_pipeline_spec(args.pipeline_file, os.path.abspath(args.pipeline_root),
-                              parameters_lib.submission_arguments(
-                                  args.pipeline_file, args.param, args.train_steps,
-                                  args.min_mean_iou))
+  outputs = run_pipeline_spec(
+    args.pipeline_file,
+    os.path.abspath(args.pipeline_root),
+    parameters_lib.submission_arguments(
+      args.pipeline_file, args.param, args.train_steps, args.min_mean_iou
+    ),
+  )
   for task, artifacts in outputs.items():
     for key, artifact_list in artifacts.items():
       for artifact in artifact_list.artifacts:
-        print(f'{task}.{key}: {artifact.uri} {json.dumps(json_format.MessageToDict(artifact.metadata))}')
+        metadata = json.dumps(json_format.MessageToDict(artifact.metadata))
+        print(f'{task}.{key}: {artifact.uri} {metadata}')
   return 0
 
 

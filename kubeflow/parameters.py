@@ -5,13 +5,14 @@ Evaluator's whole TFMA EvalConfig JSON): TFX sets protos at run time only whole.
 step count and a mean-IoU threshold into those JSON values; plain JSON, so submitting imports neither
 TensorFlow nor TFMA.
 """
+
 import json
-from typing import Dict, Iterable, Optional
+from collections.abc import Iterable
 
 import yaml
 
 
-def declared_parameters(pipeline_file: str) -> Dict[str, dict]:
+def declared_parameters(pipeline_file: str) -> dict[str, dict]:
   """Runtime parameter name -> its spec (`parameterType`, `defaultValue`...) in the pipeline file."""
   with open(pipeline_file, encoding='utf-8') as f:
     spec = yaml.safe_load(f)
@@ -25,18 +26,24 @@ def train_args(steps: int) -> str:
 def eval_config_with_threshold(eval_config: str, min_mean_iou: float) -> str:
   """`eval_config` (JSON) with `min_mean_iou` as the lower bound of its one value threshold."""
   config = json.loads(eval_config)
-  bounded = [metric['threshold']['value_threshold'] for spec in config.get('metrics_specs', [])
-             for metric in spec.get('metrics', [])
-             if 'lower_bound' in metric.get('threshold', {}).get('value_threshold', {})]
+  bounded = [
+    metric['threshold']['value_threshold']
+    for spec in config.get('metrics_specs', [])
+    for metric in spec.get('metrics', [])
+    if 'lower_bound' in metric.get('threshold', {}).get('value_threshold', {})
+  ]
   if len(bounded) != 1:
     raise ValueError(f'expected one metric with a lower bound in eval_config, found {len(bounded)}')
   bounded[0]['lower_bound'] = min_mean_iou
   return json.dumps(config, sort_keys=True)
 
 
-def submission_arguments(pipeline_file: str, params: Iterable[str] = (),
-                         train_steps: Optional[int] = None,
-                         min_mean_iou: Optional[float] = None) -> Dict[str, object]:
+def submission_arguments(
+  pipeline_file: str,
+  params: Iterable[str] = (),
+  train_steps: int | None = None,
+  min_mean_iou: float | None = None,
+) -> dict[str, object]:
   """Run arguments from `name=value` strings, plus the two conveniences. Names are checked against
   the pipeline file; parameters left out keep their compiled defaults."""
   declared = declared_parameters(pipeline_file)
@@ -50,5 +57,6 @@ def submission_arguments(pipeline_file: str, params: Iterable[str] = (),
     arguments['train_args'] = train_args(train_steps)
   if min_mean_iou is not None:
     arguments['eval_config'] = eval_config_with_threshold(
-        arguments.get('eval_config', declared['eval_config']['defaultValue']), min_mean_iou)
+      arguments.get('eval_config', declared['eval_config']['defaultValue']), min_mean_iou
+    )
   return arguments

@@ -27,9 +27,10 @@ signature on whatever batch Beam made of the input records (up to 1000) and igno
 bounds the model's batch; the signature walks its batch in chunks sized by bytes itself
 (`trainer.export.evaluation_batch_size`).
 """
+
 import dataclasses
 import json
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import tensorflow_model_analysis as tfma
 
@@ -52,8 +53,9 @@ class EvalOptions:
     slice_features: feature slices; the features of one entry are crossed into one slice.
     class_presence_slices: slice by whether each foreground class occurs in the ground truth.
   """
-  class_min_iou: Dict[str, float] = dataclasses.field(default_factory=dict)
-  max_class_drop: Optional[float] = None
+
+  class_min_iou: dict[str, float] = dataclasses.field(default_factory=dict)
+  max_class_drop: float | None = None
   slice_features: Sequence[Sequence[str]] = ()
   class_presence_slices: bool = False
 
@@ -68,21 +70,25 @@ def _presence_slice(class_id: int, column: str) -> tfma.SlicingSpec:
     raise ValueError(f'class names may not contain a backtick: {column!r}')
   # SQL sees the [C] presence vector as a list of C values: element i is class i (1 = present;
   # ignored pixels make no class present).
-  return tfma.SlicingSpec(slice_keys_sql=(
-      f"SELECT STRUCT(IF(EXISTS(SELECT 1 FROM example.{export.CLASS_PRESENCE} AS v WITH OFFSET i "
-      f"WHERE i = {class_id} AND v > 0), 'yes', 'no') AS `{column}`)"))
+  return tfma.SlicingSpec(
+    slice_keys_sql=(
+      f'SELECT STRUCT(IF(EXISTS(SELECT 1 FROM example.{export.CLASS_PRESENCE} AS v WITH OFFSET i '
+      f"WHERE i = {class_id} AND v > 0), 'yes', 'no') AS `{column}`)"
+    )
+  )
 
 
-def slicing_specs(class_names: List[str], options: EvalOptions) -> List[tfma.SlicingSpec]:
+def slicing_specs(class_names: list[str], options: EvalOptions) -> list[tfma.SlicingSpec]:
   specs = [tfma.SlicingSpec()]
   specs += [tfma.SlicingSpec(feature_keys=list(keys)) for keys in options.slice_features]
   if options.class_presence_slices:
-    specs += [_presence_slice(k, presence_slice_column(name))
-              for k, name in enumerate(class_names) if k > 0]
+    specs += [
+      _presence_slice(k, presence_slice_column(name)) for k, name in enumerate(class_names) if k > 0
+    ]
   return specs
 
 
-def _class_threshold(class_name: str, options: EvalOptions) -> Optional[tfma.MetricThreshold]:
+def _class_threshold(class_name: str, options: EvalOptions) -> tfma.MetricThreshold | None:
   floor = options.class_min_iou.get(class_name)
   threshold = tfma.MetricThreshold()
   if floor is not None:
@@ -93,21 +99,26 @@ def _class_threshold(class_name: str, options: EvalOptions) -> Optional[tfma.Met
   return threshold if threshold.ByteSize() else None
 
 
-def _class_metric(class_id: int, class_name: str, num_classes: int,
-                  options: EvalOptions) -> tfma.MetricConfig:
+def _class_metric(
+  class_id: int, class_name: str, num_classes: int, options: EvalOptions
+) -> tfma.MetricConfig:
   config = tfma.MetricConfig(
-      class_name=iou_metric.ClassIoU.__name__, module=iou_metric.__name__,
-      config=json.dumps({'num_classes': num_classes, 'class_id': class_id,
-                         'class_name': class_name}))
+    class_name=iou_metric.ClassIoU.__name__,
+    module=iou_metric.__name__,
+    config=json.dumps({'num_classes': num_classes, 'class_id': class_id, 'class_name': class_name}),
+  )
   threshold = _class_threshold(class_name, options)
   if threshold is not None:
     config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
   return config
 
 
-def make_eval_config(num_classes: int, min_mean_iou: float,
-                     class_names: Optional[List[str]] = None,
-                     options: Optional[EvalOptions] = None) -> tfma.EvalConfig:
+def make_eval_config(
+  num_classes: int,
+  min_mean_iou: float,
+  class_names: list[str] | None = None,
+  options: EvalOptions | None = None,
+) -> tfma.EvalConfig:
   """IoU metrics on the eval split, summed from the model's `evaluation_sums` signature (the
   blessing's `mean_iou` at each image's own resolution), with the blessing rules and slices
   described above.
@@ -123,21 +134,33 @@ def make_eval_config(num_classes: int, min_mean_iou: float,
   if unknown:
     raise ValueError(f'class floors for unknown classes {unknown}; classes: {class_names}')
   return tfma.EvalConfig(
-      # No label or prediction key: the metrics read the signature's outputs by name.
-      model_specs=[tfma.ModelSpec(
-          signature_name=export.EVALUATION_SIGNATURE,
-          preprocessing_function_names=[export.PRESENCE_SIGNATURE])],
-      slicing_specs=slicing_specs(class_names, options),
-      metrics_specs=[
-          tfma.MetricsSpec(metrics=[tfma.MetricConfig(
-              class_name=iou_metric.SegmentationIoU.__name__,
-              module=iou_metric.__name__,
-              config=json.dumps({'num_classes': num_classes}),
-              threshold=tfma.MetricThreshold(
-                  value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_mean_iou}),
-                  change_threshold=tfma.GenericChangeThreshold(
-                      direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                      absolute={'value': _NOT_WORSE_TOLERANCE})))]),
-          tfma.MetricsSpec(metrics=[_class_metric(k, name, num_classes, options)
-                                    for k, name in enumerate(class_names)]),
-      ])
+    # No label or prediction key: the metrics read the signature's outputs by name.
+    model_specs=[
+      tfma.ModelSpec(
+        signature_name=export.EVALUATION_SIGNATURE,
+        preprocessing_function_names=[export.PRESENCE_SIGNATURE],
+      )
+    ],
+    slicing_specs=slicing_specs(class_names, options),
+    metrics_specs=[
+      tfma.MetricsSpec(
+        metrics=[
+          tfma.MetricConfig(
+            class_name=iou_metric.SegmentationIoU.__name__,
+            module=iou_metric.__name__,
+            config=json.dumps({'num_classes': num_classes}),
+            threshold=tfma.MetricThreshold(
+              value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_mean_iou}),
+              change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={'value': _NOT_WORSE_TOLERANCE},
+              ),
+            ),
+          )
+        ]
+      ),
+      tfma.MetricsSpec(
+        metrics=[_class_metric(k, name, num_classes, options) for k, name in enumerate(class_names)]
+      ),
+    ],
+  )

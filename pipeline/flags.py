@@ -1,102 +1,243 @@
-"""Command-line flags of `create_pipeline`, shared by every runner (`iouseg run`, `compile-kubeflow`).
+"""Command-line flags of `create_pipeline`, shared by every runner (`iouseg run`,
+`compile-kubeflow`), and the settings objects built from them (`create_pipeline_kwargs`).
 
-Model settings get one flag per field of `TrainerConfig` (`--image-size`, `--loss`, ...) with its
-default, so the flags cannot drift from the settings the pipeline reads; `TransformConfig` shares
-image size, channels and classes with it and adds `--ignore-label`.
+Model settings get one flag per setting of `TrainerConfig` (`--image-size`, `--loss`, ...), named
+by its flat name and with its default, help and choices, so the flags cannot drift from the
+settings the pipeline reads; each group of the settings tree (data, model, augmentation, loss,
+optimiser, runtime) is one group of flags.
 """
+
 import argparse
 import dataclasses
 import glob
 import os
 import re
-from typing import Dict, Optional
 
-from pipeline import beam_runners
-from trainer.config import TrainerConfig
-from transform.config import LazyChoices, TransformConfig
+from pipeline import beam_runners, settings
+from trainer import config as trainer_config
+from transform.config import LazyChoices
+
+# Title of each settings group's flags in --help.
+_GROUP_TITLES = {
+  'data': 'data settings',
+  'model': 'model settings',
+  'augmentation': 'augmentation settings (train split only)',
+  'losses': 'loss settings',
+  'optimizer': 'optimiser settings',
+  'runtime': 'runtime settings',
+}
 
 
 def _config_fields():
-  """TrainerConfig's fields, then TransformConfig's own (the shared ones are the same settings)."""
-  trainer_fields = dataclasses.fields(TrainerConfig)
-  names = {f.name for f in trainer_fields}
-  return list(trainer_fields) + [f for f in dataclasses.fields(TransformConfig) if f.name not in names]
+  """(group name, its fields) for each group of TrainerConfig, in order."""
+  return [(group, dataclasses.fields(settings)) for group, settings in trainer_config.GROUPS]
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-  """One flag per config field, with the field's own help, default and choices."""
-  group = parser.add_argument_group('model settings (TrainerConfig and TransformConfig fields)')
-  for field in _config_fields():
-    flag = '--' + field.name.replace('_', '-')
-    help_text = field.metadata['help']
-    if isinstance(field.default, bool):
-      group.add_argument(flag, action='store_true', help=help_text)
-    else:
-      choices = field.metadata.get('choices')
-      # A metavar keeps argparse from listing lazy choices (loading their module) while it builds.
-      metavar = field.name.upper() if isinstance(choices, LazyChoices) else None
-      group.add_argument(flag, type=type(field.default), default=field.default, choices=choices,
-                         metavar=metavar, help=f'{help_text} (default: %(default)s)')
+def add_config_arguments(parser: argparse.ArgumentParser, groups: dict | None = None) -> None:
+  """One flag per TrainerConfig setting, with the field's own help, default and choices, in one
+  argument group per settings group: the one of that name in `groups` (a runner's flags of the
+  same concern share it), else a new one. A bool that defaults to True is a --NAME/--no-NAME pair,
+  one that defaults to False a plain switch."""
+  groups = {} if groups is None else groups
+  for group_name, fields in _config_fields():
+    group = groups.get(group_name) or parser.add_argument_group(
+      _GROUP_TITLES.get(group_name, group_name)
+    )
+    for field in fields:
+      flag = flag_name(field.name)
+      help_text = field.metadata['help']
+      if field.default is True:
+        # argparse adds '(default: True)' to the help of this action itself.
+        group.add_argument(
+          flag, action=argparse.BooleanOptionalAction, default=True, help=help_text
+        )
+      elif field.default is False:
+        group.add_argument(flag, action='store_true', help=help_text)
+      else:
+        choices, metavar = field.metadata.get('choices'), None
+        if isinstance(choices, LazyChoices):
+          # Checked with the settings (`check_args`), not by argparse: reading them loads their
+          # module (TensorFlow for the losses), which logs before a command holds stderr.
+          choices, metavar = None, field.name.upper()
+        group.add_argument(
+          flag,
+          type=type(field.default),
+          default=field.default,
+          choices=choices,
+          metavar=metavar,
+          help=f'{help_text} (default: %(default)s)',
+        )
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser,
-                           path_defaults: Optional[dict] = None) -> None:
-  """Every `create_pipeline` argument a user sets. `path_defaults` gives defaults for
-  data_root, pipeline_root and serving_dir; without it the three are required."""
-  paths = path_defaults or {}
+def add_pipeline_arguments(
+  parser: argparse.ArgumentParser,
+  path_defaults: dict | None = None,
+  baseline: settings.Baseline = settings.Baseline.RESOLVER,
+) -> dict:
+  """Every `create_pipeline` setting a user sets, in argument groups by concern: paths, data,
+  model, loss, optimiser, augmentation, evaluation and blessing, runtime. `path_defaults` gives
+  defaults for data_root, pipeline_root and serving_dir; without it the three are required.
+  `baseline` is the default of --baseline, the runner's. Returns the groups by name ('paths',
+  'data', 'model', 'losses', 'optimizer', 'augmentation', 'evaluation', 'runtime'), for the
+  runner's own flags."""
+  groups = {'paths': parser.add_argument_group('paths')}
+  for name in ('data', 'model', 'losses', 'optimizer', 'augmentation'):
+    groups[name] = parser.add_argument_group(_GROUP_TITLES[name])
+  groups['evaluation'] = parser.add_argument_group('evaluation and blessing settings')
+  groups['runtime'] = parser.add_argument_group(_GROUP_TITLES['runtime'])
+  add_config_arguments(parser, groups)  # each group's settings first, then the runner's flags
+
+  given = path_defaults or {}
   for name, help_text in (
-      ('data_root', 'TFRecords; train/ and eval/ subfolders are the splits'),
-      ('pipeline_root', 'where component outputs are written'),
-      ('serving_dir', 'blessed models are pushed here as numbered versions')):
-    default = paths.get(name)
-    parser.add_argument('--' + name.replace('_', '-'), required=default is None, default=default,
-                        help=help_text + (' (default: %(default)s)' if default else ''))
-  parser.add_argument('--pipeline-name', default='iouseg', help='(default: %(default)s)')
-  parser.add_argument('--train-steps', type=int, default=400, help='(default: %(default)s)')
-  parser.add_argument('--eval-steps', type=int, default=3,
-                      help='validation steps after each epoch (default: %(default)s)')
-  parser.add_argument('--min-mean-iou', type=float, default=0.5,
-                      help='blessing threshold on eval mean IoU (default: %(default)s)')
-  parser.add_argument('--class-names', help='comma-separated, background first (default: class_0,...)')
-  evaluation = parser.add_argument_group('blessing rules and slices beyond --min-mean-iou')
-  evaluation.add_argument('--class-min-iou', type=_class_floors, default={}, metavar='CLASS=IOU,...',
-                          help='per-class IoU floors on the eval split, e.g. background=0.9,disc=0.5')
-  evaluation.add_argument('--max-class-drop', type=float, metavar='IOU',
-                          help='no class may lose more IoU than this against the latest blessed '
-                          'model, e.g. 0.05')
-  evaluation.add_argument('--slice-by', action='append', default=[], metavar='FEATURE[,FEATURE]',
-                          help='repeatable: report metrics per value of an example feature (features '
-                          'listed together are crossed), e.g. image/source; the mean-IoU rules '
-                          'apply to every slice')
-  evaluation.add_argument('--class-presence-slices', action='store_true',
-                          help='also slice by whether each foreground class occurs in the ground '
-                          'truth (slices label_has_<class>=yes/no)')
-  parser.add_argument('--beam-runner', default='in_memory', choices=beam_runners.LOCAL_RUNNERS,
-                      help='Beam runner of every Beam-based component (default: %(default)s)')
-  parser.add_argument('--beam-workers', type=int, default=2,
-                      help='processes of --beam-runner multi_processing (default: %(default)s)')
-  parser.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
-                      help='extra Beam argument, repeatable; with a cluster runner\'s arguments '
-                      '(docs/scaling.md: Dataflow, Flink, Spark) it overrides --beam-runner')
-  parser.add_argument('--no-cache', action='store_true', help='re-execute every component')
-  parser.add_argument('--max-bad-fraction', type=float, default=0.0,
-                      help='fail the run when a larger share of a split is bad records; they are '
-                      'quarantined either way (default: %(default)s)')
-  parser.add_argument('--warm-start', action='store_true',
-                      help='start the Trainer from the weights of the latest blessed model (same '
-                      'num_classes, channels, base_filters and depth needed); from scratch until '
-                      'a model is blessed (docs/training.md#continuous-training)')
-  parser.add_argument('--infer-data', metavar='DIR',
-                      help='also segment the unlabelled TFRecords (image/encoded, optionally '
-                      'image/filename) directly in DIR with the blessed model: one class-id PNG per '
-                      'record and index.csv in the MaskWriter artifact (docs/batch_inference.md)')
-  parser.add_argument('--tune-trials', type=int, default=0, metavar='N',
-                      help='run the Tuner (KerasTuner, N trials: learning rate, loss, width) before '
-                      'the Trainer, which trains with the best values; 0: no Tuner '
-                      '(docs/tuning.md) (default: %(default)s)')
-  parser.add_argument('--tune-steps', type=int, metavar='STEPS',
-                      help='train steps of each Tuner trial (default: --train-steps)')
-  add_config_arguments(parser)
+    ('data_root', 'TFRecords; train/ and eval/ subfolders are the splits'),
+    ('pipeline_root', 'where component outputs are written'),
+    ('serving_dir', 'blessed models are pushed here as numbered versions'),
+  ):
+    default = given.get(name)
+    groups['paths'].add_argument(
+      flag_name(name),
+      required=default is None,
+      default=default,
+      help=help_text + (' (default: %(default)s)' if default else ''),
+    )
+  groups['paths'].add_argument(
+    '--pipeline-name',
+    default='iouseg',
+    help='name in ML Metadata; runs of one name share history and cache (default: %(default)s)',
+  )
+
+  data = groups['data']
+  data.add_argument(
+    '--class-names', help='comma-separated, background first (default: class_0,...)'
+  )
+  data.add_argument(
+    '--max-bad-fraction',
+    type=float,
+    default=0.0,
+    help='fail the run when a larger share of a split is bad records; they are '
+    'quarantined either way (default: %(default)s)',
+  )
+  data.add_argument(
+    '--infer-data',
+    metavar='DIR',
+    help='also segment the unlabelled TFRecords (image/encoded, optionally '
+    'image/filename) directly in DIR with the blessed model: one class-id PNG per '
+    'record and index.csv in the MaskWriter artifact (docs/batch_inference.md)',
+  )
+
+  groups['model'].add_argument(
+    '--warm-start',
+    action='store_true',
+    help='start the Trainer from the weights of the latest blessed model (same num_classes, '
+    'channels, base_filters and depth needed); from scratch until a model is blessed '
+    '(docs/training.md#continuous-training)',
+  )
+
+  optimizer = groups['optimizer']
+  optimizer.add_argument(
+    '--train-steps',
+    type=int,
+    default=400,
+    help='optimisation steps of the Trainer (default: %(default)s)',
+  )
+  optimizer.add_argument(
+    '--tune-trials',
+    type=int,
+    default=0,
+    metavar='N',
+    help='run the Tuner (KerasTuner, N trials: learning rate, loss, width) '
+    'before the Trainer, which trains with the best values; 0: no Tuner '
+    '(docs/tuning.md) (default: %(default)s)',
+  )
+  optimizer.add_argument(
+    '--tune-steps',
+    type=int,
+    metavar='STEPS',
+    help='train steps of each Tuner trial (default: --train-steps)',
+  )
+
+  evaluation = groups['evaluation']
+  evaluation.add_argument(
+    '--eval-steps',
+    type=int,
+    default=3,
+    help='validation steps after each epoch (default: %(default)s)',
+  )
+  evaluation.add_argument(
+    '--min-mean-iou',
+    type=float,
+    default=0.5,
+    help='blessing threshold on eval mean IoU (default: %(default)s)',
+  )
+  evaluation.add_argument(
+    '--baseline',
+    type=_baseline,
+    choices=list(settings.Baseline),
+    default=baseline,
+    help="what the candidate may not be worse than: 'resolver', the latest blessed model in ML "
+    'Metadata (a Resolver task, which open-source Kubeflow Pipelines cannot run); '
+    "'serving_dir', the newest version in --serving-dir, the model TF Serving serves; 'none', "
+    'only the absolute rules bless (default: %(default)s)',
+  )
+  evaluation.add_argument(
+    '--class-min-iou',
+    type=_class_floors,
+    default={},
+    metavar='CLASS=IOU,...',
+    help='per-class IoU floors on the eval split, e.g. background=0.9,disc=0.5',
+  )
+  evaluation.add_argument(
+    '--max-class-drop',
+    type=float,
+    metavar='IOU',
+    help='no class may lose more IoU than this against the baseline, e.g. 0.05',
+  )
+  evaluation.add_argument(
+    '--slice-by',
+    action='append',
+    default=[],
+    metavar='FEATURE[,FEATURE]',
+    help='repeatable: report metrics per value of an example feature '
+    '(features listed together are crossed), e.g. image/source; the '
+    'mean-IoU rules apply to every slice',
+  )
+  evaluation.add_argument(
+    '--class-presence-slices',
+    action='store_true',
+    help='also slice by whether each foreground class occurs in the ground '
+    'truth (slices label_has_<class>=yes/no)',
+  )
+
+  runtime = groups['runtime']
+  runtime.add_argument(
+    '--beam-runner',
+    default='in_memory',
+    choices=beam_runners.LOCAL_RUNNERS,
+    help='Beam runner of every Beam-based component (default: %(default)s)',
+  )
+  runtime.add_argument(
+    '--beam-workers',
+    type=int,
+    default=2,
+    help='processes of --beam-runner multi_processing (default: %(default)s)',
+  )
+  runtime.add_argument(
+    '--beam-arg',
+    action='append',
+    default=[],
+    metavar='ARG',
+    help="extra Beam argument, repeatable; with a cluster runner's arguments "
+    '(docs/scaling.md: Dataflow, Flink, Spark) it overrides --beam-runner',
+  )
+  runtime.add_argument('--no-cache', action='store_true', help='re-execute every component')
+  return groups
+
+
+def _baseline(text: str) -> settings.Baseline:
+  try:
+    return settings.Baseline(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _class_floors(text: str) -> dict:
@@ -113,11 +254,12 @@ def _class_floors(text: str) -> dict:
   return floors
 
 
-def configs_from_args(args: argparse.Namespace):
-  """(TransformConfig, TrainerConfig), each from the flags of its own fields."""
+def configs_from_args(args: argparse.Namespace) -> trainer_config.TrainerConfig:
+  """The TrainerConfig of the settings flags (its `data` is Transform's TransformConfig)."""
   values = vars(args)
-  return tuple(config_class(**{f.name: values[f.name] for f in dataclasses.fields(config_class)})
-               for config_class in (TransformConfig, TrainerConfig))
+  return trainer_config.TrainerConfig.from_flat(
+    **{name: values[name] for name in trainer_config.GROUP_OF}
+  )
 
 
 def pipeline_beam_args(args: argparse.Namespace) -> list:
@@ -133,22 +275,26 @@ def flag_name(field: str) -> str:
 
 def _in_flag_names(message: str) -> str:
   """A config's error message, which names its fields, with each field name as its flag."""
-  names = sorted((f.name for f in _config_fields()), key=len, reverse=True)
-  return re.sub(r'(?<![\w-])(' + '|'.join(names) + r')(?![\w-])',
-                lambda m: flag_name(m.group(1)), message)
+  names = sorted(trainer_config.GROUP_OF, key=len, reverse=True)
+  return re.sub(
+    r'(?<![\w-])(' + '|'.join(names) + r')(?![\w-])', lambda m: flag_name(m.group(1)), message
+  )
 
 
 def _is_local(path: str) -> bool:
-  return '://' not in path  # gs://, s3://, hdfs://...: read by the cluster's tasks, not checked here
+  # gs://, s3://, hdfs://...: read by the cluster's tasks, not checked here.
+  return '://' not in path
 
 
 def _check_data_root_exists(data_root: str) -> None:
   if _is_local(data_root) and not os.path.isdir(data_root):
-    raise ValueError(f'--data-root {data_root}: no such folder; give the folder of the TFRecords '
-                     '(train/ and eval/ subfolders, or files to split 3:1 by hash)')
+    raise ValueError(
+      f'--data-root {data_root}: no such folder; give the folder of the TFRecords '
+      '(train/ and eval/ subfolders, or files to split 3:1 by hash)'
+    )
 
 
-def check_data_root(data_root: str, split_patterns: Optional[Dict[str, str]]) -> None:
+def check_data_root(data_root: str, split_patterns: dict[str, str] | None) -> None:
   """ValueError unless a local `data_root` holds records as the pipeline will read them: files
   matching each split's pattern, or for the hash split (`split_patterns` None) files directly in it.
   Bucket URIs are not checked."""
@@ -158,11 +304,15 @@ def check_data_root(data_root: str, split_patterns: Optional[Dict[str, str]]) ->
   if split_patterns:
     for split, pattern in split_patterns.items():
       if not any(os.path.isfile(p) for p in glob.glob(os.path.join(data_root, pattern))):
-        raise ValueError(f'--data-root {data_root}: no files match {pattern}, the {split} split; '
-                         'put its TFRecords there')
+        raise ValueError(
+          f'--data-root {data_root}: no files match {pattern}, the {split} split; '
+          'put its TFRecords there'
+        )
   elif not any(os.path.isfile(os.path.join(data_root, name)) for name in os.listdir(data_root)):
-    raise ValueError(f'--data-root {data_root}: no files directly in it to split by hash; put the '
-                     'TFRecords there, or in train/ and eval/ subfolders (both)')
+    raise ValueError(
+      f'--data-root {data_root}: no files directly in it to split by hash; put the '
+      'TFRecords there, or in train/ and eval/ subfolders (both)'
+    )
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -170,13 +320,8 @@ def check_args(args: argparse.Namespace) -> None:
   the run would fail on later: the configs' own checks (their `__post_init__`), steps, class names
   and blessing flags, and that a local data root exists. Imports neither TFX nor Beam, so a command
   calls it before any component runs; what the data root holds is `check_data_root`'s."""
-  # TrainerConfig takes a rate of 0 (a deliberately untrained candidate); a command line asking for
-  # it is a mistake.
-  if not args.learning_rate > 0:
-    raise ValueError(f'--learning-rate must be > 0 (0 trains nothing), got {args.learning_rate}; '
-                     'e.g. 3e-3')
   try:
-    transform_config, _ = configs_from_args(args)
+    num_classes = configs_from_args(args).data.num_classes
   except ValueError as e:
     raise ValueError(_in_flag_names(str(e))) from None
   for name in ('train_steps', 'eval_steps', 'beam_workers'):
@@ -185,40 +330,81 @@ def check_args(args: argparse.Namespace) -> None:
   if not 0 <= args.max_bad_fraction <= 1:
     raise ValueError(f'--max-bad-fraction is a share of records, 0..1, got {args.max_bad_fraction}')
   if args.tune_trials < 0 or (args.tune_steps is not None and args.tune_steps < 1):
-    raise ValueError('--tune-trials must be >= 0 (0: no Tuner) and --tune-steps at least 1, got '
-                     f'{args.tune_trials} and {args.tune_steps}')
+    raise ValueError(
+      '--tune-trials must be >= 0 (0: no Tuner) and --tune-steps at least 1, got '
+      f'{args.tune_trials} and {args.tune_steps}'
+    )
   infer = args.infer_data
-  if infer and _is_local(infer) and not (os.path.isdir(infer) and any(
-      os.path.isfile(os.path.join(infer, name)) for name in os.listdir(infer))):
-    raise ValueError(f'--infer-data {infer}: no files directly in it; give the folder of the '
-                     'unlabelled TFRecords')
-  names = args.class_names.split(',') if args.class_names else [
-      f'class_{k}' for k in range(transform_config.num_classes)]
-  if len(names) != transform_config.num_classes:
-    raise ValueError(f'--class-names gives {len(names)} names for --num-classes '
-                     f'{transform_config.num_classes}: one per class, background first')
+  if (
+    infer
+    and _is_local(infer)
+    and not (
+      os.path.isdir(infer)
+      and any(os.path.isfile(os.path.join(infer, name)) for name in os.listdir(infer))
+    )
+  ):
+    raise ValueError(
+      f'--infer-data {infer}: no files directly in it; give the folder of the unlabelled TFRecords'
+    )
+  names = (
+    args.class_names.split(',') if args.class_names else [f'class_{k}' for k in range(num_classes)]
+  )
+  if len(names) != num_classes:
+    raise ValueError(
+      f'--class-names gives {len(names)} names for --num-classes {num_classes}: '
+      'one per class, background first'
+    )
   unknown = sorted(set(args.class_min_iou) - set(names))
   if unknown:
-    raise ValueError(f'--class-min-iou names unknown classes {", ".join(unknown)}; the classes are '
-                     f'{", ".join(names)}')
+    raise ValueError(
+      f'--class-min-iou names unknown classes {", ".join(unknown)}; the classes are '
+      f'{", ".join(names)}'
+    )
   _check_data_root_exists(args.data_root)
 
 
-def create_pipeline_kwargs(args: argparse.Namespace) -> dict:
-  """`create_pipeline` keyword arguments from the flags of `add_pipeline_arguments`."""
-  from pipeline.eval_config import EvalOptions  # pylint: disable=g-import-not-at-top
-  transform_config, trainer_config = configs_from_args(args)
+def create_pipeline_kwargs(args: argparse.Namespace, split_patterns: dict[str, str] | None) -> dict:
+  """`create_pipeline` arguments from the flags of `add_pipeline_arguments`, by keyword: the
+  settings objects of `pipeline.settings`, the Beam arguments and the cache switch. Every runner
+  builds its pipeline from these; `split_patterns` is the runner's reading of the data layout
+  (`DataSettings.split_patterns`)."""
+  from tfx.proto import trainer_pb2  # only when a pipeline is built: the parser stays TFX-free
+
+  from pipeline.eval_config import EvalOptions
+
   return dict(
-      pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root, data_root=args.data_root,
-      serving_model_dir=args.serving_dir, transform_config=transform_config,
-      trainer_config=trainer_config, train_steps=args.train_steps, eval_steps=args.eval_steps,
-      min_mean_iou=args.min_mean_iou,
+    paths=settings.PipelinePaths(
+      pipeline_name=args.pipeline_name,
+      pipeline_root=args.pipeline_root,
+      data_root=args.data_root,
+      serving_model_dir=args.serving_dir,
+    ),
+    data=settings.DataSettings(
+      split_patterns=split_patterns,
       class_names=args.class_names.split(',') if args.class_names else None,
-      beam_pipeline_args=pipeline_beam_args(args), enable_cache=not args.no_cache,
-      max_bad_fraction=args.max_bad_fraction, warm_start=args.warm_start,
-      infer_data_root=args.infer_data, tune_trials=args.tune_trials, tune_steps=args.tune_steps,
+      max_bad_fraction=args.max_bad_fraction,
+    ),
+    training=settings.TrainingSettings(
+      trainer_config=configs_from_args(args),
+      train_args=trainer_pb2.TrainArgs(num_steps=args.train_steps),
+      eval_args=trainer_pb2.EvalArgs(num_steps=args.eval_steps),
+      warm_start=args.warm_start,
+    ),
+    blessing=settings.BlessingSettings(
+      min_mean_iou=args.min_mean_iou,
       eval_options=EvalOptions(
-          class_min_iou=args.class_min_iou, max_class_drop=args.max_class_drop,
-          slice_features=[tuple(f.strip() for f in spec.split(',') if f.strip())
-                          for spec in args.slice_by],
-          class_presence_slices=args.class_presence_slices))
+        class_min_iou=args.class_min_iou,
+        max_class_drop=args.max_class_drop,
+        slice_features=[
+          tuple(f.strip() for f in spec.split(',') if f.strip()) for spec in args.slice_by
+        ],
+        class_presence_slices=args.class_presence_slices,
+      ),
+      baseline=args.baseline,
+    ),
+    extras=settings.OptionalComponents(
+      tune_trials=args.tune_trials, tune_steps=args.tune_steps, infer_data_root=args.infer_data
+    ),
+    beam_pipeline_args=pipeline_beam_args(args),
+    enable_cache=not args.no_cache,
+  )

@@ -16,6 +16,7 @@ the Trainer's Keras epoch lines, the run summary; errors are the caller's to sho
 
 Nothing here imports TensorFlow or TFX: whatever they log as they load must find fd 2 taken.
 """
+
 import contextlib
 import datetime
 import logging
@@ -25,7 +26,8 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Iterator, List, Optional, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 _STARTED = re.compile(r'Component (\S+) is running\.$')
 _FINISHED = re.compile(r'Component (\S+) is finished\.$')
@@ -41,12 +43,13 @@ def log_path_for(pipeline_root: str) -> str:
   return os.path.join(pipeline_root, 'logs', f'run-{stamp}.log')
 
 
-def _node_executions(metadata_path: str, pipeline_name: str, node_id: str) -> List:
+def _node_executions(metadata_path: str, pipeline_name: str, node_id: str) -> list:
   """Every execution ML Metadata holds of `node_id` of the pipeline, any run."""
   if not os.path.exists(metadata_path):
     return []
-  from ml_metadata.metadata_store import metadata_store  # pylint: disable=g-import-not-at-top
-  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  from ml_metadata.metadata_store import metadata_store
+  from ml_metadata.proto import metadata_store_pb2
+
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = metadata_path
   config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -56,7 +59,8 @@ def _node_executions(metadata_path: str, pipeline_name: str, node_id: str) -> Li
 
 
 def _state_name(execution) -> str:
-  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2
+
   state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
   return _STATES.get(state, state.lower())
 
@@ -83,8 +87,11 @@ class ComponentProgress(logging.Filter):
 
   def _print(self, node_id: str, text: str) -> None:
     width = len(str(self._total))
-    print(f'[{self._count:>{width}}/{self._total}] {node_id:<{_NAME_WIDTH}} {text}', file=self._out,
-          flush=True)
+    print(
+      f'[{self._count:>{width}}/{self._total}] {node_id:<{_NAME_WIDTH}} {text}',
+      file=self._out,
+      flush=True,
+    )
 
   def _known_ids(self, node_id: str) -> set:
     return {e.id for e in _node_executions(self._metadata_path, self._pipeline_name, node_id)}
@@ -94,14 +101,17 @@ class ComponentProgress(logging.Filter):
     self._running = (node_id, time.monotonic(), self._known_ids(node_id))
     self._print(node_id, 'started')
 
-  def _finish(self, node_id: str, state: Optional[str] = None) -> None:
+  def _finish(self, node_id: str, state: str | None = None) -> None:
     if self._running is None or self._running[0] != node_id:
       return  # a finish without its start: not the runner this was written for
     _, start, known = self._running
     self._running = None
     if state is None:
-      new = [e for e in _node_executions(self._metadata_path, self._pipeline_name, node_id)
-             if e.id not in known]
+      new = [
+        e
+        for e in _node_executions(self._metadata_path, self._pipeline_name, node_id)
+        if e.id not in known
+      ]
       state = _state_name(max(new, key=lambda e: e.id)) if new else 'skipped'
     self.states[node_id] = state
     self._print(node_id, f'{state:<9} {time.monotonic() - start:6.1f} s')
@@ -114,17 +124,20 @@ class ComponentProgress(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     try:
       message = record.getMessage()
-      for pattern, act in ((_STARTED, self._start), (_FINISHED, self._finish),
-                           (_SKIPPED, self._skip)):
+      for pattern, act in (
+        (_STARTED, self._start),
+        (_FINISHED, self._finish),
+        (_SKIPPED, self._skip),
+      ):
         match = pattern.match(message)
         if match:
           act(match.group(1))
           break
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       print(f'(progress display failed: {e!r})', file=self._out)  # never stops the run
     return record.levelno >= self._pass_level
 
-  def stopped(self, state: str = 'failed') -> Optional[str]:
+  def stopped(self, state: str = 'failed') -> str | None:
     """Prints the running node as `state`; returns its id, None when no node was running."""
     if self._running is None:
       return None
@@ -136,7 +149,8 @@ class ComponentProgress(logging.Filter):
   def attached(self) -> Iterator['ComponentProgress']:
     """Watches the runner's records for the duration; a node running when an exception leaves is
     printed as failed (interrupted on Ctrl-C)."""
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    from absl import logging as absl_logging
+
     absl_logger = logging.getLogger('absl')
     old_level, old_verbosity = absl_logger.level, absl_logging.get_verbosity()
     self._pass_level = absl_logger.getEffectiveLevel()

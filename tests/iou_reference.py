@@ -1,6 +1,7 @@
 """Numpy references the evaluation tests compare TFMA with: the model's decoding rule, confusion
 matrices, the soft IoU sums and every metric by its definition, written out independently of the
 project's own code."""
+
 import math
 
 import numpy as np
@@ -9,8 +10,12 @@ import pytest
 from trainer import export
 
 # The `evaluation_sums` signature's outputs, per example.
-SUM_OUTPUTS = (export.CONFUSION_MATRIX, export.CONFUSION_MATRIX_MODEL_RESOLUTION,
-               export.SOFT_IOU_INTERSECTION, export.SOFT_IOU_UNION)
+SUM_OUTPUTS = (
+  export.CONFUSION_MATRIX,
+  export.CONFUSION_MATRIX_MODEL_RESOLUTION,
+  export.SOFT_IOU_INTERSECTION,
+  export.SOFT_IOU_UNION,
+)
 
 
 def predicted_ids(probabilities):
@@ -27,30 +32,39 @@ def numpy_confusion(ids, predictions, valid, num_classes):
 
 def soft_sums(labels, probabilities, valid):
   w = valid[..., None]
-  return ((w * probabilities * labels).sum(),
-          (w * (probabilities + labels - probabilities * labels)).sum())
+  return (
+    (w * probabilities * labels).sum(),
+    (w * (probabilities + labels - probabilities * labels)).sum(),
+  )
+
+
+def per_class_and_mean(m):
+  """Each class's IoU (NaN for a class in neither truth nor prediction) and their mean over the
+  classes that have one."""
+  tp = np.diag(m).astype(float)
+  union_k = m.sum(0) + m.sum(1) - tp
+  per_class = [tp[k] / union_k[k] if union_k[k] else math.nan for k in range(len(m))]
+  present = [v for v in per_class if not math.isnan(v)]
+  return per_class, (np.mean(present) if present else math.nan)
 
 
 def metrics_of(matrix, model_matrix, intersection, union, class_names):
   """Every metric by its definition, from a split's confusion matrices (own resolution, model
   resolution) and soft IoU sums."""
-  def per_class_and_mean(m):
-    tp = np.diag(m).astype(float)
-    union_k = m.sum(0) + m.sum(1) - tp
-    per_class = [tp[k] / union_k[k] if union_k[k] else math.nan for k in range(len(m))]
-    present = [v for v in per_class if not math.isnan(v)]
-    return per_class, (np.mean(present) if present else math.nan)
-
   per_class, mean = per_class_and_mean(matrix)
   truth = matrix.sum(1)
   expected = {
-      'mean_iou': mean,
-      'mean_iou_model_resolution': per_class_and_mean(model_matrix)[1],
-      'pixel_accuracy': np.trace(matrix) / matrix.sum() if matrix.sum() else math.nan,
-      'frequency_weighted_iou': (sum(truth[k] * per_class[k] for k in range(len(matrix))
-                                     if truth[k]) / truth.sum()) if truth.sum() else math.nan,
-      'soft_iou_loss': 1 - intersection / union if union > 0 else 0.0,  # the seed's 1 - I/U
-      'confusion_matrix': matrix}
+    'mean_iou': mean,
+    'mean_iou_model_resolution': per_class_and_mean(model_matrix)[1],
+    'pixel_accuracy': np.trace(matrix) / matrix.sum() if matrix.sum() else math.nan,
+    'frequency_weighted_iou': (
+      sum(truth[k] * per_class[k] for k in range(len(matrix)) if truth[k]) / truth.sum()
+    )
+    if truth.sum()
+    else math.nan,
+    'soft_iou_loss': 1 - intersection / union if union > 0 else 0.0,  # the seed's 1 - I/U
+    'confusion_matrix': matrix,
+  }
   expected.update({f'iou/{name}': per_class[k] for k, name in enumerate(class_names)})
   return expected
 

@@ -1,10 +1,12 @@
-"""Batch inference (`create_pipeline(infer_data_root=...)`, `iouseg run --infer-data`): unlabelled
-records -> InferenceExampleGen -> BulkInferrer (the blessed model's `masks` signature) -> MaskWriter
-(one class-id PNG per record at the image's own size, index.csv), through LocalDagRunner.
+"""Batch inference (`OptionalComponents(infer_data_root=...)`, `iouseg run --infer-data`):
+unlabelled records -> InferenceExampleGen -> BulkInferrer (the blessed model's `masks` signature)
+-> MaskWriter (one class-id PNG per record at the image's own size, index.csv), through
+LocalDagRunner.
 
 The masks must be exactly what `iouseg predict` (`predict.predict_bytes`, serving_default) returns
 for the same image bytes.
 """
+
 import csv
 import glob
 import hashlib
@@ -17,28 +19,33 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import prediction_log_pb2
 
-from conftest import TINY_CLASSES, encoded, recorded_artifacts, run_tiny_pipeline
 from components import mask_writer
 from iouseg import predict, run_summary
 from trainer import export
 from transform import data_format
 
+from helpers import TINY_CLASSES, encoded, recorded_artifacts, run_tiny_pipeline
+
 NAME = 'batch_inference'
 
 
 def _unlabelled(image_bytes: bytes, filename=None) -> bytes:
-  feature = {data_format.IMAGE_ENCODED: tf.train.Feature(
-      bytes_list=tf.train.BytesList(value=[image_bytes]))}
+  feature = {
+    data_format.IMAGE_ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))
+  }
   if filename is not None:
     feature[data_format.IMAGE_FILENAME] = tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[filename.encode()]))
+      bytes_list=tf.train.BytesList(value=[filename.encode()])
+    )
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def _demo_images(data_root, count: int):
   """PIL images of the demo eval split (their masks left behind)."""
   images = []
-  for record in tf.data.TFRecordDataset(glob.glob(os.path.join(data_root, 'eval', '*'))).take(count):
+  for record in tf.data.TFRecordDataset(glob.glob(os.path.join(data_root, 'eval', '*'))).take(
+    count
+  ):
     example = tf.train.Example.FromString(record.numpy())
     image = example.features.feature[data_format.IMAGE_ENCODED].bytes_list.value[0]
     images.append(Image.open(io.BytesIO(image)).convert('RGB'))
@@ -52,11 +59,11 @@ def inference_records(tiny_demo_data, tmp_path_factory):
   two whose file names share a stem."""
   images = _demo_images(tiny_demo_data, 5)
   records = {
-      'eval/shapes_0.png': encoded(images[0]),
-      'wide_1.png': encoded(images[1].resize((56, 40))),  # 40x56 (HxW)
-      'small_2.jpg': encoded(images[2].resize((20, 30)), 'JPEG'),  # 30x20
-      'other/shapes_0.png': encoded(images[3].resize((33, 47))),  # the stem of the first
-      None: encoded(images[4].resize((64, 24))),
+    'eval/shapes_0.png': encoded(images[0]),
+    'wide_1.png': encoded(images[1].resize((56, 40))),  # 40x56 (HxW)
+    'small_2.jpg': encoded(images[2].resize((20, 30)), 'JPEG'),  # 30x20
+    'other/shapes_0.png': encoded(images[3].resize((33, 47))),  # the stem of the first
+    None: encoded(images[4].resize((64, 24))),
   }
   folder = tmp_path_factory.mktemp('unlabelled')
   with tf.io.TFRecordWriter(str(folder / 'part-0.tfrecord')) as writer:
@@ -74,8 +81,9 @@ def inference_records(tiny_demo_data, tmp_path_factory):
 def run(tiny_demo_data, inference_records, tmp_path_factory):
   base = tmp_path_factory.mktemp('batch_inference')
   folder, _ = inference_records
-  metadata = run_tiny_pipeline(base, tiny_demo_data, NAME, train_steps=8,
-                               infer_data_root=str(folder))
+  metadata = run_tiny_pipeline(
+    base, tiny_demo_data, NAME, train_steps=8, infer_data_root=str(folder)
+  )
   return base, metadata
 
 
@@ -87,6 +95,7 @@ def _index(masks_uri: str) -> dict:
   return {row['record']: row for row in rows}
 
 
+@pytest.mark.e2e
 def test_one_mask_per_record_equal_to_iouseg_predict(run, inference_records):
   base, metadata = run
   _, records = inference_records
@@ -100,7 +109,8 @@ def test_one_mask_per_record_equal_to_iouseg_predict(run, inference_records):
   assert set(index) == set(records)
 
   signature = tf.saved_model.load(predict.resolve_saved_model(str(base / 'serving'))).signatures[
-      'serving_default']
+    'serving_default'
+  ]
   for name, image_bytes in records.items():
     row = index[name]
     with Image.open(os.path.join(masks.uri, row['mask'])) as png:
@@ -117,20 +127,25 @@ def test_one_mask_per_record_equal_to_iouseg_predict(run, inference_records):
   assert index['wide_1.png']['mask'] == 'masks/wide_1.mask.png'
   assert index['small_2.jpg']['mask'] == 'masks/small_2.mask.png'
   shared = {index[name]['mask'] for name in ('eval/shapes_0.png', 'other/shapes_0.png')}
-  assert shared == {f'masks/shapes_0-{hashlib.sha256(records[name]).hexdigest()[:10]}.mask.png'
-                    for name in ('eval/shapes_0.png', 'other/shapes_0.png')}
+  assert shared == {
+    f'masks/shapes_0-{hashlib.sha256(records[name]).hexdigest()[:10]}.mask.png'
+    for name in ('eval/shapes_0.png', 'other/shapes_0.png')
+  }
   anonymous = next(name for name in records if name.startswith('sha256:'))
-  assert index[anonymous]['mask'] == f'masks/record-{anonymous[len("sha256:"):][:16]}.mask.png'
+  assert index[anonymous]['mask'] == f'masks/record-{anonymous[len("sha256:") :][:16]}.mask.png'
   assert 'Masks: 5 written to' in run_summary.format_summary(summary)
 
 
+@pytest.mark.e2e
 def test_bulk_inferrer_logs_carry_pngs_not_probabilities(run):
   """What BulkInferrer writes per record: the `masks` signature's outputs only; nothing float."""
   _, metadata = run
   _, outputs, _ = recorded_artifacts(metadata, 'BulkInferrer')
   files = glob.glob(os.path.join(outputs['inference_result'][0].uri, '*.gz'))
-  logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-          for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+  logs = [
+    prediction_log_pb2.PredictionLog.FromString(r.numpy())
+    for r in tf.data.TFRecordDataset(files, compression_type='GZIP')
+  ]
   assert len(logs) == 5
   for log in logs:
     assert log.predict_log.response.model_spec.signature_name == export.MASKS_SIGNATURE
@@ -140,12 +155,19 @@ def test_bulk_inferrer_logs_carry_pngs_not_probabilities(run):
     assert tf.io.decode_png(tf.make_ndarray(tensors[export.MASKS])[0, 0]).shape[-1] == 1
 
 
+@pytest.mark.e2e
 def test_not_blessed_no_inference_and_an_empty_index(run, tiny_demo_data, inference_records):
   """Same pipeline root, a threshold nothing reaches: the Evaluator refuses the model (the rest is
   cached), BulkInferrer skips, MaskWriter writes a header-only index and says why."""
   base, _ = run
-  metadata = run_tiny_pipeline(base, tiny_demo_data, NAME, train_steps=8, min_mean_iou=1.1,
-                               infer_data_root=str(inference_records[0]))
+  metadata = run_tiny_pipeline(
+    base,
+    tiny_demo_data,
+    NAME,
+    train_steps=8,
+    min_mean_iou=1.1,
+    infer_data_root=str(inference_records[0]),
+  )
   summary = run_summary.latest_run(metadata, NAME)
   assert summary.blessed is False
   _, outputs, _ = recorded_artifacts(metadata, 'MaskWriter')
@@ -159,11 +181,16 @@ def test_not_blessed_no_inference_and_an_empty_index(run, tiny_demo_data, infere
 
 # --- the writer's rules, without a pipeline ---------------------------------------------------------
 
+
 def _entry(ids, record='a.png', height=None, width=None, sha='0' * 64) -> dict:
   ids = np.asarray(ids, np.uint8)
-  return dict(record=record, sha=sha, png=data_format.encode_png(ids),
-              height=ids.shape[0] if height is None else height,
-              width=ids.shape[1] if width is None else width)
+  return dict(
+    record=record,
+    sha=sha,
+    png=data_format.encode_png(ids),
+    height=ids.shape[0] if height is None else height,
+    width=ids.shape[1] if width is None else width,
+  )
 
 
 def test_check_mask_names_the_record():
@@ -182,6 +209,8 @@ def test_unique_names():
   other = _entry([[0]], 'b/x.png', sha='2' * 64)
   assert [name for name, _ in mask_writer.unique_names('x', [one])] == ['x.mask.png']
   assert [name for name, _ in mask_writer.unique_names('x', [other, one, one])] == [
-      f'x-{"1" * 10}.mask.png', f'x-{"2" * 10}.mask.png']
+    f'x-{"1" * 10}.mask.png',
+    f'x-{"2" * 10}.mask.png',
+  ]
   # The same image twice under one name: one file.
   assert len(list(mask_writer.unique_names('x', [one, dict(one)]))) == 1

@@ -4,44 +4,55 @@ One in-memory pipeline run on a tiny set; then StatisticsGen, Transform and the 
 again, each through its own TFX executor with the inputs and settings recorded in ML Metadata, on
 DirectRunner multi-processing (2 workers) and on the portable runner with an embedded job server.
 """
+
 import glob
 import os
 
 import numpy as np
 import pytest
 import tensorflow_transform as tft
+from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.statistics_gen import executor as statistics_executor
 from tfx.components.transform import executor as transform_executor
 from tfx.types import artifact_utils
 
-from ml_metadata.proto import metadata_store_pb2
-
-from conftest import recorded_artifacts, rerun_executor, run_tiny_pipeline
 from iouseg import mlmd_store, run_summary
 from pipeline import beam_runners
 from trainer import data
 from transform import features
 
-EXECUTORS = {'StatisticsGen': statistics_executor.Executor, 'Transform': transform_executor.Executor,
-             'Evaluator': evaluator_executor.Executor}
+from helpers import recorded_artifacts, rerun_executor, run_tiny_pipeline
+
+EXECUTORS = {
+  'StatisticsGen': statistics_executor.Executor,
+  'Transform': transform_executor.Executor,
+  'Evaluator': evaluator_executor.Executor,
+}
 OTHER_RUNNERS = ('multi_processing', 'portable')
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope='module')
 def in_memory_run(tiny_demo_data, tmp_path_factory):
   base = tmp_path_factory.mktemp('beam')
-  return run_tiny_pipeline(base, tiny_demo_data, 'beam', train_steps=5,
-                           trainer_overrides={'epochs': 1},
-                           beam_pipeline_args=beam_runners.beam_args('in_memory'))
+  return run_tiny_pipeline(
+    base,
+    tiny_demo_data,
+    'beam',
+    train_steps=5,
+    trainer_overrides={'epochs': 1},
+    beam_pipeline_args=beam_runners.beam_args('in_memory'),
+  )
 
 
 def _statistics(statistics_artifact, split):
   stats = statistics_pb2.DatasetFeatureStatisticsList()
-  path, = glob.glob(os.path.join(statistics_artifact.uri, f'Split-{split}', 'FeatureStats.pb'))
+  (path,) = glob.glob(os.path.join(statistics_artifact.uri, f'Split-{split}', 'FeatureStats.pb'))
   stats.ParseFromString(open(path, 'rb').read())
-  dataset, = stats.datasets
+  (dataset,) = stats.datasets
   return {f.path.step[0]: f for f in dataset.features}, dataset.num_examples
 
 
@@ -50,13 +61,16 @@ def _transformed(transform_graph_artifact, raw_examples_artifact, split):
   tf_transform_output = tft.TFTransformOutput(transform_graph_artifact.uri)
   pattern = os.path.join(artifact_utils.get_split_uri([raw_examples_artifact], split), '*')
   dataset = data.make_dataset(pattern, tf_transform_output, batch_size=8, seed=0, shuffle=False)
-  return [{features.IMAGE: image.numpy(), features.LABEL: label.numpy(), features.WEIGHT: weight.numpy()}
-          for image, label, weight in dataset.take(1)]
+  return [
+    {features.IMAGE: image.numpy(), features.LABEL: label.numpy(), features.WEIGHT: weight.numpy()}
+    for image, label, weight in dataset.take(1)
+  ]
 
 
 def _metrics(evaluation_artifact):
   return run_summary.sliced_metrics(evaluation_artifact.uri)[run_summary.OVERALL][
-      run_summary.CANDIDATE]
+    run_summary.CANDIDATE
+  ]
 
 
 def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:
@@ -67,9 +81,12 @@ def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:
 def test_same_results_on_every_local_runner(in_memory_run, runner, tmp_path):
   args = beam_runners.beam_args(runner, workers=2)
   store = mlmd_store.open_store(in_memory_run)
-  original = {node: mlmd_store.tfx_artifacts(store, e, (metadata_store_pb2.Event.OUTPUT,))
-              for e in store.get_executions() for node in [mlmd_store.node_id(store, e)]
-              if node in EXECUTORS}
+  original = {
+    node: mlmd_store.tfx_artifacts(store, e, (metadata_store_pb2.Event.OUTPUT,))
+    for e in store.get_executions()
+    for node in [mlmd_store.node_id(store, e)]
+    if node in EXECUTORS
+  }
 
   statistics = rerun(in_memory_run, 'StatisticsGen', args, str(tmp_path))['statistics'][0]
   for split in ('train', 'eval'):
@@ -80,8 +97,10 @@ def test_same_results_on_every_local_runner(in_memory_run, runner, tmp_path):
     for name, feature in before.items():
       kind = feature.WhichOneof('stats')
       assert again[name].WhichOneof('stats') == kind, name
-      assert (getattr(again[name], kind).common_stats.num_non_missing ==
-              getattr(feature, kind).common_stats.num_non_missing), name
+      assert (
+        getattr(again[name], kind).common_stats.num_non_missing
+        == getattr(feature, kind).common_stats.num_non_missing
+      ), name
       if kind == 'num_stats':
         assert again[name].num_stats.mean == pytest.approx(feature.num_stats.mean), name
         assert again[name].num_stats.max == feature.num_stats.max, name
@@ -90,8 +109,8 @@ def test_same_results_on_every_local_runner(in_memory_run, runner, tmp_path):
   graph = rerun(in_memory_run, 'Transform', args, str(tmp_path))['transform_graph'][0]
   raw_examples = recorded_artifacts(in_memory_run, 'Transform')[0]['examples'][0]
   for split in ('train', 'eval'):
-    again, = _transformed(graph, raw_examples, split)
-    before, = _transformed(original['Transform']['transform_graph'][0], raw_examples, split)
+    (again,) = _transformed(graph, raw_examples, split)
+    (before,) = _transformed(original['Transform']['transform_graph'][0], raw_examples, split)
     # Same one-hot labels and weights exactly; images equal up to the order of the float sums
     # in the normalisation's mean and variance.
     np.testing.assert_array_equal(again[features.LABEL], before[features.LABEL])

@@ -1,4 +1,5 @@
 """`iouseg convert` on the real samples in data/samples and on a corpus of broken files built here."""
+
 import argparse
 import io
 import json
@@ -12,9 +13,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import SAMPLES, encoded
 from iouseg.converters import ConversionError, add_arguments, convert, main
 from transform import data_format
+
+from helpers import SAMPLES, encoded
 
 NUCLEI = SAMPLES / 'nuclei'
 VOC_SAMPLE = SAMPLES / 'voc-sample'
@@ -22,6 +24,7 @@ VOC_ID = '2011_000000'
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
 
 def run_cli(*argv) -> int:
   """Runs `iouseg convert ARGV` the way the CLI does: our flags on a parser, then main."""
@@ -36,8 +39,12 @@ def read_records(split_dir: Path, compression: str = '') -> list:
   records = []
   for raw in tf.data.TFRecordDataset(files, compression_type=compression):
     features = tf.train.Example.FromString(raw.numpy()).features.feature
-    records.append({name: (value.bytes_list.value[0] if value.bytes_list.value
-                           else value.int64_list.value[0]) for name, value in features.items()})
+    records.append(
+      {
+        name: (value.bytes_list.value[0] if value.bytes_list.value else value.int64_list.value[0])
+        for name, value in features.items()
+      }
+    )
   return records
 
 
@@ -55,7 +62,9 @@ def by_filename(records: list) -> dict:
 def png_declaring_size(width: int, height: int) -> bytes:
   """A valid-looking 1x1 grayscale PNG whose header claims width x height (a decompression bomb)."""
   data = bytearray(encoded(Image.new('L', (1, 1))))
-  data[16:24] = struct.pack('>II', width, height)  # IHDR payload starts after signature, length, type.
+  data[16:24] = struct.pack(
+    '>II', width, height
+  )  # IHDR payload starts after signature, length, type.
   data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))  # Pillow checks the IHDR CRC.
   return bytes(data)
 
@@ -67,6 +76,7 @@ def assert_inputs_accounted_for(report: dict) -> None:
 
 # --- real data --------------------------------------------------------------------------------------
 
+
 def test_nuclei_split_folders_convert_exactly(tmp_path):
   output = tmp_path / 'out'
 
@@ -77,7 +87,7 @@ def test_nuclei_split_folders_convert_exactly(tmp_path):
   assert_inputs_accounted_for(report)
   assert json.loads((output / 'conversion_report.json').read_text()) == report
   expected_pixels = np.zeros(2, np.int64)
-  for split, count in (('train', 12), ('eval', 4)):
+  for split, _count in (('train', 12), ('eval', 4)):
     records = by_filename(read_records(output / split))
     sources = sorted((NUCLEI / split / 'images').glob('*.png'))
     assert sorted(records) == [f'{split}/images/{path.name}' for path in sources]
@@ -87,14 +97,21 @@ def test_nuclei_split_folders_convert_exactly(tmp_path):
       source_mask = np.array(Image.open(NUCLEI / split / 'masks' / image_path.name))
       assert record[data_format.IMAGE_ENCODED] == image_path.read_bytes()
       assert record[data_format.IMAGE_FORMAT] == b'png'
-      assert (record[data_format.IMAGE_HEIGHT], record[data_format.IMAGE_WIDTH],
-              record[data_format.IMAGE_CHANNELS]) == (128, 128, 1)
+      assert (
+        record[data_format.IMAGE_HEIGHT],
+        record[data_format.IMAGE_WIDTH],
+        record[data_format.IMAGE_CHANNELS],
+      ) == (128, 128, 1)
       np.testing.assert_array_equal(decoded_mask(record), source_mask)
       expected_pixels += np.bincount(source_mask.ravel(), minlength=2)
   assert report['class_pixel_counts'] == expected_pixels.tolist()
   assert report['ignore_pixel_count'] == 0
-  assert report['image_size'] == {'min_height': 128, 'max_height': 128,
-                                  'min_width': 128, 'max_width': 128}
+  assert report['image_size'] == {
+    'min_height': 128,
+    'max_height': 128,
+    'min_width': 128,
+    'max_width': 128,
+  }
 
 
 def test_flat_folder_split_by_fraction_is_deterministic_for_a_seed(tmp_path):
@@ -106,10 +123,24 @@ def test_flat_folder_split_by_fraction_is_deterministic_for_a_seed(tmp_path):
   all_names = {f'images/{path.name}' for path in (flat / 'images').iterdir()}
 
   def split_names(seed: int, name: str) -> dict:
-    assert run_cli('--input', flat, '--output', tmp_path / name, '--num-classes', 2,
-                   '--eval-fraction', 0.25, '--seed', seed) == 0
-    return {split: set(by_filename(read_records(tmp_path / name / split)))
-            for split in ('train', 'eval')}
+    assert (
+      run_cli(
+        '--input',
+        flat,
+        '--output',
+        tmp_path / name,
+        '--num-classes',
+        2,
+        '--eval-fraction',
+        0.25,
+        '--seed',
+        seed,
+      )
+      == 0
+    )
+    return {
+      split: set(by_filename(read_records(tmp_path / name / split))) for split in ('train', 'eval')
+    }
 
   first, again, other_seed = split_names(7, 'a'), split_names(7, 'b'), split_names(8, 'c')
 
@@ -133,15 +164,20 @@ def test_voc_sample_keeps_class_ids_and_void(tmp_path):
     source_image = VOC_SAMPLE / 'JPEGImages' / f'{VOC_ID}.jpg'
     assert record[data_format.IMAGE_ENCODED] == source_image.read_bytes()
     assert record[data_format.IMAGE_FORMAT] == b'jpeg'
-    assert (record[data_format.IMAGE_HEIGHT], record[data_format.IMAGE_WIDTH],
-            record[data_format.IMAGE_CHANNELS]) == (375, 500, 3)
+    assert (
+      record[data_format.IMAGE_HEIGHT],
+      record[data_format.IMAGE_WIDTH],
+      record[data_format.IMAGE_CHANNELS],
+    ) == (375, 500, 3)
     mask = decoded_mask(record)
     np.testing.assert_array_equal(mask, source_mask)  # Palette indices, not palette colours.
     assert set(np.unique(mask)) == {0, 5, 9, 11, 15, 255}
     split_report = report['splits'][split]
     assert split_report['ignore_pixel_count'] == int((source_mask == 255).sum())
-    assert split_report['class_pixel_counts'] == np.bincount(source_mask[source_mask != 255],
-                                                             minlength=21).tolist()
+    assert (
+      split_report['class_pixel_counts']
+      == np.bincount(source_mask[source_mask != 255], minlength=21).tolist()
+    )
   # The sample lists its one image in both train.txt and val.txt; the user is told.
   assert any(VOC_ID in warning for warning in report['warnings'])
 
@@ -149,18 +185,22 @@ def test_voc_sample_keeps_class_ids_and_void(tmp_path):
 def test_gzip_output_reads_back_with_gzip_compression(tmp_path):
   output = tmp_path / 'gz'
 
-  assert run_cli('--input', NUCLEI, '--output', output, '--num-classes', 2, '--gzip',
-                 '--shards', 2) == 0
+  assert (
+    run_cli('--input', NUCLEI, '--output', output, '--num-classes', 2, '--gzip', '--shards', 2) == 0
+  )
 
   shards = sorted((output / 'train').iterdir())
-  assert [path.name for path in shards] == ['data-00000-of-00002.tfrecord.gz',
-                                            'data-00001-of-00002.tfrecord.gz']
+  assert [path.name for path in shards] == [
+    'data-00000-of-00002.tfrecord.gz',
+    'data-00001-of-00002.tfrecord.gz',
+  ]
   assert all(path.read_bytes()[:2] == b'\x1f\x8b' for path in shards)  # gzip magic number
   assert len(read_records(output / 'train', compression='GZIP')) == 12
   assert len(read_records(output / 'eval', compression='GZIP')) == 4
 
 
 # --- output safety ----------------------------------------------------------------------------------
+
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
   output = tmp_path / 'out'
@@ -171,10 +211,14 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
   assert (output / 'conversion_report.json').read_bytes() == first_report
   assert [path.name for path in (output / 'train').iterdir()] == ['data-00000-of-00001.tfrecord']
 
-  assert run_cli('--input', NUCLEI, '--output', output, '--num-classes', 2, '--shards', 2,
-                 '--overwrite') == 0
+  assert (
+    run_cli('--input', NUCLEI, '--output', output, '--num-classes', 2, '--shards', 2, '--overwrite')
+    == 0
+  )
   assert sorted(path.name for path in (output / 'train').iterdir()) == [
-      'data-00000-of-00002.tfrecord', 'data-00001-of-00002.tfrecord']
+    'data-00000-of-00002.tfrecord',
+    'data-00001-of-00002.tfrecord',
+  ]
   assert sorted(path.name for path in tmp_path.iterdir()) == ['out']  # No staging folders left.
 
 
@@ -191,6 +235,7 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_conversion(tmp_path):
 
 # --- bad input --------------------------------------------------------------------------------------
 
+
 def build_broken_corpus(root: Path) -> dict:
   """A flat images/ + masks/ folder: two valid pairs and one of each problem.
 
@@ -204,49 +249,59 @@ def build_broken_corpus(root: Path) -> dict:
   class_ids = np.array([[0, 1, 255, 1]] * 8 * 2, np.uint8).reshape(8, 8)
   good_mask = encoded(Image.fromarray(class_ids))
   files = {
-      'images/good.png': encoded(Image.new('L', (8, 8), 100)),
-      'images/rgba.png': encoded(Image.new('RGBA', (8, 8), (10, 20, 30, 128))),
-      'images/truncated_png.png': encoded(noise)[:1500],
-      'images/truncated_jpeg.jpg': encoded(noise, 'JPEG')[:600],
-      'images/random_bytes.png': rng.bytes(700),
-      'images/zero_size.png': b'',
-      'images/wrong_size.png': encoded(Image.new('L', (8, 8))),
-      'masks/wrong_size.png': encoded(Image.new('L', (8, 6))),
-      'images/out_of_range.png': encoded(Image.new('L', (8, 8))),
-      'masks/out_of_range.png': encoded(Image.fromarray(np.where(class_ids == 1, 7, class_ids))),
-      'images/sixteen_bit.png': encoded(Image.fromarray(np.full((8, 8), 40000, np.uint16))),
-      'images/rgb_mask.png': encoded(Image.new('RGB', (8, 8))),
-      'masks/rgb_mask.png': encoded(Image.new('RGB', (8, 8), (128, 0, 0))),
-      'images/image_only.png': encoded(Image.new('L', (8, 8))),
-      'masks/mask_only.png': good_mask,
-      # Two images for one mask: writing either would hide the other, so neither is written.
-      'images/twins.png': encoded(Image.new('L', (8, 8))),
-      'images/twins.jpg': encoded(Image.new('L', (8, 8)), 'JPEG'),
-      # Above twice Pillow's limit it raises; between the limit and twice it only warns.
-      'images/bomb_error.png': png_declaring_size(20_000, 20_000),
-      'images/bomb_warning.png': png_declaring_size(10_000, 10_000),
+    'images/good.png': encoded(Image.new('L', (8, 8), 100)),
+    'images/rgba.png': encoded(Image.new('RGBA', (8, 8), (10, 20, 30, 128))),
+    'images/truncated_png.png': encoded(noise)[:1500],
+    'images/truncated_jpeg.jpg': encoded(noise, 'JPEG')[:600],
+    'images/random_bytes.png': rng.bytes(700),
+    'images/zero_size.png': b'',
+    'images/wrong_size.png': encoded(Image.new('L', (8, 8))),
+    'masks/wrong_size.png': encoded(Image.new('L', (8, 6))),
+    'images/out_of_range.png': encoded(Image.new('L', (8, 8))),
+    'masks/out_of_range.png': encoded(Image.fromarray(np.where(class_ids == 1, 7, class_ids))),
+    'images/sixteen_bit.png': encoded(Image.fromarray(np.full((8, 8), 40000, np.uint16))),
+    'images/rgb_mask.png': encoded(Image.new('RGB', (8, 8))),
+    'masks/rgb_mask.png': encoded(Image.new('RGB', (8, 8), (128, 0, 0))),
+    'images/image_only.png': encoded(Image.new('L', (8, 8))),
+    'masks/mask_only.png': good_mask,
+    # Two images for one mask: writing either would hide the other, so neither is written.
+    'images/twins.png': encoded(Image.new('L', (8, 8))),
+    'images/twins.jpg': encoded(Image.new('L', (8, 8)), 'JPEG'),
+    # Above twice Pillow's limit it raises; between the limit and twice it only warns.
+    'images/bomb_error.png': png_declaring_size(20_000, 20_000),
+    'images/bomb_warning.png': png_declaring_size(10_000, 10_000),
   }
-  paired_with_good_mask = ['good', 'rgba', 'truncated_png', 'truncated_jpeg', 'random_bytes',
-                           'zero_size', 'sixteen_bit', 'bomb_error', 'bomb_warning', 'twins']
+  paired_with_good_mask = [
+    'good',
+    'rgba',
+    'truncated_png',
+    'truncated_jpeg',
+    'random_bytes',
+    'zero_size',
+    'sixteen_bit',
+    'bomb_error',
+    'bomb_warning',
+    'twins',
+  ]
   for stem in paired_with_good_mask:
     files[f'masks/{stem}.png'] = good_mask
   for name, data in files.items():
     (root / name).write_bytes(data)
   assert Image.open(io.BytesIO(files['images/sixteen_bit.png'])).mode == 'I;16'
   return {
-      'truncated_png': ('images/truncated_png.png', 'cannot decode image'),
-      'truncated_jpeg': ('images/truncated_jpeg.jpg', 'cannot decode image'),
-      'random_bytes': ('images/random_bytes.png', 'cannot decode image'),
-      'zero_size': ('images/zero_size.png', 'empty file'),
-      'wrong_size': ('masks/wrong_size.png', 'mask is 6x8 (HxW) but its image wrong_size.png is 8x8'),
-      'out_of_range': ('masks/out_of_range.png', 'class ids [7] out of range'),
-      'sixteen_bit': ('images/sixteen_bit.png', '16-bit PNG'),
-      'rgb_mask': ('masks/rgb_mask.png', 'mask has 3 channels'),
-      'image_only': ('images/image_only.png', 'image without mask'),
-      'mask_only': ('masks/mask_only.png', 'mask without image'),
-      'bomb_error': ('images/bomb_error.png', 'decompression bomb'),
-      'bomb_warning': ('images/bomb_warning.png', 'decompression bomb'),
-      'twins': ('images/twins.jpg', "several images share the stem 'twins'"),
+    'truncated_png': ('images/truncated_png.png', 'cannot decode image'),
+    'truncated_jpeg': ('images/truncated_jpeg.jpg', 'cannot decode image'),
+    'random_bytes': ('images/random_bytes.png', 'cannot decode image'),
+    'zero_size': ('images/zero_size.png', 'empty file'),
+    'wrong_size': ('masks/wrong_size.png', 'mask is 6x8 (HxW) but its image wrong_size.png is 8x8'),
+    'out_of_range': ('masks/out_of_range.png', 'class ids [7] out of range'),
+    'sixteen_bit': ('images/sixteen_bit.png', '16-bit PNG'),
+    'rgb_mask': ('masks/rgb_mask.png', 'mask has 3 channels'),
+    'image_only': ('images/image_only.png', 'image without mask'),
+    'mask_only': ('masks/mask_only.png', 'mask without image'),
+    'bomb_error': ('images/bomb_error.png', 'decompression bomb'),
+    'bomb_warning': ('images/bomb_warning.png', 'decompression bomb'),
+    'twins': ('images/twins.jpg', "several images share the stem 'twins'"),
   }
 
 
@@ -265,8 +320,9 @@ def test_every_broken_input_is_reported_with_file_and_reason(tmp_path):
     assert words in skipped[stem]['reason'], skipped[stem]
   assert report['inputs'] == len(stems)
   assert_inputs_accounted_for(report)
-  records = by_filename(read_records(tmp_path / 'out' / 'train')
-                        + read_records(tmp_path / 'out' / 'eval'))
+  records = by_filename(
+    read_records(tmp_path / 'out' / 'train') + read_records(tmp_path / 'out' / 'eval')
+  )
   assert set(records) == {'images/good.png', 'images/rgba.png'}
   rgba = records['images/rgba.png']
   assert rgba[data_format.IMAGE_CHANNELS] == 4
@@ -277,7 +333,9 @@ def test_strict_fails_on_broken_input_and_leaves_no_output(tmp_path, capsys):
   corpus = tmp_path / 'corpus'
   expected_skips = build_broken_corpus(corpus)
 
-  exit_code = run_cli('--input', corpus, '--output', tmp_path / 'out', '--num-classes', 2, '--strict')
+  exit_code = run_cli(
+    '--input', corpus, '--output', tmp_path / 'out', '--num-classes', 2, '--strict'
+  )
 
   assert exit_code != 0
   assert sorted(path.name for path in tmp_path.iterdir()) == ['corpus']

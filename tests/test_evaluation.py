@@ -10,6 +10,7 @@ numpy and tf_keras.
    The data holds a class that never occurs (IoU absent, not 0) and an image that is all ignore label.
 Real TFMA on a trained model, images of mixed sizes: tests/test_evaluation_native.py.
 """
+
 import argparse
 import math
 
@@ -20,18 +21,26 @@ import tensorflow_model_analysis as tfma
 import tf_keras
 from apache_beam.options.pipeline_options import PipelineOptions
 from bs4 import BeautifulSoup
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_model_analysis.metrics import metric_specs, metric_types
 
-from iou_reference import (SUM_OUTPUTS, assert_metrics_equal, metrics_of, numpy_confusion,
-                           predicted_ids, soft_sums)
 from iouseg import run_summary
 from iouseg.report import page
 from pipeline import eval_config, flags
 from trainer import export, losses
 from trainer import model as model_lib
 from transform import data_format
+
+from iou_reference import (
+  SUM_OUTPUTS,
+  assert_metrics_equal,
+  metrics_of,
+  numpy_confusion,
+  predicted_ids,
+  soft_sums,
+)
 
 CLASSES = ['background', 'disc', 'square', 'never']  # 'never': in no label and no prediction
 ABSENT = 3
@@ -72,18 +81,31 @@ def make_data(seed: int = 0):
     native_pred.append(np.where(rng.uniform(size=shape) < 0.7, true, _random_ids(rng, shape)))
     native_valid.append((rng.uniform(size=shape) > 0.1) & (k != 0))
   sources = np.where(np.arange(IMAGES) % 3 == 0, 'scanner', 'phone')
-  return dict(labels=labels, probabilities=probabilities, ids=ids, valid=valid, sources=sources,
-              native_ids=native_ids, native_pred=native_pred, native_valid=native_valid)
+  return dict(
+    labels=labels,
+    probabilities=probabilities,
+    ids=ids,
+    valid=valid,
+    sources=sources,
+    native_ids=native_ids,
+    native_pred=native_pred,
+    native_valid=native_valid,
+  )
 
 
 def example_outputs(d, k) -> dict:
   """Image k's outputs of the `evaluation_sums` signature, computed in numpy."""
   intersection, union = soft_sums(d['labels'][k], d['probabilities'][k], d['valid'][k])
-  return {export.CONFUSION_MATRIX: numpy_confusion(d['native_ids'][k], d['native_pred'][k],
-                                                   d['native_valid'][k], len(CLASSES)),
-          export.CONFUSION_MATRIX_MODEL_RESOLUTION: numpy_confusion(
-              d['ids'][k], predicted_ids(d['probabilities'][k]), d['valid'][k], len(CLASSES)),
-          export.SOFT_IOU_INTERSECTION: intersection, export.SOFT_IOU_UNION: union}
+  return {
+    export.CONFUSION_MATRIX: numpy_confusion(
+      d['native_ids'][k], d['native_pred'][k], d['native_valid'][k], len(CLASSES)
+    ),
+    export.CONFUSION_MATRIX_MODEL_RESOLUTION: numpy_confusion(
+      d['ids'][k], predicted_ids(d['probabilities'][k]), d['valid'][k], len(CLASSES)
+    ),
+    export.SOFT_IOU_INTERSECTION: intersection,
+    export.SOFT_IOU_UNION: union,
+  }
 
 
 def expected_metrics(d, members=None):
@@ -91,22 +113,26 @@ def expected_metrics(d, members=None):
   at once."""
   members = np.ones(IMAGES, bool) if members is None else members
   chosen = np.flatnonzero(members)
-  flat = {key: np.concatenate([d[key][k].ravel() for k in chosen])
-          for key in ('native_ids', 'native_pred', 'native_valid')}
-  matrix = numpy_confusion(flat['native_ids'], flat['native_pred'], flat['native_valid'],
-                           len(CLASSES))
-  ids, probabilities, valid, labels = (d[key][members] for key in
-                                       ('ids', 'probabilities', 'valid', 'labels'))
+  flat = {
+    key: np.concatenate([d[key][k].ravel() for k in chosen])
+    for key in ('native_ids', 'native_pred', 'native_valid')
+  }
+  matrix = numpy_confusion(
+    flat['native_ids'], flat['native_pred'], flat['native_valid'], len(CLASSES)
+  )
+  ids, probabilities, valid, labels = (
+    d[key][members] for key in ('ids', 'probabilities', 'valid', 'labels')
+  )
   model_matrix = numpy_confusion(ids, predicted_ids(probabilities), valid, len(CLASSES))
   return metrics_of(matrix, model_matrix, *soft_sums(labels, probabilities, valid), CLASSES)
 
 
 # --- the combiner on its own# --- the combiner on its own -------------------------------------------------------------------
 
+
 def _computations():
   config = eval_config.make_eval_config(len(CLASSES), 0.5, CLASSES)
-  metrics = [metric_specs.metric_instance(m) for spec in config.metrics_specs
-             for m in spec.metrics]
+  metrics = [metric_specs.metric_instance(m) for spec in config.metrics_specs for m in spec.metrics]
   computations = [c for metric in metrics for c in metric.computations(eval_config=config)]
   combiners = {c for c in computations if isinstance(c, metric_types.MetricComputation)}
   assert len(combiners) == 1, 'every IoU metric must share the one combiner'
@@ -121,8 +147,12 @@ def run_combiner(d, groups):
   for group in groups:
     accumulator = combiner.create_accumulator()
     for k in group:
-      accumulator = combiner.add_input(accumulator, metric_types.StandardMetricInputs(
-          predictions=example_outputs(d, k), example_weights=np.array([1.0])))
+      accumulator = combiner.add_input(
+        accumulator,
+        metric_types.StandardMetricInputs(
+          predictions=example_outputs(d, k), example_weights=np.array([1.0])
+        ),
+      )
     accumulators.append(accumulator)
   outputs = combiner.extract_output(combiner.merge_accumulators(accumulators))
   for computation in derived:
@@ -143,9 +173,12 @@ def test_combiner_matches_numpy_keras_mean_iou_and_the_training_loss():
   assert result['mean_iou'] == pytest.approx(float(keras_iou.result()), abs=1e-6)
   # Model resolution.
   keras_model_iou = tf_keras.metrics.MeanIoU(num_classes=len(CLASSES))
-  keras_model_iou.update_state(d['ids'], predicted_ids(d['probabilities']), sample_weight=d['valid'])
-  assert result['mean_iou_model_resolution'] == pytest.approx(float(keras_model_iou.result()),
-                                                              abs=1e-6)
+  keras_model_iou.update_state(
+    d['ids'], predicted_ids(d['probabilities']), sample_weight=d['valid']
+  )
+  assert result['mean_iou_model_resolution'] == pytest.approx(
+    float(keras_model_iou.result()), abs=1e-6
+  )
   assert result['mean_iou_model_resolution'] != pytest.approx(result['mean_iou'])
 
   # The absent class is NaN, flagged as absent, and left out of the mean instead of dragging it down.
@@ -153,9 +186,11 @@ def test_combiner_matches_numpy_keras_mean_iou_and_the_training_loss():
   assert run_summary.format_value('iou/never', result['iou/never']) == 'absent'
   assert result['mean_iou'] == pytest.approx(np.mean([result[f'iou/{c}'] for c in CLASSES[:3]]))
 
-  loss = losses.soft_iou_loss(tf.constant(d['labels'], tf.float32),
-                              tf.constant(d['probabilities'], tf.float32),
-                              tf.constant(d['valid'], tf.float32))
+  loss = losses.soft_iou_loss(
+    tf.constant(d['labels'], tf.float32),
+    tf.constant(d['probabilities'], tf.float32),
+    tf.constant(d['valid'], tf.float32),
+  )
   assert result['soft_iou_loss'] == pytest.approx(float(loss), rel=1e-5)
 
 
@@ -163,9 +198,16 @@ def test_all_ignore_images_count_for_nothing():
   d = make_data()
   only_ignore = run_combiner(d, [[0]])
   assert not only_ignore['confusion_matrix'].any()
-  assert all(math.isnan(only_ignore[name]) for name in
-             ['mean_iou', 'mean_iou_model_resolution', 'pixel_accuracy', 'frequency_weighted_iou'] +
-             [f'iou/{c}' for c in CLASSES])
+  assert all(
+    math.isnan(only_ignore[name])
+    for name in [
+      'mean_iou',
+      'mean_iou_model_resolution',
+      'pixel_accuracy',
+      'frequency_weighted_iou',
+    ]
+    + [f'iou/{c}' for c in CLASSES]
+  )
   assert only_ignore['soft_iou_loss'] == 0.0  # nothing to score: the loss's finite 0
   with_it = run_combiner(d, [range(IMAGES)])
   without_it = run_combiner(d, [range(1, IMAGES)])
@@ -185,34 +227,54 @@ def test_a_model_counting_other_classes_than_the_metric_is_refused():
   outputs = {name: np.zeros((3, 3), np.int64) for name in SUM_OUTPUTS[:2]}
   outputs.update({name: np.zeros(()) for name in SUM_OUTPUTS[2:]})
   with pytest.raises(ValueError, match='4 classes'):
-    combiner.add_input(combiner.create_accumulator(),
-                       metric_types.StandardMetricInputs(predictions=outputs))
+    combiner.add_input(
+      combiner.create_accumulator(), metric_types.StandardMetricInputs(predictions=outputs)
+    )
 
 
 # --- the configuration --------------------------------------------------------------------------
 
+
 def test_flags_become_class_rules_and_slices():
   parser = argparse.ArgumentParser()
   flags.add_pipeline_arguments(parser)
-  args = parser.parse_args([
-      '--data-root', 'd', '--pipeline-root', 'r', '--serving-dir', 's', '--class-names',
-      ','.join(CLASSES), '--class-min-iou', 'background=0.9,disc=0.5', '--max-class-drop', '0.05',
-      '--slice-by', SOURCE, '--slice-by', 'image/format,image/source', '--class-presence-slices'])
-  options = flags.create_pipeline_kwargs(args)['eval_options']
-  assert options == eval_config.EvalOptions({'background': 0.9, 'disc': 0.5}, 0.05,
-                                            [(SOURCE,), ('image/format', SOURCE)], True)
+  args = parser.parse_args(
+    [
+      '--data-root',
+      'd',
+      '--pipeline-root',
+      'r',
+      '--serving-dir',
+      's',
+      '--class-names',
+      ','.join(CLASSES),
+      '--class-min-iou',
+      'background=0.9,disc=0.5',
+      '--max-class-drop',
+      '0.05',
+      '--slice-by',
+      SOURCE,
+      '--slice-by',
+      'image/format,image/source',
+      '--class-presence-slices',
+    ]
+  )
+  options = flags.create_pipeline_kwargs(args, None)['blessing'].eval_options
+  assert options == eval_config.EvalOptions(
+    {'background': 0.9, 'disc': 0.5}, 0.05, [(SOURCE,), ('image/format', SOURCE)], True
+  )
   config = eval_config.make_eval_config(len(CLASSES), 0.5, CLASSES, options)
   # TFMA runs the signature that returns per-example sums; the slices read the presence signature.
-  spec, = config.model_specs
+  (spec,) = config.model_specs
   assert spec.signature_name == export.EVALUATION_SIGNATURE
   assert list(spec.preprocessing_function_names) == [export.PRESENCE_SIGNATURE]
   # The mean-IoU rules stay the first spec's only metric (kubeflow.parameters edits it there).
-  mean_iou, = config.metrics_specs[0].metrics
+  (mean_iou,) = config.metrics_specs[0].metrics
   assert mean_iou.threshold.value_threshold.lower_bound.value == 0.5
   per_class = {m.config: m for m in config.metrics_specs[1].metrics}
   assert len(per_class) == len(CLASSES)
   disc = next(m for c, m in per_class.items() if '"disc"' in c)
-  rule, = disc.per_slice_thresholds
+  (rule,) = disc.per_slice_thresholds
   assert list(rule.slicing_specs) == [tfma.SlicingSpec()]  # the whole split only
   assert rule.threshold.value_threshold.lower_bound.value == 0.5
   assert rule.threshold.change_threshold.absolute.value == -0.05
@@ -223,8 +285,18 @@ def test_flags_become_class_rules_and_slices():
   with pytest.raises(ValueError, match='unknown classes'):
     eval_config.make_eval_config(len(CLASSES), 0.5, CLASSES, eval_config.EvalOptions({'cat': 0.1}))
   with pytest.raises(SystemExit):
-    parser.parse_args(['--data-root', 'd', '--pipeline-root', 'r', '--serving-dir', 's',
-                       '--class-min-iou', 'disc:0.5'])
+    parser.parse_args(
+      [
+        '--data-root',
+        'd',
+        '--pipeline-root',
+        'r',
+        '--serving-dir',
+        's',
+        '--class-min-iou',
+        'disc:0.5',
+      ]
+    )
 
 
 def test_evaluation_batch_size_is_chosen_by_bytes():
@@ -233,12 +305,18 @@ def test_evaluation_batch_size_is_chosen_by_bytes():
   assert export.evaluation_batch_size(512, 21, 484) == 1  # never 0, even over the budget
   assert export.evaluation_batch_size(512, 21, 484, budget_bytes=5 * per_example) == 5
   assert export.evaluation_batch_size(256, 21, 484) == 2
-  assert export.evaluation_batch_size(32, 4, 206) == export.EVALUATION_BATCH_BYTES // (
-      4 * 32 * 32 * (206 + 4 + 1)) == 310
-  assert export.activations_per_pixel(model_lib.build_fcn(512, 3, 21, base_filters=16, depth=3)) == 484
+  assert (
+    export.evaluation_batch_size(32, 4, 206)
+    == export.EVALUATION_BATCH_BYTES // (4 * 32 * 32 * (206 + 4 + 1))
+    == 310
+  )
+  assert (
+    export.activations_per_pixel(model_lib.build_fcn(512, 3, 21, base_filters=16, depth=3)) == 484
+  )
 
 
 # --- real TFMA on per-example sums, one worker and two ------------------------------------------
+
 
 def _presence(d, k):
   return np.bincount(d['native_ids'][k][d['native_valid'][k]], minlength=len(CLASSES)) > 0
@@ -248,15 +326,25 @@ def _write_records(path, d, images):
   with tf.io.TFRecordWriter(path) as writer:
     for k in images:
       outputs = example_outputs(d, k)
-      feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=outputs[name].ravel()))
-                 for name in SUM_OUTPUTS[:2]}
-      feature.update({name: tf.train.Feature(float_list=tf.train.FloatList(value=[outputs[name]]))
-                      for name in SUM_OUTPUTS[2:]})
+      feature = {
+        name: tf.train.Feature(int64_list=tf.train.Int64List(value=outputs[name].ravel()))
+        for name in SUM_OUTPUTS[:2]
+      }
+      feature.update(
+        {
+          name: tf.train.Feature(float_list=tf.train.FloatList(value=[outputs[name]]))
+          for name in SUM_OUTPUTS[2:]
+        }
+      )
       feature[export.CLASS_PRESENCE] = tf.train.Feature(
-          int64_list=tf.train.Int64List(value=_presence(d, k).astype(int)))
-      feature[SOURCE] = tf.train.Feature(bytes_list=tf.train.BytesList(
-          value=[d['sources'][k].encode()]))
-      writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        int64_list=tf.train.Int64List(value=_presence(d, k).astype(int))
+      )
+      feature[SOURCE] = tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[d['sources'][k].encode()])
+      )
+      writer.write(
+        tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+      )
 
 
 def _schema():
@@ -264,8 +352,10 @@ def _schema():
   schema = schema_pb2.Schema()
   shapes = [(name, schema_pb2.INT, (len(CLASSES), len(CLASSES))) for name in SUM_OUTPUTS[:2]]
   shapes += [(name, schema_pb2.FLOAT, (1,)) for name in SUM_OUTPUTS[2:]]
-  shapes += [(export.CLASS_PRESENCE, schema_pb2.INT, (len(CLASSES),)),
-             (SOURCE, schema_pb2.BYTES, (1,))]
+  shapes += [
+    (export.CLASS_PRESENCE, schema_pb2.INT, (len(CLASSES),)),
+    (SOURCE, schema_pb2.BYTES, (1,)),
+  ]
   for name, kind, shape in shapes:
     feature = schema.feature.add(name=name, type=kind)
     feature.presence.min_fraction = 1.0
@@ -279,11 +369,18 @@ def _model_agnostic_config():
   model. Without a model there is no baseline: the change rule is left out, as TFMA does on a first
   run."""
   config = eval_config.make_eval_config(
-      len(CLASSES), 0.1, CLASSES,
-      eval_config.EvalOptions(class_min_iou={'square': 0.99, 'never': 0.1},
-                              slice_features=[(SOURCE,)], class_presence_slices=True))
-  config.model_specs[0].CopyFrom(tfma.ModelSpec(
-      prediction_keys={name: name for name in SUM_OUTPUTS}))
+    len(CLASSES),
+    0.1,
+    CLASSES,
+    eval_config.EvalOptions(
+      class_min_iou={'square': 0.99, 'never': 0.1},
+      slice_features=[(SOURCE,)],
+      class_presence_slices=True,
+    ),
+  )
+  config.model_specs[0].CopyFrom(
+    tfma.ModelSpec(prediction_keys={name: name for name in SUM_OUTPUTS})
+  )
   config.metrics_specs[0].metrics[0].threshold.ClearField('change_threshold')
   return config
 
@@ -297,13 +394,18 @@ def tfma_outputs(tmp_path_factory):
   for shard in range(3):
     _write_records(str(base / f'data-{shard}.tfrecord'), d, range(shard, IMAGES, 3))
   outputs = {}
-  for mode, beam_args in (('in_memory', ['--direct_running_mode=in_memory']),
-                          ('two_workers', ['--direct_running_mode=multi_processing',
-                                           '--direct_num_workers=2'])):
+  for mode, beam_args in (
+    ('in_memory', ['--direct_running_mode=in_memory']),
+    ('two_workers', ['--direct_running_mode=multi_processing', '--direct_num_workers=2']),
+  ):
     outputs[mode] = str(base / mode)
-    tfma.run_model_analysis(eval_config=_model_agnostic_config(),
-                            data_location=str(base / 'data-*.tfrecord'), schema=_schema(),
-                            output_path=outputs[mode], pipeline_options=PipelineOptions(beam_args))
+    tfma.run_model_analysis(
+      eval_config=_model_agnostic_config(),
+      data_location=str(base / 'data-*.tfrecord'),
+      schema=_schema(),
+      output_path=outputs[mode],
+      pipeline_options=PipelineOptions(beam_args),
+    )
   return outputs
 
 
@@ -336,17 +438,28 @@ def test_class_floors_fail_the_validation_naming_class_and_values(tfma_outputs):
   assert not tfma.load_validation_result(path).validation_ok
   square = _expected_slices()[run_summary.OVERALL]['iou/square']
   assert sorted(run_summary.validation_failures(path)) == [
-      'iou/never = absent: required >= 0.1',
-      f'iou/square = {square:.4f}: required >= 0.99']
+    'iou/never = absent: required >= 0.1',
+    f'iou/square = {square:.4f}: required >= 0.99',
+  ]
 
 
 def test_summary_and_report_show_the_absent_class_as_absent(tfma_outputs):
   path = tfma_outputs['in_memory']
   slices = run_summary.sliced_metrics(path)
   summary = run_summary.RunSummary(
-      'r', {}, slices[run_summary.OVERALL][run_summary.CANDIDATE], {}, False,
-      run_summary.validation_failures(path), False, None, False,
-      class_names=run_summary.class_names(path), slices=slices, evaluation_uri=path)
+    'r',
+    {},
+    slices[run_summary.OVERALL][run_summary.CANDIDATE],
+    {},
+    False,
+    run_summary.validation_failures(path),
+    False,
+    None,
+    False,
+    class_names=run_summary.class_names(path),
+    slices=slices,
+    evaluation_uri=path,
+  )
   printed = run_summary.format_summary(summary)
   assert 'never                IoU absent (in neither labels nor predictions)' in printed
   model_resolution = summary.candidate_metrics['mean_iou_model_resolution']

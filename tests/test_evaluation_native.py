@@ -4,6 +4,7 @@ from `serving_default`'s class ids and each mask decoded by PIL at its own size 
 resolution, from `model_resolution` and `transform_features`); the evaluation signatures return no
 per-pixel tensor and their chunks add up.
 """
+
 import io
 import os
 
@@ -19,9 +20,6 @@ from PIL import Image
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import metadata_io
 
-from conftest import encoded
-from iou_reference import (SUM_OUTPUTS, assert_metrics_equal, metrics_of, numpy_confusion,
-                           predicted_ids, soft_sums)
 from iouseg import demo_data, run_summary
 from pipeline import eval_config
 from trainer import data, export, task
@@ -29,6 +27,16 @@ from trainer.config import TrainerConfig
 from transform import data_format, features
 from transform.config import TransformConfig
 from transform.preprocessing import preprocessing_fn
+
+from helpers import encoded
+from iou_reference import (
+  SUM_OUTPUTS,
+  assert_metrics_equal,
+  metrics_of,
+  numpy_confusion,
+  predicted_ids,
+  soft_sums,
+)
 
 IGNORE = data_format.DEFAULT_IGNORE_LABEL
 MODEL_CLASSES = ['background', 'disc', 'square', 'triangle']
@@ -39,6 +47,9 @@ JPEG_IMAGE = 5
 # The pad model's `evaluation_sums` runs 2 examples at a time, so that batches are split in chunks.
 PAD_CHUNK = 2
 
+# A model trained for the evaluation, and TFMA run over it twice.
+pytestmark = pytest.mark.slow
+
 
 def _raw_records():
   """Demo images and masks (shapes, ignore-label outlines) cut to each size; one of them a JPEG."""
@@ -48,23 +59,33 @@ def _raw_records():
     image, mask = demo_data.make_pair(rng, max(height, width), IGNORE)
     image, mask = image[:height, :width], mask[:height, :width]
     image_format = 'jpeg' if k == JPEG_IMAGE else 'png'
-    records.append(data_format.make_example(
-        encoded(image, image_format.upper()), image_format, height, width, 3,
-        f'eval/{k}.{image_format}', data_format.encode_png(mask)).SerializeToString())
+    records.append(
+      data_format.make_example(
+        encoded(image, image_format.upper()),
+        image_format,
+        height,
+        width,
+        3,
+        f'eval/{k}.{image_format}',
+        data_format.encode_png(mask),
+      ).SerializeToString()
+    )
   return records
 
 
 def _raw_schema():
   """The schema of the project's records, as SchemaGen infers it: TFMA decodes the raw features."""
   schema = schema_pb2.Schema()
-  for name, kind in ((data_format.IMAGE_ENCODED, schema_pb2.BYTES),
-                     (data_format.IMAGE_FORMAT, schema_pb2.BYTES),
-                     (data_format.IMAGE_FILENAME, schema_pb2.BYTES),
-                     (data_format.MASK_ENCODED, schema_pb2.BYTES),
-                     (data_format.MASK_FORMAT, schema_pb2.BYTES),
-                     (data_format.IMAGE_HEIGHT, schema_pb2.INT),
-                     (data_format.IMAGE_WIDTH, schema_pb2.INT),
-                     (data_format.IMAGE_CHANNELS, schema_pb2.INT)):
+  for name, kind in (
+    (data_format.IMAGE_ENCODED, schema_pb2.BYTES),
+    (data_format.IMAGE_FORMAT, schema_pb2.BYTES),
+    (data_format.IMAGE_FILENAME, schema_pb2.BYTES),
+    (data_format.MASK_ENCODED, schema_pb2.BYTES),
+    (data_format.MASK_FORMAT, schema_pb2.BYTES),
+    (data_format.IMAGE_HEIGHT, schema_pb2.INT),
+    (data_format.IMAGE_WIDTH, schema_pb2.INT),
+    (data_format.IMAGE_CHANNELS, schema_pb2.INT),
+  ):
     feature = schema.feature.add(name=name, type=kind)
     feature.presence.min_fraction = 1.0
     feature.shape.dim.add(size=1)
@@ -74,13 +95,16 @@ def _raw_schema():
 def _transform_output(records, config: TransformConfig, base) -> tft.TFTransformOutput:
   """Transform's analysis (`preprocessing_fn`'s full pass) of `records`, written as Transform does."""
   spec = data_format.raw_feature_spec()
-  raw = [{key: value.numpy() for key, value in tf.io.parse_single_example(r, spec).items()}
-         for r in records]
+  raw = [
+    {key: value.numpy() for key, value in tf.io.parse_single_example(r, spec).items()}
+    for r in records
+  ]
   metadata = tft.DatasetMetadata.from_feature_spec(spec)
   out = str(base / f'transform_{config.resize}')
   with tft_beam.Context(temp_dir=str(base / f'tft_tmp_{config.resize}')):
     transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(
-        lambda inputs: preprocessing_fn(inputs, vars(config)))
+      lambda inputs: preprocessing_fn(inputs, vars(config))
+    )
     _ = transform_fn | tft_beam.WriteTransformFn(out)
   metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
   return tft.TFTransformOutput(out)
@@ -88,9 +112,13 @@ def _transform_output(records, config: TransformConfig, base) -> tft.TFTransform
 
 def _model_eval_config():
   config = eval_config.make_eval_config(
-      len(MODEL_CLASSES), 0.0, MODEL_CLASSES,
-      eval_config.EvalOptions(slice_features=[(data_format.IMAGE_FORMAT,)],
-                              class_presence_slices=True))
+    len(MODEL_CLASSES),
+    0.0,
+    MODEL_CLASSES,
+    eval_config.EvalOptions(
+      slice_features=[(data_format.IMAGE_FORMAT,)], class_presence_slices=True
+    ),
+  )
   config.metrics_specs[0].metrics[0].threshold.ClearField('change_threshold')  # no baseline
   return config
 
@@ -107,28 +135,44 @@ def evaluated_models(tmp_path_factory):
     for record in records:
       writer.write(record)
   tf_keras.utils.set_random_seed(0)
-  trainer_config = TrainerConfig(num_classes=len(MODEL_CLASSES), image_size=MODEL_SIZE,
-                                 base_filters=8, depth=2, batch_size=4)
+  trainer_config = TrainerConfig.from_flat(
+    num_classes=len(MODEL_CLASSES), image_size=MODEL_SIZE, base_filters=8, depth=2, batch_size=4
+  )
   network = task.compiled_model(trainer_config)
-  outputs = {resize: _transform_output(records, TransformConfig(
-      MODEL_SIZE, 3, len(MODEL_CLASSES), resize=resize), base) for resize in ('stretch', 'pad')}
-  network.fit(data.make_dataset([data_path], outputs['stretch'], trainer_config.batch_size, seed=0),
-              steps_per_epoch=60, epochs=1, verbose=0)
+  outputs = {
+    resize: _transform_output(
+      records, TransformConfig(MODEL_SIZE, 3, len(MODEL_CLASSES), resize=resize), base
+    )
+    for resize in ('stretch', 'pad')
+  }
+  dataset = data.make_dataset(
+    [data_path], outputs['stretch'], trainer_config.runtime.batch_size, seed=0
+  )
+  network.fit(dataset, steps_per_epoch=60, epochs=1, verbose=0)
   per_example = 4 * MODEL_SIZE**2 * (export.activations_per_pixel(network) + len(MODEL_CLASSES) + 1)
   evaluated = {}
   for resize, tf_transform_output in outputs.items():
     budget = PAD_CHUNK * per_example if resize == 'pad' else export.EVALUATION_BATCH_BYTES
     model_dir = str(base / f'model_{resize}')
-    network.save(model_dir, save_format='tf', signatures=export.add_signatures(
-        network, tf_transform_output, resize, evaluation_batch_bytes=budget))
+    network.save(
+      model_dir,
+      save_format='tf',
+      signatures=export.add_signatures(
+        network, tf_transform_output, resize, evaluation_batch_bytes=budget
+      ),
+    )
     config = _model_eval_config()
     evaluated[resize] = {'model': model_dir, 'tfma': str(base / f'tfma_{resize}')}
     tfma.run_model_analysis(
-        eval_shared_model=tfma.default_eval_shared_model(eval_saved_model_path=model_dir,
-                                                         eval_config=config),
-        eval_config=config, data_location=data_path, schema=_raw_schema(),
-        output_path=evaluated[resize]['tfma'],
-        pipeline_options=PipelineOptions(['--direct_running_mode=in_memory']))
+      eval_shared_model=tfma.default_eval_shared_model(
+        eval_saved_model_path=model_dir, eval_config=config
+      ),
+      eval_config=config,
+      data_location=data_path,
+      schema=_raw_schema(),
+      output_path=evaluated[resize]['tfma'],
+      pipeline_options=PipelineOptions(['--direct_running_mode=in_memory']),
+    )
   return evaluated
 
 
@@ -138,8 +182,10 @@ def _content_size(height, width, resize):
   if resize == 'stretch':
     return MODEL_SIZE, MODEL_SIZE
   scale = MODEL_SIZE / max(height, width)
-  return (min(MODEL_SIZE, max(1, int(np.round(height * scale)))),
-          min(MODEL_SIZE, max(1, int(np.round(width * scale)))))
+  return (
+    min(MODEL_SIZE, max(1, int(np.round(height * scale)))),
+    min(MODEL_SIZE, max(1, int(np.round(width * scale)))),
+  )
 
 
 def _numpy_evaluation(model_dir, resize):
@@ -155,8 +201,9 @@ def _numpy_evaluation(model_dir, resize):
   examples = []
   for k, record in enumerate(records):
     feature = tf.train.Example.FromString(record).features.feature
-    mask = np.asarray(Image.open(io.BytesIO(feature[data_format.MASK_ENCODED].bytes_list.value[0])),
-                      dtype=np.int64)
+    mask = np.asarray(
+      Image.open(io.BytesIO(feature[data_format.MASK_ENCODED].bytes_list.value[0])), dtype=np.int64
+    )
     height, width = mask.shape
     assert (height, width) == MODEL_NATIVE_SIZES[k]
     assert (served['height'][k], served['width'][k]) == (height, width)
@@ -167,21 +214,34 @@ def _numpy_evaluation(model_dir, resize):
     np.testing.assert_allclose(probabilities, back, atol=1e-5)
     native_pred = served['class_ids'][k, :height, :width].numpy()
     np.testing.assert_array_equal(native_pred, predicted_ids(probabilities))
-    examples.append(dict(
-        true=mask, pred=native_pred, label=transformed[features.LABEL][k].numpy(),
-        probabilities=at_model[k].astype(np.float64), weight=transformed[features.WEIGHT][k].numpy(),
+    examples.append(
+      dict(
+        true=mask,
+        pred=native_pred,
+        label=transformed[features.LABEL][k].numpy(),
+        probabilities=at_model[k].astype(np.float64),
+        weight=transformed[features.WEIGHT][k].numpy(),
         format=feature[data_format.IMAGE_FORMAT].bytes_list.value[0].decode(),
-        rows_cols=(rows, cols)))
+        rows_cols=(rows, cols),
+      )
+    )
   return examples
 
 
 def _expected_model_metrics(examples):
   num_classes = len(MODEL_CLASSES)
-  matrix = sum(numpy_confusion(e['true'], e['pred'], e['true'] != IGNORE, num_classes)
-               for e in examples)
-  model_matrix = sum(numpy_confusion(e['label'].argmax(-1), predicted_ids(e['probabilities']),
-                                     e['weight'] > 0, num_classes) for e in examples)
-  intersection = sum(soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[0] for e in examples)
+  matrix = sum(
+    numpy_confusion(e['true'], e['pred'], e['true'] != IGNORE, num_classes) for e in examples
+  )
+  model_matrix = sum(
+    numpy_confusion(
+      e['label'].argmax(-1), predicted_ids(e['probabilities']), e['weight'] > 0, num_classes
+    )
+    for e in examples
+  )
+  intersection = sum(
+    soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[0] for e in examples
+  )
   union = sum(soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[1] for e in examples)
   return metrics_of(matrix, model_matrix, intersection, union, MODEL_CLASSES)
 
@@ -194,14 +254,18 @@ def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_
     assert not examples[3]['weight'][14:].any() and examples[3]['weight'][:14].mean() > 0.9
   members = {run_summary.OVERALL: [True] * len(examples)}
   for image_format in ('png', 'jpeg'):
-    members[f'{data_format.IMAGE_FORMAT}={image_format}'] = [e['format'] == image_format
-                                                            for e in examples]
+    members[f'{data_format.IMAGE_FORMAT}={image_format}'] = [
+      e['format'] == image_format for e in examples
+    ]
   for k, name in enumerate(MODEL_CLASSES[1:], start=1):
     has = [bool((e['true'] == k).any()) for e in examples]
     members[f'label_has_{name}=yes'] = has
     members[f'label_has_{name}=no'] = [not h for h in has]
-  expected = {name: _expected_model_metrics([e for e, m in zip(examples, member) if m])
-              for name, member in members.items() if any(member)}
+  expected = {
+    name: _expected_model_metrics([e for e, m in zip(examples, member) if m])
+    for name, member in members.items()
+    if any(member)
+  }
   assert len(expected) >= 8  # the presence slices split the images both ways
   slices = run_summary.sliced_metrics(evaluated_models[resize]['tfma'])
   assert set(slices) == set(expected)
@@ -214,7 +278,7 @@ def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_
 def test_evaluation_signatures_return_no_per_pixel_tensor_and_chunks_add_up(evaluated_models):
   records = tf.constant(_raw_records())
   num_classes = len(MODEL_CLASSES)
-  for resize, paths in evaluated_models.items():
+  for _resize, paths in evaluated_models.items():
     model = tf.saved_model.load(paths['model'])
     for name in (export.EVALUATION_SIGNATURE, export.PRESENCE_SIGNATURE):
       for output in model.signatures[name].structured_outputs.values():
@@ -222,10 +286,13 @@ def test_evaluation_signatures_return_no_per_pixel_tensor_and_chunks_add_up(eval
     # All the records at once (the pad model walks them in chunks of PAD_CHUNK, the last one
     # shorter) give what each record gives alone.
     together = model.signatures[export.EVALUATION_SIGNATURE](examples=records)
-    alone = [model.signatures[export.EVALUATION_SIGNATURE](examples=records[k:k + 1])
-             for k in range(len(MODEL_NATIVE_SIZES))]
+    alone = [
+      model.signatures[export.EVALUATION_SIGNATURE](examples=records[k : k + 1])
+      for k in range(len(MODEL_NATIVE_SIZES))
+    ]
     for name in SUM_OUTPUTS:
-      np.testing.assert_allclose(together[name].numpy(),
-                                 np.concatenate([a[name].numpy() for a in alone]), rtol=1e-6)
+      np.testing.assert_allclose(
+        together[name].numpy(), np.concatenate([a[name].numpy() for a in alone]), rtol=1e-6
+      )
     presence = model.signatures[export.PRESENCE_SIGNATURE](examples=records)[export.CLASS_PRESENCE]
     assert presence.shape == (len(MODEL_NATIVE_SIZES), num_classes)

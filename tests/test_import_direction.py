@@ -1,6 +1,7 @@
 """Imports flow one way: transform (record format) <- trainer <- components <- pipeline <- kubeflow
 <- the iouseg CLI. Read from the source itself (every import statement, function-level ones too), so
 an upward import or a cycle fails here the day it is written."""
+
 import ast
 import pathlib
 
@@ -26,7 +27,7 @@ def _imported_names(path: pathlib.Path, module: str):
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ''
       if node.level:  # relative import: resolve against the importing package
-        anchor = package.split('.')[:len(package.split('.')) - node.level + 1]
+        anchor = package.split('.')[: len(package.split('.')) - node.level + 1]
         base = '.'.join(anchor + ([base] if base else []))
       names = [f'{base}.{alias.name}' for alias in node.names]
     else:
@@ -72,7 +73,7 @@ def import_cycles(root: pathlib.Path):
     stack.append(module)
     for imported in graph.get(module, {}):
       if state.get(imported) == 'open':
-        cycle = stack[stack.index(imported):]
+        cycle = stack[stack.index(imported) :]
         start = cycle.index(min(cycle))  # one spelling per cycle
         cycles.add(' -> '.join(cycle[start:] + cycle[:start] + [min(cycle)]))
       elif imported not in state:
@@ -108,7 +109,8 @@ def tree(tmp_path):
 def test_the_check_catches_an_upward_import_anywhere_in_a_file(tree):
   assert upward_imports(tree) == [] and import_cycles(tree) == []
   (tree / 'transform' / 'late.py').write_text(
-      'def f():\n  from iouseg.base import VALUE\n  return VALUE\n')
+    'def f():\n  from iouseg.base import VALUE\n  return VALUE\n'
+  )
   assert upward_imports(tree) == ['transform/late.py:2 imports iouseg.base']
 
 

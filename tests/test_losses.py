@@ -1,4 +1,5 @@
 """The losses against the seed's formula computed in numpy."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -45,17 +46,20 @@ def test_soft_iou_is_the_seed_formula_to_1e_6_on_a_small_batch():
 def test_per_image_form_leaves_out_an_all_ignore_image():
   y, x, w = _random_batch(10)
   w[1] = 0.0  # image 1 is all ignore: only image 0 counts
-  np.testing.assert_allclose(losses.soft_iou_per_image_loss(y, x, w).numpy(),
-                             seed_soft_iou(y[:1], x[:1], w[:1]), rtol=1e-5)
+  np.testing.assert_allclose(
+    losses.soft_iou_per_image_loss(y, x, w).numpy(), seed_soft_iou(y[:1], x[:1], w[:1]), rtol=1e-5
+  )
 
 
-@pytest.mark.parametrize('loss_fn, reference', [
+@pytest.mark.parametrize(
+  'loss_fn, reference',
+  [
     (losses.soft_iou_loss, seed_soft_iou),
     (losses.soft_iou_per_class_loss, seed_soft_iou_per_class),
     (losses.soft_iou_per_image_loss, seed_soft_iou_per_image),
-])
+  ],
+)
 class TestSoftIoU:
-
   def test_matches_numpy_formula(self, loss_fn, reference):
     for seed in range(5):
       y, x, w = _random_batch(seed)
@@ -93,16 +97,19 @@ def test_cross_entropy_matches_numpy_and_respects_weights():
   y, x, w = _random_batch(5)
   bce = -(y * np.log(x) + (1 - y) * np.log(1 - x))
   expected = np.sum(w[..., None] * bce) / (w.sum() * y.shape[-1])
-  np.testing.assert_allclose(losses.sigmoid_cross_entropy_loss(y, x, w).numpy(), expected, rtol=1e-5)
+  np.testing.assert_allclose(
+    losses.sigmoid_cross_entropy_loss(y, x, w).numpy(), expected, rtol=1e-5
+  )
 
 
 def test_get_loss_names_every_flag_value_and_rejects_others():
   y, x, w = _random_batch(6)
   combined = losses.get_loss('cross_entropy+soft_iou')(y, x, w)
   np.testing.assert_allclose(
-      combined.numpy(),
-      losses.sigmoid_cross_entropy_loss(y, x, w).numpy() + losses.soft_iou_loss(y, x, w).numpy(),
-      rtol=1e-6)
+    combined.numpy(),
+    losses.sigmoid_cross_entropy_loss(y, x, w).numpy() + losses.soft_iou_loss(y, x, w).numpy(),
+    rtol=1e-6,
+  )
   step = tf.Variable(0, dtype=tf.int64)
   for name in losses.LOSS_NAMES:
     assert np.isfinite(float(losses.get_loss(name, step=step, switch_step=5)(y, x, w)))
@@ -147,8 +154,9 @@ def numpy_lovasz_sigmoid(y, x, w):
 def test_lovasz_matches_reference_algorithm():
   for seed in range(5):
     y, x, w = _random_batch(seed)
-    np.testing.assert_allclose(losses.lovasz_sigmoid_loss(y, x, w).numpy(),
-                               numpy_lovasz_sigmoid(y, x, w), rtol=1e-5)
+    np.testing.assert_allclose(
+      losses.lovasz_sigmoid_loss(y, x, w).numpy(), numpy_lovasz_sigmoid(y, x, w), rtol=1e-5
+    )
 
 
 def test_lovasz_hand_computed_binary_case():
@@ -165,16 +173,20 @@ def test_lovasz_is_the_jaccard_loss_on_hard_predictions():
   rng = np.random.default_rng(7)
   y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, size=(1, 6, 6))]
   x = np.eye(2, dtype=np.float32)[rng.integers(0, 2, size=(1, 6, 6))]
-  expected = np.mean([1 - np.sum(x[..., c] * y[..., c]) / np.sum(np.maximum(x[..., c], y[..., c]))
-                      for c in range(2)])
+  expected = np.mean(
+    [1 - np.sum(x[..., c] * y[..., c]) / np.sum(np.maximum(x[..., c], y[..., c])) for c in range(2)]
+  )
   assert float(losses.lovasz_sigmoid_loss(y, x)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_lovasz_ignores_zero_weight_pixels_and_empty_batches():
   y, x, w = _random_batch(8)
   garbage = np.where(w[..., None] > 0, x, 1.0 - x)
-  np.testing.assert_allclose(losses.lovasz_sigmoid_loss(y, x, w).numpy(),
-                             losses.lovasz_sigmoid_loss(y, garbage, w).numpy(), rtol=1e-6)
+  np.testing.assert_allclose(
+    losses.lovasz_sigmoid_loss(y, x, w).numpy(),
+    losses.lovasz_sigmoid_loss(y, garbage, w).numpy(),
+    rtol=1e-6,
+  )
   assert float(losses.lovasz_sigmoid_loss(y, x, np.zeros_like(w))) == 0.0
   x_var = tf.Variable(x)
   with tf.GradientTape() as tape:
@@ -184,30 +196,51 @@ def test_lovasz_ignores_zero_weight_pixels_and_empty_batches():
 
 def test_cross_entropy_weight_scales_the_cross_entropy_term():
   y, x, w = _random_batch(9)
-  expected = (0.25 * losses.sigmoid_cross_entropy_loss(y, x, w).numpy() +
-              losses.soft_iou_loss(y, x, w).numpy())
+  expected = (
+    0.25 * losses.sigmoid_cross_entropy_loss(y, x, w).numpy()
+    + losses.soft_iou_loss(y, x, w).numpy()
+  )
   np.testing.assert_allclose(
-      losses.get_loss('cross_entropy+soft_iou', cross_entropy_weight=0.25)(y, x, w).numpy(),
-      expected, rtol=1e-6)
+    losses.get_loss('cross_entropy+soft_iou', cross_entropy_weight=0.25)(y, x, w).numpy(),
+    expected,
+    rtol=1e-6,
+  )
 
 
 def test_trainer_model_trains_on_cross_entropy_then_on_soft_iou_after_loss_switch():
   """`--loss cross_entropy>soft_iou --loss-switch 0.5` over 4 steps: the loss Keras minimises is
-  cross-entropy at steps 1-2 and the soft IoU at steps 3-4 (learning rate 0: the model stays put, so
-  each step's loss can be recomputed from its outputs)."""
-  import tf_keras  # pylint: disable=g-import-not-at-top
-  from trainer import task  # pylint: disable=g-import-not-at-top
-  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
+  cross-entropy at steps 1-2 and the soft IoU at steps 3-4 (a learning rate of 1e-12, the config
+  refusing 0: the model stays put to far below the tolerance, so each step's loss can be recomputed
+  from its outputs)."""
+  import tf_keras
+
+  from trainer import task
+  from trainer.config import TrainerConfig
+
   y, _, w = _random_batch(8, shape=(4, 16, 16, 3))
   x = np.random.default_rng(8).normal(size=(4, 16, 16, 3)).astype(np.float32)
-  config = TrainerConfig(num_classes=3, image_size=16, base_filters=4, depth=1, batch_size=4,
-                         learning_rate=0.0, loss='cross_entropy>soft_iou', loss_switch=0.5)
+  config = TrainerConfig.from_flat(
+    num_classes=3,
+    image_size=16,
+    base_filters=4,
+    depth=1,
+    batch_size=4,
+    learning_rate=1e-12,
+    loss='cross_entropy>soft_iou',
+    loss_switch=0.5,
+  )
   network = task.compiled_model(config, total_steps=4)
   step_losses = tf_keras.callbacks.History()
-  network.fit(tf.data.Dataset.from_tensors((x, y, w)).repeat(), epochs=4, steps_per_epoch=1,
-              callbacks=[step_losses], verbose=0)
+  network.fit(
+    tf.data.Dataset.from_tensors((x, y, w)).repeat(),
+    epochs=4,
+    steps_per_epoch=1,
+    callbacks=[step_losses],
+    verbose=0,
+  )
   outputs = network(x, training=True)
   cross_entropy = float(losses.sigmoid_cross_entropy_loss(y, outputs, w))
   soft_iou = float(losses.soft_iou_loss(y, outputs, w))
-  np.testing.assert_allclose(step_losses.history['loss'],
-                             [cross_entropy, cross_entropy, soft_iou, soft_iou], rtol=1e-4)
+  np.testing.assert_allclose(
+    step_losses.history['loss'], [cross_entropy, cross_entropy, soft_iou, soft_iou], rtol=1e-4
+  )

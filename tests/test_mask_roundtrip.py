@@ -4,7 +4,9 @@ At the model's own size the nearest-neighbour resize is the identity, so the one
 give back exactly the mask: each class id as its one-hot row, each ignore pixel as an all-zero row
 with weight 0.
 """
+
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
@@ -14,12 +16,14 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from iouseg import converters
-from transform import data_format
-from transform import features
+from transform import data_format, features
 from transform.config import TransformConfig
 from transform.preprocessing import preprocessing_fn
 
 IGNORE = data_format.DEFAULT_IGNORE_LABEL
+
+# A Transform run through Beam for each of hypothesis' examples.
+pytestmark = pytest.mark.slow
 
 
 @st.composite
@@ -29,8 +33,11 @@ def image_mask_pairs(draw):
   channels = draw(st.sampled_from([1, 3]))
   shape = (size, size) if channels == 1 else (size, size, 3)
   image = draw(hnp.arrays(np.uint8, shape))
-  mask = draw(hnp.arrays(np.uint8, (size, size),
-                         elements=st.sampled_from(list(range(num_classes)) + [IGNORE])))
+  mask = draw(
+    hnp.arrays(
+      np.uint8, (size, size), elements=st.sampled_from(list(range(num_classes)) + [IGNORE])
+    )
+  )
   return image, mask, num_classes, channels
 
 
@@ -38,14 +45,18 @@ def _transform(serialized, config: TransformConfig, temp_dir):
   spec = data_format.raw_feature_spec()
   raw = {k: v.numpy() for k, v in tf.io.parse_single_example(serialized, spec).items()}
   with tft_beam.Context(temp_dir=temp_dir):
-    (rows, _), _ = (([raw], tft.DatasetMetadata.from_feature_spec(spec))
-                    | tft_beam.AnalyzeAndTransformDataset(
-                        lambda inputs: preprocessing_fn(inputs, vars(config)),
-                        output_record_batches=False))
+    (rows, _), _ = (
+      [raw],
+      tft.DatasetMetadata.from_feature_spec(spec),
+    ) | tft_beam.AnalyzeAndTransformDataset(
+      lambda inputs: preprocessing_fn(inputs, vars(config)), output_record_batches=False
+    )
   return rows[0]
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+  max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(pair=image_mask_pairs())
 def test_masks_survive_conversion_and_transform_exactly(pair, tmp_path_factory):
   image, mask, num_classes, channels = pair
@@ -55,7 +66,7 @@ def test_masks_survive_conversion_and_transform_exactly(pair, tmp_path_factory):
     Image.fromarray(array).save(root / 'in' / 'train' / folder / 'x.png')
   report = converters.convert(root / 'in', root / 'out', num_classes=num_classes, strict=True)
   assert report['splits']['train']['records'] == 1
-  serialized, = list(tf.data.TFRecordDataset(tf.io.gfile.glob(str(root / 'out/train/*'))))
+  (serialized,) = list(tf.data.TFRecordDataset(tf.io.gfile.glob(str(root / 'out/train/*'))))
   size = mask.shape[0]
   row = _transform(serialized, TransformConfig(size, channels, num_classes), str(root / 'tft'))
   label = np.asarray(row[features.LABEL]).reshape(size, size, num_classes)

@@ -7,6 +7,7 @@ global batch of 4 split into the same two halves, per-replica losses averaged, g
 Two workers that trained independently (each on the whole batch, no all-reduce) end elsewhere: the
 single-replica run on the global batch shows how far, so the comparison can tell them apart.
 """
+
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 STEPS = 3
 GLOBAL_BATCH = 4
@@ -31,19 +33,29 @@ def train(mode: str, out_path: str, index: int = 0, ports=()) -> None:
   mode: 'worker' (MultiWorkerMirroredStrategy, worker `index` of `ports`), 'two_replicas' (one
   process, MirroredStrategy over two logical CPUs) or 'one_replica' (no distribution)."""
   if mode == 'worker':
-    os.environ['TF_CONFIG'] = json.dumps({
+    os.environ['TF_CONFIG'] = json.dumps(
+      {
         'cluster': {'worker': [f'127.0.0.1:{port}' for port in ports]},
-        'task': {'type': 'worker', 'index': index}})
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tf_keras  # pylint: disable=g-import-not-at-top
-  from trainer import distribution, task  # pylint: disable=g-import-not-at-top
-  from trainer.config import TrainerConfig  # pylint: disable=g-import-not-at-top
-  config = TrainerConfig(image_size=16, base_filters=4, depth=1, batch_size=GLOBAL_BATCH,
-                         distribution='multi_worker' if mode == 'worker' else 'mirrored')
+        'task': {'type': 'worker', 'index': index},
+      }
+    )
+  import tensorflow as tf
+  import tf_keras
+
+  from trainer import distribution, task
+  from trainer.config import TrainerConfig
+
+  config = TrainerConfig.from_flat(
+    image_size=16,
+    base_filters=4,
+    depth=1,
+    batch_size=GLOBAL_BATCH,
+    distribution='multi_worker' if mode == 'worker' else 'mirrored',
+  )
   if mode == 'worker':
-    strategy = distribution.get_strategy(config.distribution)
+    strategy = distribution.get_strategy(config.runtime.distribution)
   elif mode == 'two_replicas':
-    cpu, = tf.config.list_physical_devices('CPU')
+    (cpu,) = tf.config.list_physical_devices('CPU')
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
   else:
@@ -53,27 +65,47 @@ def train(mode: str, out_path: str, index: int = 0, ports=()) -> None:
   images = rng.normal(size=(16, 16, 16, 3)).astype(np.float32)
   labels = np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(16, 16, 16))]
   weights = np.ones((16, 16, 16), np.float32)
-  dataset = tf.data.Dataset.from_tensor_slices((images, labels, weights)).repeat().batch(GLOBAL_BATCH)
+  dataset = (
+    tf.data.Dataset.from_tensor_slices((images, labels, weights)).repeat().batch(GLOBAL_BATCH)
+  )
   with strategy.scope():
     tf_keras.utils.set_random_seed(0)
     model = task.compiled_model(config)
   history = model.fit(dataset, steps_per_epoch=STEPS, epochs=1, verbose=0)
-  np.savez(out_path, loss=history.history['loss'],
-           **{f'w{i}': w for i, w in enumerate(model.get_weights())})
+  np.savez(
+    out_path,
+    loss=history.history['loss'],
+    **{f'w{i}': w for i, w in enumerate(model.get_weights())},
+  )
 
 
 def _run_all(tmp_path) -> dict:
   """Starts every training process at once; returns {name: saved npz}."""
-  env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2',
-         'PYTHONPATH': os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
-                                        os.environ.get('PYTHONPATH', '')])}
+  env = {
+    **os.environ,
+    'TF_USE_LEGACY_KERAS': '1',
+    'TF_CPP_MIN_LOG_LEVEL': '2',
+    'PYTHONPATH': os.pathsep.join(
+      [os.path.dirname(os.path.dirname(__file__)), os.environ.get('PYTHONPATH', '')]
+    ),
+  }
   ports = json.dumps([_free_port(), _free_port()])
-  jobs = {'worker0': ['worker', '0', ports], 'worker1': ['worker', '1', ports],
-          'two_replicas': ['two_replicas'], 'one_replica': ['one_replica']}
-  processes = {name: subprocess.Popen([sys.executable, __file__, str(tmp_path / f'{name}.npz')] + argv,
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True)
-               for name, argv in jobs.items()}
+  jobs = {
+    'worker0': ['worker', '0', ports],
+    'worker1': ['worker', '1', ports],
+    'two_replicas': ['two_replicas'],
+    'one_replica': ['one_replica'],
+  }
+  processes = {
+    name: subprocess.Popen(
+      [sys.executable, __file__, str(tmp_path / f'{name}.npz')] + argv,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for name, argv in jobs.items()
+  }
   for name, process in processes.items():
     log = process.communicate(timeout=300)[0]
     assert process.returncode == 0, f'{name}:\n{log[-3000:]}'
@@ -84,6 +116,7 @@ def _largest_difference(a, b) -> float:
   return max(float(np.max(np.abs(a[key] - b[key]))) for key in a.files if key.startswith('w'))
 
 
+@pytest.mark.slow
 def test_two_workers_train_as_one_process_on_the_same_global_batch(tmp_path):
   runs = _run_all(tmp_path)
   assert np.all(np.isfinite(runs['worker0']['loss']))

@@ -7,6 +7,7 @@ One history, made as a user would through the command line, with LocalDagRunner,
   2. a worse one (learning rate 1e-12; the command refuses 0) judged against it with class floors,
      a per-class regression limit and slices: not blessed, for reasons the run prints and the report shows.
 """
+
 import base64
 import contextlib
 import glob
@@ -24,15 +25,19 @@ import tensorflow_model_analysis as tfma
 from bs4 import BeautifulSoup
 from PIL import Image
 
-from conftest import TINY_MODEL, TINY_SIZE as SIZE, tiny_model_flags
 from iouseg import cli, run_summary
 from iouseg.report import charts
 from trainer import tensorboard_images
+
+from helpers import TINY_MODEL, tiny_model_flags
+from helpers import TINY_SIZE as SIZE
 
 NAME = 'review'
 CLASSES = ['background', 'disc', 'square', 'triangle']
 CHROMIUM = '/usr/bin/chromium'
 NOTEBOOK = os.path.join(os.path.dirname(__file__), '..', 'notebooks', 'review_evaluation.ipynb')
+
+pytestmark = pytest.mark.e2e
 
 
 def _iouseg(*argv) -> str:
@@ -47,18 +52,49 @@ def _iouseg(*argv) -> str:
 def history(tiny_demo_data, tmp_path_factory):
   base = tmp_path_factory.mktemp('review')
   metadata = base / 'metadata.sqlite'
-  common = ['--data-root', tiny_demo_data, '--pipeline-root', base / 'root',
-            '--serving-dir', base / 'serving', '--metadata', metadata, '--pipeline-name', NAME,
-            *tiny_model_flags(), '--train-steps', '60', '--eval-steps', '1',
-            '--class-names', ','.join(CLASSES), '--min-mean-iou', '0.1']
+  common = [
+    '--data-root',
+    tiny_demo_data,
+    '--pipeline-root',
+    base / 'root',
+    '--serving-dir',
+    base / 'serving',
+    '--metadata',
+    metadata,
+    '--pipeline-name',
+    NAME,
+    *tiny_model_flags(),
+    '--train-steps',
+    '60',
+    '--eval-steps',
+    '1',
+    '--class-names',
+    ','.join(CLASSES),
+    '--min-mean-iou',
+    '0.1',
+  ]
   _iouseg('run', *common)
-  printed = _iouseg('run', *common, '--learning-rate', '1e-12', '--class-min-iou', 'disc=0.9',
-                    '--max-class-drop', '0.05', '--class-presence-slices', '--slice-by',
-                    'image/format')
+  printed = _iouseg(
+    'run',
+    *common,
+    '--learning-rate',
+    '1e-12',
+    '--class-min-iou',
+    'disc=0.9',
+    '--max-class-drop',
+    '0.05',
+    '--class-presence-slices',
+    '--slice-by',
+    'image/format',
+  )
   report = base / 'report.html'
   _iouseg('report', '--metadata', metadata, '--pipeline-name', NAME, '--output', report)
-  return {'metadata': str(metadata), 'printed': printed, 'report': report,
-          'summary': run_summary.latest_run(str(metadata), NAME)}
+  return {
+    'metadata': str(metadata),
+    'printed': printed,
+    'report': report,
+    'summary': run_summary.latest_run(str(metadata), NAME),
+  }
 
 
 def _tfma_values(evaluation_uri: str) -> dict:
@@ -76,28 +112,36 @@ def test_run_prints_each_failed_rule_with_class_slice_and_both_values(history):
   summary, printed = history['summary'], history['printed']
   assert summary.blessed is False and not summary.pushed
   assert 'Blessed: NO' in printed
-  failed = [line.strip()[len('failed: '):] for line in printed.splitlines()
-            if line.strip().startswith('failed: ')]
+  failed = [
+    line.strip()[len('failed: ') :]
+    for line in printed.splitlines()
+    if line.strip().startswith('failed: ')
+  ]
   assert failed == summary.failures
   candidate, baseline = summary.candidate_metrics, summary.baseline_metrics
   assert f'iou/disc = {candidate["iou/disc"]:.4f}: required >= 0.9' in failed
-  assert (f'iou/background: candidate {candidate["iou/background"]:.4f} vs baseline '
-          f'{baseline["iou/background"]:.4f}, change '
-          f'{candidate["iou/background"] - baseline["iou/background"]:+.4f}; at most 0.05 may be lost'
-          ) in failed
+  assert (
+    f'iou/background: candidate {candidate["iou/background"]:.4f} vs baseline '
+    f'{baseline["iou/background"]:.4f}, change '
+    f'{candidate["iou/background"] - baseline["iou/background"]:+.4f}; at most 0.05 may be lost'
+  ) in failed
   assert any(line.startswith('mean_iou = ') and ' on slice label_has_' in line for line in failed)
   # What TFMA's blessing itself recorded: the per-class rules on the whole split only.
   validation = tfma.load_validation_result(summary.evaluation_uri)
-  class_rules = {(run_summary.slice_name(v.slice_key), f.metric_key.name)
-                 for v in validation.metric_validations_per_slice for f in v.failures
-                 if f.metric_key.name.startswith('iou/')}
+  class_rules = {
+    (run_summary.slice_name(v.slice_key), f.metric_key.name)
+    for v in validation.metric_validations_per_slice
+    for f in v.failures
+    if f.metric_key.name.startswith('iou/')
+  }
   assert class_rules and all(slice_text == run_summary.OVERALL for slice_text, _ in class_rules)
 
 
 def test_trainer_writes_predicted_masks_to_tensorboard_each_epoch(history):
   steps = {}
-  for path in glob.glob(os.path.join(history['summary'].model_run_uri,
-                                     tensorboard_images.IMAGES_RUN, '*')):
+  for path in glob.glob(
+    os.path.join(history['summary'].model_run_uri, tensorboard_images.IMAGES_RUN, '*')
+  ):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         if value.tag == tensorboard_images.IMAGES_TAG:
@@ -126,7 +170,9 @@ def test_every_number_in_the_report_is_tfmas(history):
 
   matrix = summary.candidate_metrics['confusion_matrix']
   for (i, j), count in np.ndenumerate(matrix):
-    assert soup.select_one(f'#confusion-matrix [id="cell-{i}-{j}"]').get_text().strip() == str(count)
+    assert soup.select_one(f'#confusion-matrix [id="cell-{i}-{j}"]').get_text().strip() == str(
+      count
+    )
   for model in ('candidate', 'baseline'):
     assert len(soup.select(f'#class-iou-chart [id^="bar-{model}-"]')) == len(CLASSES)
 
@@ -143,19 +189,36 @@ def test_every_number_in_the_report_is_tfmas(history):
 def _chromium(tmp_path, *args) -> str:
   profile = tmp_path / 'chromium-profile'
   result = subprocess.run(
-      [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-       f'--user-data-dir={profile}', *args], capture_output=True, text=True, timeout=180, check=True)
+    [
+      CHROMIUM,
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      f'--user-data-dir={profile}',
+      *args,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=180,
+    check=True,
+  )
   return result.stdout
 
 
 def _pixels_of(shot: np.ndarray, hex_colour: str) -> int:
-  rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+  rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
   return int((shot == rgb).all(axis=-1).sum())
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM) and os.environ.get('CI') != 'true',
-                    reason=f'{CHROMIUM} missing (apt-get install -y chromium); CI always runs this')
+@pytest.mark.skipif(
+  not os.path.exists(CHROMIUM) and os.environ.get('CI') != 'true',
+  reason=f'{CHROMIUM} missing (apt-get install -y chromium); CI always runs this',
+)
 def test_report_renders_in_headless_chromium(history, tmp_path):
   url = history['report'].resolve().as_uri()
   shot_path = tmp_path / 'report.png'
@@ -179,8 +242,9 @@ def test_report_renders_in_headless_chromium(history, tmp_path):
   _chromium(tmp_path, f'--screenshot={full_path}', '--window-size=1200,8000', url)
   rows = [row.tobytes() for row in np.asarray(Image.open(full_path).convert('RGB'))]
   for image in images:
-    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(image['src'].split(',', 1)[1])))
-                     .convert('RGB'))
+    png = np.asarray(
+      Image.open(io.BytesIO(base64.b64decode(image['src'].split(',', 1)[1]))).convert('RGB')
+    )
     middle = png[png.shape[0] // 2].tobytes()
     assert any(middle in row for row in rows), image['alt']
 
@@ -189,10 +253,20 @@ def test_notebook_reviews_the_latest_evaluation_and_the_model_history(history, m
   monkeypatch.setenv('IOUSEG_METADATA', history['metadata'])
   monkeypatch.setenv('IOUSEG_PIPELINE', NAME)
   notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbclient.NotebookClient(notebook, timeout=300, kernel_name='python3', store_widget_state=True,
-                          resources={'metadata': {'path': os.path.dirname(NOTEBOOK)}}).execute()
-  printed = ''.join(o.get('text', '') for c in notebook.cells if c.cell_type == 'code'
-                    for o in c.outputs if o.output_type == 'stream')
+  nbclient.NotebookClient(
+    notebook,
+    timeout=300,
+    kernel_name='python3',
+    store_widget_state=True,
+    resources={'metadata': {'path': os.path.dirname(NOTEBOOK)}},
+  ).execute()
+  printed = ''.join(
+    o.get('text', '')
+    for c in notebook.cells
+    if c.cell_type == 'code'
+    for o in c.outputs
+    if o.output_type == 'stream'
+  )
   assert f'TFMA output: {history["summary"].evaluation_uri}' in printed
   assert '2 Evaluator outputs, 2 model versions' in printed
 
@@ -206,6 +280,8 @@ def test_notebook_reviews_the_latest_evaluation_and_the_model_history(history, m
   assert overall['metrics']['']['']['mean_iou']['doubleValue'] == candidate['mean_iou']
   first, second = views['TimeSeriesModel'][0]
   assert second['metrics']['']['']['mean_iou']['doubleValue'] == candidate['mean_iou']
-  assert first['metrics']['']['']['mean_iou']['doubleValue'] == (
-      history['summary'].baseline_metrics['mean_iou'])
+  assert (
+    first['metrics']['']['']['mean_iou']['doubleValue']
+    == (history['summary'].baseline_metrics['mean_iou'])
+  )
   assert {entry['slice'] for entry in views['SlicingMetricsModel'][1]} == {'image/format:png'}

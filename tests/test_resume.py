@@ -7,6 +7,7 @@ after every callback has finished epoch K, the backup among them. The killed Tra
 not cached, so the re-run executes the Trainer again with the same inputs (everything upstream is
 cached) and finds the backup by their hash.
 """
+
 import os
 import pathlib
 import re
@@ -17,13 +18,15 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import TINY_CLASSES, iouseg_run_argv, tiny_model_flags
+from helpers import TINY_CLASSES, iouseg_run_argv, tiny_model_flags
 
 NAME = 'resume'
 EPOCHS, KILL_AFTER = 4, 2
 TRAIN_STEPS = 100  # 25 steps an epoch: the kill lands well inside epoch KILL_AFTER + 1
 EPOCH_LINE = re.compile(r'^Epoch (\d+)/(\d+)$')
 TIMEOUT_S = 900
+
+pytestmark = pytest.mark.e2e
 
 
 def _epochs(lines):
@@ -33,8 +36,7 @@ def _epochs(lines):
 @pytest.fixture(scope='module')
 def runs(tiny_demo_data, tmp_path_factory):
   base = tmp_path_factory.mktemp('resume')
-  argv = (iouseg_run_argv(base, tiny_demo_data, NAME, TRAIN_STEPS) +
-          tiny_model_flags(epochs=EPOCHS))
+  argv = iouseg_run_argv(base, tiny_demo_data, NAME, TRAIN_STEPS) + tiny_model_flags(epochs=EPOCHS)
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1', PYTHONUNBUFFERED='1')
 
   killed_lines = []
@@ -52,12 +54,18 @@ def runs(tiny_demo_data, tmp_path_factory):
       killed_rc = process.wait()
     finally:
       watchdog.cancel()
-  backups_after_kill = sorted(p.relative_to(base) for p in
-                              (base / 'root' / 'Trainer' / 'training_backup').glob('*'))
+  backups_after_kill = sorted(
+    p.relative_to(base) for p in (base / 'root' / 'Trainer' / 'training_backup').glob('*')
+  )
 
   rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-  return {'base': base, 'killed_lines': killed_lines, 'killed_rc': killed_rc,
-          'backups_after_kill': backups_after_kill, 'rerun': rerun}
+  return {
+    'base': base,
+    'killed_lines': killed_lines,
+    'killed_rc': killed_rc,
+    'backups_after_kill': backups_after_kill,
+    'rerun': rerun,
+  }
 
 
 def test_the_first_run_was_killed_in_the_trainer_after_epoch_k(runs):
@@ -87,12 +95,14 @@ def test_the_backup_is_cleared_once_the_model_is_exported(runs):
 
 
 def test_the_resumed_model_is_exported_and_segments_images(runs):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from iouseg import predict  # pylint: disable=g-import-not-at-top
-  from transform import data_format  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from iouseg import predict
+  from transform import data_format
+
   lines = runs['rerun'].stdout.splitlines()
   assert 'Blessed: yes' in lines
-  pushed = next(line for line in lines if line.startswith('Pushed to: '))[len('Pushed to: '):]
+  pushed = next(line for line in lines if line.startswith('Pushed to: '))[len('Pushed to: ') :]
   assert pathlib.Path(pushed, 'saved_model.pb').exists()
   signature = tf.saved_model.load(pushed).signatures['serving_default']
   image = np.random.default_rng(0).integers(0, 255, (40, 56, 3))

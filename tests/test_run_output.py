@@ -5,26 +5,46 @@ in the log file named by the summary, none on the terminal), the same with --ver
 the terminal, every component but the Evaluator's cached), and one that fails in RecordValidator
 (its error on the terminal).
 """
+
 import os
 import re
 import subprocess
 
 import pytest
 
-from conftest import iouseg_run_argv, tiny_model_flags
+from helpers import iouseg_run_argv, tiny_model_flags
 
-NODES = ('ImportExampleGen', 'latest_blessed_model_resolver', 'RecordValidator', 'StatisticsGen',
-         'SchemaGen', 'ExampleValidator', 'AnomalyGate', 'Transform', 'Trainer', 'Evaluator', 'Pusher',
-         'ModelCardGenerator')
-PROGRESS = re.compile(r'^\[ ?(\d+)/(\d+)\] (\S+) +(started|executed|cached|failed|skipped)'
-                      r'(?: +(\d+\.\d) s)?$')
+NODES = (
+  'ImportExampleGen',
+  'latest_blessed_model_resolver',
+  'RecordValidator',
+  'StatisticsGen',
+  'SchemaGen',
+  'ExampleValidator',
+  'AnomalyGate',
+  'Transform',
+  'Trainer',
+  'Evaluator',
+  'Pusher',
+  'ModelCardGenerator',
+)
+PROGRESS = re.compile(
+  r'^\[ ?(\d+)/(\d+)\] (\S+) +(started|executed|cached|failed|skipped)'
+  r'(?: +(\d+\.\d) s)?$'
+)
 KERAS_EPOCH = re.compile(r'^Epoch \d+/\d+$|^\d+/\d+ - \d+m?s - loss: .* val_mean_iou: ')
 # What third-party output looks like: Python warnings, logging, TensorFlow's C++ log lines.
-NOISE = re.compile(r'Warning\b|WARNING|\bINFO\b|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: [IWEF] |'
-                   r'Unable to register|TensorRT|deprecated', re.MULTILINE)
-CPP_LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: [IWEF] \S+\.cc:\d+\]',
-                          re.MULTILINE)
+NOISE = re.compile(
+  r'Warning\b|WARNING|\bINFO\b|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: [IWEF] |'
+  r'Unable to register|TensorRT|deprecated',
+  re.MULTILINE,
+)
+CPP_LOG_LINE = re.compile(
+  r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: [IWEF] \S+\.cc:\d+\]', re.MULTILINE
+)
 LOG_LINE = 'Log (TFX, Beam, TensorFlow): '
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope='module')
@@ -37,8 +57,13 @@ def runs(tiny_demo_data, tmp_path_factory):
   env.update(TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='0')
 
   def run(*flags, **model):
-    return subprocess.run(argv + list(flags) + tiny_model_flags(**model), env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+      argv + list(flags) + tiny_model_flags(**model),
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=900,
+    )
 
   results = {'base': base, 'first': run()}
   results['logs_after_first'] = sorted(os.listdir(base / 'root' / 'logs'))
@@ -77,8 +102,13 @@ def test_first_run_shows_progress_epochs_and_summary_and_nothing_else(runs):
   lines = first.stdout.splitlines()
   summary = lines.index(next(line for line in lines if line.startswith('Run ')))
   # Before the summary: progress lines and, inside the Trainer's, its Keras epoch lines; no more.
-  trainer_start = lines.index(next(line for line in lines if PROGRESS.match(line) and
-                                   ' Trainer ' in line and line.endswith('started')))
+  trainer_start = lines.index(
+    next(
+      line
+      for line in lines
+      if PROGRESS.match(line) and ' Trainer ' in line and line.endswith('started')
+    )
+  )
   for k, line in enumerate(lines[:summary]):
     if not PROGRESS.match(line):
       assert KERAS_EPOCH.match(line) and k > trainer_start, line
@@ -94,7 +124,7 @@ def test_first_run_shows_progress_epochs_and_summary_and_nothing_else(runs):
 
 def test_third_party_output_is_in_the_log_the_summary_names(runs):
   first = runs['first']
-  log_path = first.stdout.splitlines()[-1][len(LOG_LINE):]
+  log_path = first.stdout.splitlines()[-1][len(LOG_LINE) :]
   assert os.path.dirname(log_path) == str(runs['base'] / 'root' / 'logs')
   assert runs['logs_after_first'] == [os.path.basename(log_path)]
   with open(log_path, encoding='utf-8') as f:
@@ -110,10 +140,14 @@ def test_verbose_shows_the_logs_on_the_terminal(runs):
   verbose = runs['verbose']
   assert verbose.returncode == 0, verbose.stderr
   _assert_each_node_starts_then_ends(
-      _progress(verbose.stdout),
-      ['executed' if node in ('latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'ModelCardGenerator')
-       else 'cached'
-       for node in NODES])
+    _progress(verbose.stdout),
+    [
+      'executed'
+      if node in ('latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'ModelCardGenerator')
+      else 'cached'
+      for node in NODES
+    ],
+  )
   assert 'Component Trainer is running.' in verbose.stderr and CPP_LOG_LINE.search(verbose.stderr)
   assert re.search(r' WARNING \S+ ', verbose.stderr)
   assert LOG_LINE not in verbose.stdout and 'Blessed: yes' in verbose.stdout
@@ -124,8 +158,10 @@ def test_a_failing_component_shows_its_error_on_the_terminal(runs):
   failing = runs['failing']
   assert failing.returncode == 1
   progress = _progress(failing.stdout)
-  assert progress[-2:] == [(3, 'RecordValidator', 'started', None),
-                           (3, 'RecordValidator', 'failed', progress[-1][3])]
+  assert progress[-2:] == [
+    (3, 'RecordValidator', 'started', None),
+    (3, 'RecordValidator', 'failed', progress[-1][3]),
+  ]
   assert failing.stderr.startswith('Error: BadRecordsError: ')
   assert 'out of range' in failing.stderr
   log_path = failing.stderr.splitlines()[-1].rpartition(': ')[2]

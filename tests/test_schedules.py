@@ -1,12 +1,13 @@
 """trainer/schedules.py: learning-rate values at given steps, AdamW with weight decay, the best
 epoch's weights restored, and the Trainer's use of all three. Tiny models in-process."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
 
 from trainer import metrics, schedules, task
-from trainer.config import TrainerConfig
+from trainer.config import OptimizerConfig, TrainerConfig
 
 TINY = dict(image_size=16, base_filters=4, depth=1, batch_size=4)
 
@@ -25,27 +26,29 @@ def test_poly_schedule_with_warmup():
 def test_cosine_and_constant_schedules():
   cosine = schedules.WarmupDecay(2.0, total_steps=100, kind='cosine')
   assert [_rate(cosine, s) for s in (0, 25, 50, 100)] == pytest.approx(
-      [2.0, 1.0 + np.sqrt(0.5), 1.0, 0.0], abs=1e-6)
+    [2.0, 1.0 + np.sqrt(0.5), 1.0, 0.0], abs=1e-6
+  )
   constant = schedules.WarmupDecay(3e-3, total_steps=100, warmup_steps=4)
   assert [_rate(constant, s) for s in (1, 4, 99)] == pytest.approx([7.5e-4, 3e-3, 3e-3])
 
 
 def test_the_config_picks_the_rate():
-  assert schedules.learning_rate(TrainerConfig(), 100) == 3e-3  # a plain float: Adam(lr) as before
-  poly = schedules.learning_rate(TrainerConfig(lr_schedule='poly', warmup_steps=5), 100)
+  assert schedules.learning_rate(OptimizerConfig(), 100) == 3e-3  # a plain float: exactly Adam(lr)
+  poly = schedules.learning_rate(OptimizerConfig(lr_schedule='poly', warmup_steps=5), 100)
   assert (poly.kind, poly.total_steps, poly.warmup_steps) == ('poly', 100, 5)
-  assert schedules.learning_rate(TrainerConfig(lr_schedule='cosine'), None) == 3e-3
+  assert schedules.learning_rate(OptimizerConfig(lr_schedule='cosine'), None) == 3e-3
   with pytest.raises(ValueError):
-    TrainerConfig(lr_schedule='step')
+    OptimizerConfig(lr_schedule='step')
 
 
 def test_adamw_when_weight_decay_and_not_on_batch_norm_or_bias():
-  assert type(schedules.optimizer(TrainerConfig())) is tf_keras.optimizers.Adam
-  network = task.compiled_model(TrainerConfig(weight_decay=1e-4, lr_schedule='poly', **TINY),
-                                total_steps=50)
+  assert type(schedules.optimizer(OptimizerConfig())) is tf_keras.optimizers.Adam
+  network = task.compiled_model(
+    TrainerConfig.from_flat(weight_decay=1e-4, lr_schedule='poly', **TINY), total_steps=50
+  )
   optimizer = network.optimizer
   assert isinstance(optimizer, tf_keras.optimizers.AdamW) and optimizer.weight_decay == 1e-4
-  assert optimizer._learning_rate.total_steps == 50  # pylint: disable=protected-access
+  assert optimizer._learning_rate.total_steps == 50
   decayed = {v.name: optimizer._use_weight_decay(v) for v in network.trainable_variables}
   assert decayed['enc0_conv1/kernel:0'] and decayed['logits/kernel:0']
   assert not decayed['enc0_bn1/gamma:0'] and not decayed['enc0_bn1/beta:0']
@@ -77,20 +80,31 @@ class _ScriptedMetric(tf_keras.callbacks.Callback):
 
 def _fit(values, callbacks):
   rng = np.random.default_rng(0)
-  data = (rng.normal(size=(8, 16, 16, 3)).astype(np.float32),
-          np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(8, 16, 16))],
-          np.ones((8, 16, 16), np.float32))
+  data = (
+    rng.normal(size=(8, 16, 16, 3)).astype(np.float32),
+    np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(8, 16, 16))],
+    np.ones((8, 16, 16), np.float32),
+  )
   dataset = tf.data.Dataset.from_tensor_slices(data).repeat().batch(4)
   tf_keras.utils.set_random_seed(0)
   # A one-layer head compiled as the Trainer compiles the FCN (loss, weighted metric): fast.
   inputs = tf_keras.Input((16, 16, 3))
   network = tf_keras.Model(inputs, tf_keras.layers.Conv2D(4, 1, activation='sigmoid')(inputs))
-  network.compile(optimizer=schedules.optimizer(TrainerConfig()),
-                  loss=task.SegmentationLoss('soft_iou'),
-                  weighted_metrics=[metrics.ThresholdedMeanIoU(4)])
+  network.compile(
+    optimizer=schedules.optimizer(OptimizerConfig()),
+    loss=task.SegmentationLoss('soft_iou'),
+    weighted_metrics=[metrics.ThresholdedMeanIoU(4)],
+  )
   script = _ScriptedMetric(values)
-  network.fit(dataset, epochs=len(values), steps_per_epoch=2, validation_data=dataset,
-              validation_steps=1, callbacks=[script] + callbacks, verbose=0)
+  network.fit(
+    dataset,
+    epochs=len(values),
+    steps_per_epoch=2,
+    validation_data=dataset,
+    validation_steps=1,
+    callbacks=[script] + callbacks,
+    verbose=0,
+  )
   return network, script.weights
 
 
@@ -115,14 +129,19 @@ class _Stop(Exception):
 
 
 @pytest.mark.parametrize('keep_last', [False, True])
-def test_trainer_schedules_over_its_steps_and_keeps_the_best_epoch(monkeypatch, tmp_path,
-                                                                   keep_last):
-  from tfx.components.trainer.fn_args_utils import FnArgs  # pylint: disable=g-import-not-at-top
+def test_trainer_schedules_over_its_steps_and_keeps_the_best_epoch(
+  monkeypatch, tmp_path, keep_last
+):
+  from tfx.components.trainer.fn_args_utils import FnArgs
+
   fitted = {}
 
   def fake_make_dataset(*_, **__):
-    data = (np.zeros((4, 16, 16, 3), np.float32), np.zeros((4, 16, 16, 4), np.float32),
-            np.ones((4, 16, 16), np.float32))
+    data = (
+      np.zeros((4, 16, 16, 3), np.float32),
+      np.zeros((4, 16, 16, 4), np.float32),
+      np.ones((4, 16, 16), np.float32),
+    )
     return tf.data.Dataset.from_tensor_slices(data).repeat().batch(4)
 
   def fake_fit(self, *_, **kwargs):
@@ -132,11 +151,22 @@ def test_trainer_schedules_over_its_steps_and_keeps_the_best_epoch(monkeypatch, 
   monkeypatch.setattr(task.data, 'make_dataset', fake_make_dataset)
   monkeypatch.setattr(task.tft, 'TFTransformOutput', lambda path: None)
   monkeypatch.setattr(tf_keras.Model, 'fit', fake_fit)
-  config = TrainerConfig(lr_schedule='poly', warmup_steps=3, keep_last_weights=keep_last, **TINY)
+  config = TrainerConfig.from_flat(
+    lr_schedule='poly', warmup_steps=3, keep_last_weights=keep_last, **TINY
+  )
   with pytest.raises(_Stop):
-    task.train_and_export(FnArgs(train_files=['t'], eval_files=['e'], train_steps=42, eval_steps=1,
-                                 transform_output='unused', model_run_dir=str(tmp_path),
-                                 serving_model_dir=str(tmp_path)), config)
+    task.train_and_export(
+      FnArgs(
+        train_files=['t'],
+        eval_files=['e'],
+        train_steps=42,
+        eval_steps=1,
+        transform_output='unused',
+        model_run_dir=str(tmp_path),
+        serving_model_dir=str(tmp_path),
+      ),
+      config,
+    )
   schedule = fitted['model'].optimizer._learning_rate
   # 42 steps over 4 epochs: 10 per epoch, so the schedule runs over the 40 steps taken.
   assert (fitted['epochs'], fitted['steps_per_epoch']) == (4, 10)

@@ -1,11 +1,15 @@
 """`preprocessing_fn` run through TFT's Beam implementation on a few hand-made records."""
+
+import io
+
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
+from PIL import Image
 
-from transform import data_format
-from transform import features
+from transform import data_format, features
 from transform.config import TransformConfig
 from transform.preprocessing import preprocessing_fn
 
@@ -19,16 +23,23 @@ def _record(seed, mask_values=(0, 1, 2, 255), gray=False):
   blocks = rng.choice(mask_values, size=(24, 24)).astype(np.uint8)
   mask = np.kron(blocks, np.ones((2, 2), dtype=np.uint8))
   image = rng.integers(0, 256, size=(48, 48) if gray else (48, 48, 3)).astype(np.uint8)
-  return {data_format.IMAGE_ENCODED: data_format.encode_png(image),
-          data_format.MASK_ENCODED: data_format.encode_png(mask),
-          data_format.IMAGE_FILENAME: f'record-{seed}.png'.encode()}, blocks, image
+  return (
+    {
+      data_format.IMAGE_ENCODED: data_format.encode_png(image),
+      data_format.MASK_ENCODED: data_format.encode_png(mask),
+      data_format.IMAGE_FILENAME: f'record-{seed}.png'.encode(),
+    },
+    blocks,
+    image,
+  )
 
 
 def _transform(records, tmp_path, config=CONFIG):
   metadata = tft.DatasetMetadata.from_feature_spec(RAW_SPEC)
   with tft_beam.Context(temp_dir=str(tmp_path)):
-    (transformed, _), _ = ((records, metadata) | tft_beam.AnalyzeAndTransformDataset(
-        lambda inputs: preprocessing_fn(inputs, vars(config)), output_record_batches=False))
+    (transformed, _), _ = (records, metadata) | tft_beam.AnalyzeAndTransformDataset(
+      lambda inputs: preprocessing_fn(inputs, vars(config)), output_record_batches=False
+    )
   return transformed
 
 
@@ -62,9 +73,11 @@ def _wide_record(seed, height=24, width=48):
   rng = np.random.default_rng(seed)
   blocks = rng.choice((0, 1, 2), size=(height // 2, width // 2)).astype(np.uint8)
   image = rng.integers(0, 256, size=(height, width, 3)).astype(np.uint8)
-  return {data_format.IMAGE_ENCODED: data_format.encode_png(image),
-          data_format.MASK_ENCODED: data_format.encode_png(np.kron(blocks, np.ones((2, 2), np.uint8))),
-          data_format.IMAGE_FILENAME: f'wide-{seed}.png'.encode()}, blocks
+  return {
+    data_format.IMAGE_ENCODED: data_format.encode_png(image),
+    data_format.MASK_ENCODED: data_format.encode_png(np.kron(blocks, np.ones((2, 2), np.uint8))),
+    data_format.IMAGE_FILENAME: f'wide-{seed}.png'.encode(),
+  }, blocks
 
 
 def test_pad_keeps_the_aspect_ratio_and_ignores_the_padding(tmp_path):
@@ -88,7 +101,25 @@ def test_pad_keeps_the_aspect_ratio_and_ignores_the_padding(tmp_path):
 
 
 def test_stretch_fills_the_model_input_with_the_whole_image(tmp_path):
+  """--resize stretch (the default): a 48x24 image fills the 24x24 model input, halved in height
+  and kept in width. The image is `tf.image.resize`'s bilinear (antialiased) resize, normalised with
+  the statistics of all the resized images; the mask is the nearest-neighbour one, which on 2x2
+  blocks is each block row once and each block column twice."""
   records, masks = zip(*[_wide_record(s, height=48, width=24) for s in range(2)])
   out = _transform(list(records), tmp_path, TransformConfig(24, 3, 3))
-  for row in out:
+  sources = [
+    np.asarray(Image.open(io.BytesIO(r[data_format.IMAGE_ENCODED])), np.float32) for r in records
+  ]
+  assert sources[0].shape == (48, 24, 3)
+  resized = np.stack(
+    [tf.image.resize(s, [24, 24], method='bilinear', antialias=True).numpy() for s in sources]
+  )
+  pixels = resized.reshape(-1, 3)
+  expected_images = (resized - pixels.mean(0)) / np.sqrt(pixels.var(0))
+  for row, blocks, expected_image in zip(out, masks, expected_images):
+    label = np.asarray(row[features.LABEL]).reshape(24, 24, 3)
     np.testing.assert_array_equal(np.asarray(row[features.WEIGHT]), 1.0)
+    np.testing.assert_array_equal(np.argmax(label, -1), np.repeat(blocks, 2, axis=1))
+    np.testing.assert_allclose(
+      np.asarray(row[features.IMAGE]).reshape(24, 24, 3), expected_image, atol=1e-4
+    )

@@ -1,7 +1,8 @@
-"""The Tuner (`create_pipeline(tune_trials=N)`, `iouseg run --tune-trials N`): a real KerasTuner search
-through LocalDagRunner (2 trials of a few steps on the tiny model), its best values reaching the
-Trainer through the `hyperparameters` channel, recorded with the model and printed in the summary.
-"""
+"""The Tuner (`OptionalComponents(tune_trials=N)`, `iouseg run --tune-trials N`): a real KerasTuner
+search through LocalDagRunner (2 trials of a few steps on the tiny model), its best values
+reaching the Trainer through the `hyperparameters` channel, recorded with the model and printed
+in the summary."""
+
 import json
 import os
 
@@ -9,10 +10,11 @@ import keras_tuner
 import pytest
 import tf_keras
 
-from conftest import TINY_MODEL, recorded_artifacts, run_tiny_pipeline
 from iouseg import run_summary
 from trainer import task, tuning
 from trainer.config import TrainerConfig
+
+from helpers import TINY_MODEL, recorded_artifacts, run_tiny_pipeline
 
 NAME = 'tuner'
 TRIALS = 2
@@ -21,8 +23,9 @@ TRIALS = 2
 @pytest.fixture(scope='module')
 def run(tiny_demo_data, tmp_path_factory):
   base = tmp_path_factory.mktemp('tuner')
-  metadata = run_tiny_pipeline(base, tiny_demo_data, NAME, train_steps=8, tune_trials=TRIALS,
-                               tune_steps=4)
+  metadata = run_tiny_pipeline(
+    base, tiny_demo_data, NAME, train_steps=8, tune_trials=TRIALS, tune_steps=4
+  )
   return base, metadata
 
 
@@ -31,6 +34,7 @@ def _json(uri: str, name: str):
     return json.load(f)
 
 
+@pytest.mark.e2e
 def test_search_runs_and_the_trainer_trains_with_the_best_values(run):
   _, metadata = run
   _, tuner_outputs, _ = recorded_artifacts(metadata, 'Tuner')
@@ -49,19 +53,21 @@ def test_search_runs_and_the_trainer_trains_with_the_best_values(run):
   model_dir = os.path.join(trainer_outputs['model'][0].uri, 'Format-Serving')
   recorded = _json(os.path.join(model_dir, 'assets.extra'), task.TUNED_FILE)
   assert recorded['hyperparameters'] == best
+  trained_with = TrainerConfig.from_dict(recorded['trainer_config']).flat()
   for name, value in best.items():
-    assert recorded['trainer_config'][name] == value
+    assert trained_with[name] == value
   # The exported network is the tuned one: its first convolution is base_filters wide.
   network = tf_keras.models.load_model(model_dir, compile=False)
   assert network.get_layer('enc0_conv1').filters == best['base_filters']
 
 
+@pytest.mark.e2e
 def test_summary_prints_the_best_values(run):
   _, metadata = run
   summary = run_summary.latest_run(metadata, NAME)
   assert summary.component_states['Tuner'] == 'executed'
   text = run_summary.format_summary(summary)
-  line, = [line for line in text.splitlines() if line.startswith('Tuned')]
+  (line,) = [line for line in text.splitlines() if line.startswith('Tuned')]
   assert line.startswith(f'Tuned (best of {TRIALS} trials, val_mean_iou ')
   for name, value in summary.tuned.items():
     assert (f'{name}={value:.4g}' if isinstance(value, float) else f'{name}={value}') in line
@@ -69,8 +75,9 @@ def test_summary_prints_the_best_values(run):
 
 # --- the search space, without a pipeline -----------------------------------------------------------
 
+
 def test_defaults_are_the_configuration_and_the_space_is_as_documented():
-  config = TrainerConfig(**TINY_MODEL, loss='lovasz', learning_rate=1e-3)
+  config = TrainerConfig.from_flat(**TINY_MODEL, loss='lovasz', learning_rate=1e-3)
   hp = keras_tuner.HyperParameters()
   assert tuning.search_space(config, hp) == config  # defaults: the configured values
   space = {p.name: p for p in hp.space}
@@ -84,7 +91,7 @@ def test_defaults_are_the_configuration_and_the_space_is_as_documented():
   hp.values['loss'] = tuning.WEIGHTED_LOSS
   hp.values['cross_entropy_weight'] = 0.5
   tuned = tuning.search_space(config, hp)
-  assert (tuned.loss, tuned.cross_entropy_weight) == (tuning.WEIGHTED_LOSS, 0.5)
+  assert (tuned.losses.loss, tuned.losses.cross_entropy_weight) == (tuning.WEIGHTED_LOSS, 0.5)
   # With a warm start the width is the base model's.
   narrow = keras_tuner.HyperParameters()
   tuning.search_space(config, narrow, search_width=False)
@@ -92,18 +99,21 @@ def test_defaults_are_the_configuration_and_the_space_is_as_documented():
 
 
 def test_apply_hyperparameters_sets_the_named_fields_only():
-  config = TrainerConfig(**TINY_MODEL)
-  applied = task.apply_hyperparameters(config, {'learning_rate': 0.002, 'base_filters': 16,
-                                                'not_a_field': 1, 'to_dict': 2})
-  assert (applied.learning_rate, applied.base_filters) == (0.002, 16)
-  assert applied.loss == config.loss
+  config = TrainerConfig.from_flat(**TINY_MODEL)
+  applied = task.apply_hyperparameters(
+    config, {'learning_rate': 0.002, 'base_filters': 16, 'not_a_field': 1, 'to_dict': 2}
+  )
+  assert (applied.optimizer.learning_rate, applied.model.base_filters) == (0.002, 16)
+  assert applied.losses.loss == config.losses.loss
 
 
 def test_keras_tuner_builds_on_tf_keras():
   """keras-tuner 1.4.x builds on Keras 3 and rejects tf_keras models (keras-team/keras-tuner#1039);
   the pinned version type-checks against tf_keras, so the Trainer's model is a valid hypermodel."""
-  model = tuning.SegmentationHyperModel(TrainerConfig(**TINY_MODEL), 10, True).build(
-      keras_tuner.HyperParameters())
+  model = tuning.SegmentationHyperModel(TrainerConfig.from_flat(**TINY_MODEL), 10, True).build(
+    keras_tuner.HyperParameters()
+  )
   assert isinstance(model, tf_keras.Model)
-  from keras_tuner.engine import tuner as tuner_module  # pylint: disable=g-import-not-at-top
+  from keras_tuner.engine import tuner as tuner_module
+
   assert isinstance(model, tuner_module.keras.models.Model)  # the class its check uses

@@ -18,9 +18,10 @@ train split), so brightness is an added shift in channel standard deviations, co
 each image's deviation from its own mean, saturation (3 channels) a scale of each pixel's deviation
 from its channel mean, and gamma a power of the image's values mapped to [0, 1] by its own range.
 """
+
 import dataclasses
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 import tensorflow as tf
 
@@ -35,21 +36,26 @@ GAMMA_RANGE = (0.8, 1.25)  # exponent, log-uniform
 
 @dataclasses.dataclass(frozen=True)
 class AugmentOptions:
-  """What `augment_batch` does. The bare defaults are everything issue 13 proposed (DeepLab's scale
-  range, horizontal flip, photometric); the Trainer's own defaults are TrainerConfig's, mapped here
-  by `from_config` (horizontal flip only)."""
-  min_scale: float = 0.5
-  max_scale: float = 2.0
-  horizontal_flip: bool = True
-  vertical_flip: bool = False
-  rotate90: bool = False
-  photometric: bool = True
-  flip_swap: Tuple[Tuple[int, int], ...] = ()
+  """What `augment_batch` does, every field given: `from_config` resolves the Trainer's
+  `AugmentationConfig`, where the defaults live (a scale range of 1 to 1 is no random scale)."""
+
+  min_scale: float
+  max_scale: float
+  horizontal_flip: bool
+  vertical_flip: bool
+  rotate90: bool
+  photometric: bool
+  flip_swap: tuple[tuple[int, int], ...]
 
   @property
   def geometric(self) -> bool:
-    return (self.min_scale != 1.0 or self.max_scale != 1.0 or self.horizontal_flip or
-            self.vertical_flip or self.rotate90)
+    return (
+      self.min_scale != 1.0
+      or self.max_scale != 1.0
+      or self.horizontal_flip
+      or self.vertical_flip
+      or self.rotate90
+    )
 
   @property
   def enabled(self) -> bool:
@@ -57,13 +63,19 @@ class AugmentOptions:
 
   @classmethod
   def from_config(cls, config: 'trainer_config.TrainerConfig') -> Optional['AugmentOptions']:
-    """The Trainer's augmentation, or None when it does none (`no_augment`, or everything off)."""
-    scales = (config.min_scale, config.max_scale) if config.random_scale else (1.0, 1.0)
-    options = cls(min_scale=scales[0], max_scale=scales[1],
-                  horizontal_flip=not config.no_flip, vertical_flip=config.vertical_flip,
-                  rotate90=config.rotate90, photometric=config.photometric,
-                  flip_swap=trainer_config.parse_flip_swap(config.flip_swap, config.num_classes))
-    return None if config.no_augment or not options.enabled else options
+    """The Trainer's augmentation, or None when it does none (`augment` off, or everything off)."""
+    settings = config.augmentation
+    scales = (settings.min_scale, settings.max_scale) if settings.random_scale else (1.0, 1.0)
+    options = cls(
+      min_scale=scales[0],
+      max_scale=scales[1],
+      horizontal_flip=settings.horizontal_flip,
+      vertical_flip=settings.vertical_flip,
+      rotate90=settings.rotate90,
+      photometric=settings.photometric,
+      flip_swap=config.flip_swap_pairs,
+    )
+    return options if settings.augment and options.enabled else None
 
 
 def _seeds(seed, count: int):
@@ -81,9 +93,20 @@ def _geometry(batch_size, size: int, options: AugmentOptions, seed):
   seeds = _seeds(seed, 6)
   shape = [batch_size]
   s = float(size)
-  uniform = lambda k: tf.random.stateless_uniform(shape, seeds[k])
-  identity = _matrices([tf.ones(shape), tf.zeros(shape), tf.zeros(shape),
-                        tf.zeros(shape), tf.ones(shape), tf.zeros(shape)])
+
+  def uniform(k):
+    return tf.random.stateless_uniform(shape, seeds[k])
+
+  identity = _matrices(
+    [
+      tf.ones(shape),
+      tf.zeros(shape),
+      tf.zeros(shape),
+      tf.zeros(shape),
+      tf.ones(shape),
+      tf.zeros(shape),
+    ]
+  )
   # Scale, then crop or pad back to size: output pixel x (centre x + 0.5) is point x + 0.5 + o of
   # the scaled image, point (x + 0.5 + o) / scale of the input; o is the crop offset (< 0: padding).
   scale = options.min_scale + uniform(0) * (options.max_scale - options.min_scale)
@@ -92,8 +115,16 @@ def _geometry(batch_size, size: int, options: AugmentOptions, seed):
   offset_x = low + uniform(1) * (high - low)
   offset_y = low + uniform(2) * (high - low)
   zeros = tf.zeros(shape)
-  scaling = _matrices([1.0 / scale, zeros, (0.5 + offset_x) / scale - 0.5,
-                       zeros, 1.0 / scale, (0.5 + offset_y) / scale - 0.5])
+  scaling = _matrices(
+    [
+      1.0 / scale,
+      zeros,
+      (0.5 + offset_x) / scale - 0.5,
+      zeros,
+      1.0 / scale,
+      (0.5 + offset_y) / scale - 0.5,
+    ]
+  )
   # Symmetries of the output grid, applied to output coordinates first.
   symmetry = identity
   mirrored = tf.zeros(shape, tf.bool)
@@ -106,15 +137,21 @@ def _geometry(batch_size, size: int, options: AugmentOptions, seed):
   if options.vertical_flip:
     flip = uniform(4) < 0.5
     sign = tf.where(flip, -1.0, 1.0)
-    symmetry = tf.matmul(symmetry, _matrices([tf.ones(shape), zeros, zeros,
-                                              zeros, sign, tf.where(flip, last, 0.0)]))
+    symmetry = tf.matmul(
+      symmetry, _matrices([tf.ones(shape), zeros, zeros, zeros, sign, tf.where(flip, last, 0.0)])
+    )
     mirrored = tf.math.logical_xor(mirrored, flip)
   if options.rotate90:
     # k quarter turns of the square grid: (x, y) -> (y, S-1-x) applied k times (no mirror).
-    turns = tf.constant([[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
-                         [[0, 1, 0], [-1, 0, last], [0, 0, 1]],
-                         [[-1, 0, last], [0, -1, last], [0, 0, 1]],
-                         [[0, -1, last], [1, 0, 0], [0, 0, 1]]], tf.float32)
+    turns = tf.constant(
+      [
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        [[0, 1, 0], [-1, 0, last], [0, 0, 1]],
+        [[-1, 0, last], [0, -1, last], [0, 0, 1]],
+        [[0, -1, last], [1, 0, 0], [0, 0, 1]],
+      ],
+      tf.float32,
+    )
     k = tf.random.stateless_uniform(shape, seeds[5], maxval=4, dtype=tf.int32)
     symmetry = tf.matmul(symmetry, tf.gather(turns, k))
   transform = tf.matmul(scaling, symmetry)
@@ -123,8 +160,13 @@ def _geometry(batch_size, size: int, options: AugmentOptions, seed):
 
 def _warp(images, transforms, size: int, interpolation: str, fill_mode: str = 'CONSTANT'):
   warped = tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=transforms, output_shape=tf.constant([size, size], tf.int32),
-      fill_value=tf.constant(0.0, images.dtype), interpolation=interpolation, fill_mode=fill_mode)
+    images=images,
+    transforms=transforms,
+    output_shape=tf.constant([size, size], tf.int32),
+    fill_value=tf.constant(0.0, images.dtype),
+    interpolation=interpolation,
+    fill_mode=fill_mode,
+  )
   return tf.ensure_shape(warped, images.shape)
 
 
@@ -143,18 +185,26 @@ def geometric(image, label, weight, options: AugmentOptions, seed):
     raise ValueError(f'augmentation needs square images of static size, not {image.shape}')
   transforms, mirrored = _geometry(tf.shape(image)[0], size, options, seed)
   # Class ids + 1, 0 where the label row is all zero (ignored pixels).
-  ids = tf.where(tf.reduce_sum(label, axis=-1) > 0,
-                 tf.cast(tf.argmax(label, axis=-1), tf.int32) + 1, 0)
+  ids = tf.where(
+    tf.reduce_sum(label, axis=-1) > 0, tf.cast(tf.argmax(label, axis=-1), tf.int32) + 1, 0
+  )
   if options.flip_swap:
     swapped = tf.gather(_swap_table(num_classes, options.flip_swap), ids)
     ids = tf.where(mirrored[:, None, None], swapped, ids)
   # Ids, weights and an in-image indicator travel together through one nearest-neighbour warp
   # (exact in float32); outside the source image all three are 0.
-  nearest = _warp(tf.stack([tf.cast(ids, tf.float32), tf.cast(weight, tf.float32),
-                            tf.ones_like(weight, tf.float32)], axis=-1),
-                  transforms, size, 'NEAREST')
-  label = tf.one_hot(tf.cast(tf.round(nearest[..., 0]), tf.int32) - 1, num_classes,
-                     dtype=label.dtype)
+  nearest = _warp(
+    tf.stack(
+      [tf.cast(ids, tf.float32), tf.cast(weight, tf.float32), tf.ones_like(weight, tf.float32)],
+      axis=-1,
+    ),
+    transforms,
+    size,
+    'NEAREST',
+  )
+  label = tf.one_hot(
+    tf.cast(tf.round(nearest[..., 0]), tf.int32) - 1, num_classes, dtype=label.dtype
+  )
   weight = tf.cast(nearest[..., 1], weight.dtype)
   # Bilinear with the border repeated, so a pixel inside by the nearest rule (up to half a pixel
   # beyond the last centre) blends no fill value in; outside the image it is 0 (the channel mean).
@@ -167,8 +217,10 @@ def photometric(image, seed):
   """Brightness, contrast, gamma and (3 channels) saturation, per example, on a normalised image."""
   seeds = _seeds(seed, 4)
   channels = image.shape[-1]
-  per_image = lambda k, low, high: tf.random.stateless_uniform(
-      [tf.shape(image)[0], 1, 1, 1], seeds[k], low, high)
+
+  def per_image(k, low, high):
+    return tf.random.stateless_uniform([tf.shape(image)[0], 1, 1, 1], seeds[k], low, high)
+
   dtype = image.dtype
   x = tf.cast(image, tf.float32)
   x += per_image(0, -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA)
@@ -194,13 +246,15 @@ def augment_batch(image, label, weight, options: AugmentOptions, seed):
   return image, label, weight
 
 
-def augment_dataset(dataset: tf.data.Dataset, options: Optional[AugmentOptions],
-                    seed: int) -> tf.data.Dataset:
+def augment_dataset(
+  dataset: tf.data.Dataset, options: AugmentOptions | None, seed: int
+) -> tf.data.Dataset:
   """`dataset` of (image, label, weight) batches, augmented batch by batch: batch i with the
   stateless seed (seed, i). Unchanged when `options` is None. Deterministic: the map keeps order."""
   if options is None:
     return dataset
   return dataset.enumerate().map(
-      lambda index, batch: augment_batch(*batch, options,
-                                         tf.stack([tf.cast(seed, tf.int64), index])),
-      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    lambda index, batch: augment_batch(*batch, options, tf.stack([tf.cast(seed, tf.int64), index])),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )

@@ -15,11 +15,11 @@ the freshly built network, layer by layer by name, and refuses with a message na
 weights differ in shape (another `num_classes`, `base_filters`, `depth` or `channels`). The optimizer
 starts afresh; `image_size` may differ (the network is fully convolutional).
 """
+
 import hashlib
 import json
 import logging
 import os
-from typing import List, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -35,10 +35,14 @@ def run_key(fn_args, config) -> str:
   """A hash of everything the trained weights depend on: the Trainer's input artifacts (TFX never
   rewrites an artifact's files, so its URI stands for its content), its settings and its steps."""
   described = {
-      'train_files': list(fn_args.train_files), 'eval_files': list(fn_args.eval_files),
-      'transform_graph': fn_args.transform_output, 'base_model': fn_args.base_model,
-      'trainer_config': config.to_dict(), 'train_steps': fn_args.train_steps,
-      'eval_steps': fn_args.eval_steps}
+    'train_files': list(fn_args.train_files),
+    'eval_files': list(fn_args.eval_files),
+    'transform_graph': fn_args.transform_output,
+    'base_model': fn_args.base_model,
+    'trainer_config': config.to_dict(),
+    'train_steps': fn_args.train_steps,
+    'eval_steps': fn_args.eval_steps,
+  }
   text = json.dumps(described, sort_keys=True, default=str)
   return hashlib.sha256(text.encode('utf-8')).hexdigest()[:_KEY_LENGTH]
 
@@ -50,8 +54,9 @@ def backup_dir(fn_args, config) -> str:
   (`kubeflow.local_launcher`, KFP: `PIPELINE_ROOT/<run>/Trainer/model_run`) it is that run's
   `PIPELINE_ROOT/<run>/training_backup/<key>`: a retry of the task resumes, a new run does not."""
   model_run = fn_args.model_run_dir.rstrip('/')
-  return os.path.join(os.path.dirname(os.path.dirname(model_run)), BACKUP_FOLDER,
-                      run_key(fn_args, config))
+  return os.path.join(
+    os.path.dirname(os.path.dirname(model_run)), BACKUP_FOLDER, run_key(fn_args, config)
+  )
 
 
 class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
@@ -94,11 +99,11 @@ def backup_callback(fn_args, config, epochs: int) -> ResumableBackup:
   return ResumableBackup(backup_dir(fn_args, config), epochs)
 
 
-def _weight_shapes(layer) -> List[tuple]:
+def _weight_shapes(layer) -> list[tuple]:
   return [tuple(w.shape) for w in layer.weights]
 
 
-def weight_mismatches(network: tf_keras.Model, base: tf_keras.Model) -> List[str]:
+def weight_mismatches(network: tf_keras.Model, base: tf_keras.Model) -> list[str]:
   """One line per layer with weights whose shapes differ between `network` and `base` (by name),
   or that only one of them has."""
   base_layers = {layer.name: layer for layer in base.layers if layer.weights}
@@ -110,25 +115,31 @@ def weight_mismatches(network: tf_keras.Model, base: tf_keras.Model) -> List[str
     if other is None:
       lines.append(f'layer {layer.name} is not in the base model')
     elif _weight_shapes(other) != _weight_shapes(layer):
-      lines.append(f'layer {layer.name}: weights {_weight_shapes(other)} in the base model, '
-                   f'{_weight_shapes(layer)} here')
+      lines.append(
+        f'layer {layer.name}: weights {_weight_shapes(other)} in the base model, '
+        f'{_weight_shapes(layer)} here'
+      )
   lines += [f'layer {name} of the base model is not in this model' for name in base_layers]
   return lines
 
 
 def architecture(network: tf_keras.Model) -> dict:
-  """The TrainerConfig fields that shape the weights of a `trainer.model.build_fcn` network, read
-  from its layers (by their names there); {} for a network of another form."""
+  """The TrainerConfig settings (by their flat names) that shape the weights of a
+  `trainer.model.build_fcn` network, read from its layers (by their names there); {} for a network
+  of another form."""
   layers = {layer.name: layer for layer in network.layers}
   if 'enc0_conv1' not in layers or 'logits' not in layers:
     return {}
   first = tuple(layers['enc0_conv1'].kernel.shape)  # 3 x 3 x channels x base_filters
-  return {'num_classes': int(layers['logits'].kernel.shape[-1]), 'channels': int(first[2]),
-          'base_filters': int(first[3]),
-          'depth': sum(1 for name in layers if name.startswith('enc') and name.endswith('_conv1'))}
+  return {
+    'num_classes': int(layers['logits'].kernel.shape[-1]),
+    'channels': int(first[2]),
+    'base_filters': int(first[3]),
+    'depth': sum(1 for name in layers if name.startswith('enc') and name.endswith('_conv1')),
+  }
 
 
-def warm_start(network: tf_keras.Model, base_model_path: Optional[str]) -> bool:
+def warm_start(network: tf_keras.Model, base_model_path: str | None) -> bool:
   """Copies the weights of the SavedModel at `base_model_path` (the serving dir of a model this
   project's Trainer exported) into `network`; False, doing nothing, when the path is None. ValueError
   naming the mismatching layers when the two architectures differ."""
@@ -142,12 +153,16 @@ def warm_start(network: tf_keras.Model, base_model_path: Optional[str]) -> bool:
     if len(mismatches) > len(shown):
       shown.append(f'... and {len(mismatches) - len(shown)} more')
     ours, theirs = architecture(network), architecture(base)
-    differ = ', '.join(f'{name} {theirs[name]} (this run: {ours[name]})' for name in ours
-                       if name in theirs and theirs[name] != ours[name])
+    differ = ', '.join(
+      f'{name} {theirs[name]} (this run: {ours[name]})'
+      for name in ours
+      if name in theirs and theirs[name] != ours[name]
+    )
     raise ValueError(
-        f'cannot warm-start from {base_model_path}: its architecture differs from this model'
-        f'{": the base model has " + differ if differ else ""} ({"; ".join(shown)}); train with '
-        'the num_classes, channels, base_filters and depth of the base model, or without warm start')
+      f'cannot warm-start from {base_model_path}: its architecture differs from this model'
+      f'{": the base model has " + differ if differ else ""} ({"; ".join(shown)}); train with '
+      'the num_classes, channels, base_filters and depth of the base model, or without warm start'
+    )
   by_name = {layer.name: layer for layer in base.layers}
   copied = [layer for layer in network.layers if layer.weights]
   for layer in copied:

@@ -8,7 +8,6 @@ the exported model serves with, so training and serving cannot skew. What the in
 is the serialized raw records (the encoded PNG/JPEG pair, the input's own size), never tensors that
 grow with the class count or with float32 pixels.
 """
-from typing import Optional
 
 import tensorflow as tf
 from tfx_bsl.tfxio import dataset_util
@@ -28,21 +27,27 @@ def raw_records(file_pattern) -> tf.data.Dataset:
   """The serialized records of every file matched (GZIP or not), files read in parallel."""
   patterns = tf.convert_to_tensor(file_pattern)
   files = tf.io.matching_files(patterns)
-  return tf.data.TFRecordDataset(files, dataset_util.detect_compression_type(patterns),
-                                 num_parallel_reads=tf.data.AUTOTUNE)
+  return tf.data.TFRecordDataset(
+    files, dataset_util.detect_compression_type(patterns), num_parallel_reads=tf.data.AUTOTUNE
+  )
 
 
 def _cacheable_count(file_pattern, records: tf.data.Dataset, limit: int) -> int:
   """The split's record count when its serialized records fit in `limit` bytes, else 0. Files
   larger than `limit` on disk settle it without reading (a record is never smaller than its
   compressed bytes); otherwise one pass counts records and bytes."""
-  on_disk = sum(tf.io.gfile.stat(path).length
-                for path in tf.io.gfile.glob(list(tf.nest.flatten(file_pattern))))
+  on_disk = sum(
+    tf.io.gfile.stat(path).length for path in tf.io.gfile.glob(list(tf.nest.flatten(file_pattern)))
+  )
   if not limit or on_disk > limit:
     return 0
   count, size = records.reduce(
-      (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
-      lambda totals, record: (totals[0] + 1, totals[1] + tf.cast(tf.strings.length(record), tf.int64)))
+    (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+    lambda totals, record: (
+      totals[0] + 1,
+      totals[1] + tf.cast(tf.strings.length(record), tf.int64),
+    ),
+  )
   return int(count) if int(size) <= limit else 0
 
 
@@ -52,9 +57,15 @@ def transform_batch(tft_layer, raw_spec: dict, serialized):
   return transformed[features.IMAGE], transformed[features.LABEL], transformed[features.WEIGHT]
 
 
-def make_dataset(file_pattern, tf_transform_output, batch_size: int, seed: int,
-                 shuffle: bool = True, cache_mib: int = 0,
-                 augmentation: Optional[augment.AugmentOptions] = None) -> tf.data.Dataset:
+def make_dataset(
+  file_pattern,
+  tf_transform_output,
+  batch_size: int,
+  seed: int,
+  shuffle: bool = True,
+  cache_mib: int = 0,
+  augmentation: augment.AugmentOptions | None = None,
+) -> tf.data.Dataset:
   """An endless, batched dataset of (image, label, weight) from raw records.
 
   When the split's serialized records fit in `cache_mib`, the first pass keeps them in memory and
@@ -65,18 +76,27 @@ def make_dataset(file_pattern, tf_transform_output, batch_size: int, seed: int,
   """
   tft_layer = tf_transform_output.transform_features_layer()
   # The schema's spec (its shapes are what the graph was traced with) for the features it reads.
-  raw_spec = {key: spec for key, spec in tf_transform_output.raw_feature_spec().items()
-              if key in data_format.raw_feature_spec()}
+  raw_spec = {
+    key: spec
+    for key, spec in tf_transform_output.raw_feature_spec().items()
+    if key in data_format.raw_feature_spec()
+  }
   records = raw_records(file_pattern)
   cached_count = _cacheable_count(file_pattern, records, cache_mib * 2**20)
   if cached_count:
     records = records.cache()
   if shuffle:
-    records = records.shuffle(cached_count or _SHUFFLE_BUFFER, seed=seed,
-                              reshuffle_each_iteration=True)
-  batches = (records.repeat().batch(batch_size, drop_remainder=True)
-             .map(lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
-                  num_parallel_calls=tf.data.AUTOTUNE))
+    records = records.shuffle(
+      cached_count or _SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True
+    )
+  batches = (
+    records.repeat()
+    .batch(batch_size, drop_remainder=True)
+    .map(
+      lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
+      num_parallel_calls=tf.data.AUTOTUNE,
+    )
+  )
   return augment.augment_dataset(batches, augmentation, seed).prefetch(_BATCHES_AHEAD)
 
 
@@ -89,13 +109,26 @@ def class_priors(dataset: tf.data.Dataset, num_batches: int) -> list:
   return list(totals / max(pixels, 1.0))
 
 
-def train_and_eval(train_files, eval_files, tf_transform_output,
-                   config: trainer_config.TrainerConfig):
+def train_and_eval(
+  train_files, eval_files, tf_transform_output, config: trainer_config.TrainerConfig
+):
   """(train, eval) datasets of a run: the train split shuffled and augmented by the config's
-  recipe, the eval split in order and never augmented; both cached within `config.cache_mib`."""
-  train = make_dataset(train_files, tf_transform_output, config.batch_size, config.seed,
-                       cache_mib=config.cache_mib,
-                       augmentation=augment.AugmentOptions.from_config(config))
-  evaluation = make_dataset(eval_files, tf_transform_output, config.batch_size, config.seed,
-                            shuffle=False, cache_mib=config.cache_mib)
+  recipe, the eval split in order and never augmented; both cached within `runtime.cache_mib`."""
+  runtime = config.runtime
+  train = make_dataset(
+    train_files,
+    tf_transform_output,
+    runtime.batch_size,
+    runtime.seed,
+    cache_mib=runtime.cache_mib,
+    augmentation=augment.AugmentOptions.from_config(config),
+  )
+  evaluation = make_dataset(
+    eval_files,
+    tf_transform_output,
+    runtime.batch_size,
+    runtime.seed,
+    shuffle=False,
+    cache_mib=runtime.cache_mib,
+  )
   return train, evaluation

@@ -3,10 +3,11 @@
 Channel 0 is background. A sigmoid head scores every class independently, so the background channel
 is not a competitor to be beaten in an argmax: with the soft IoU loss it saturates near 1.0 on every
 pixel (background covers most of an image) and an argmax then paints the whole image background.
-Following the seed post, which scores foreground with sigmoids and thresholds them, a pixel takes the
-most probable foreground class when that class is confident (probability >= threshold) and is
-background otherwise. The same rule runs in the model (TF), in TFMA's metric and in the tests (numpy).
+Foreground classes are scored by their own sigmoids and thresholded: a pixel takes the most
+probable foreground class when that class is confident (probability >= threshold) and is background
+otherwise. The same rule runs in the model (TF), in TFMA's metric and in the tests (numpy).
 """
+
 import numpy as np
 import tensorflow as tf
 

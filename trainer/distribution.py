@@ -1,4 +1,5 @@
 """Where training runs: a `tf.distribute` strategy and the precision policy."""
+
 import logging
 
 import tensorflow as tf

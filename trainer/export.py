@@ -1,20 +1,21 @@
 """The exported SavedModel's signatures.
 
 - `serving_default`: serialized `tf.Example`s holding at least `image/encoded` (PNG or JPEG) ->
-  `probabilities` [B, H, W, C] and `class_ids` [B, H, W] at each input image's own resolution, plus its
-  `height` and `width`. Images of different sizes in one batch are padded (zeros) to the largest.
+  `probabilities` [B, H, W, C] and `class_ids` [B, H, W] at each input image's own resolution, plus
+  its `height` and `width`. Images of different sizes in one batch are padded (zeros) to the
+  largest.
 - `model_resolution`: serialized examples -> `probabilities` and `class_ids` at the model's input
   size, aligned pixel for pixel with the transformed label.
 - `transform_features`: serialized examples -> the transformed features (`image`, one-hot `label`,
   pixel `weight`).
-- `evaluation_sums` (what the Evaluator runs): serialized raw examples, image and mask -> per example
-  only counts and sums, nothing per pixel: `confusion_matrix` (int64 [B, C, C], rows ground truth,
-  columns prediction) at the image's own resolution, i.e. `serving_default`'s class ids against the
-  record's mask decoded at its own size; `confusion_matrix_model_resolution` (int64 [B, C, C]), the
-  model-size prediction against the transformed label; `soft_iou_intersection` and
-  `soft_iou_union` (float64 [B]), the soft IoU loss's I and U at the model's resolution. Pixels of
-  the ignore label (and, with `resize='pad'`, the padding) count nowhere. TFMA adds these up
-  (`components.iou_metric`).
+- `evaluation_sums` (what the Evaluator runs): serialized raw examples, image and mask -> per
+  example only counts and sums, nothing per pixel: `confusion_matrix` (int64 [B, C, C], rows ground
+  truth, columns prediction) at the image's own resolution, i.e. `serving_default`'s class ids
+  against the record's mask decoded at its own size; `confusion_matrix_model_resolution` (int64
+  [B, C, C]), the model-size prediction against the transformed label; `soft_iou_intersection` and
+  `soft_iou_union` (float64 [B]), the soft IoU loss's I and U at the model's resolution
+  (`losses.soft_iou_sums`). Pixels of the ignore label (and, with `resize='pad'`, the padding)
+  count nowhere. TFMA adds these up (`components.iou_metric`).
 - `class_presence` (the Evaluator's preprocessing function; its class-presence slices read it):
   serialized raw examples -> `class_presence` (int64 [B, C]): 1 where the mask, at its own size,
   holds a pixel of class c.
@@ -28,16 +29,21 @@
 
 `serving_default`, `evaluation_sums` and `masks` bring the prediction back to the image's size with
 one function, `to_native_resolution`, so the Evaluator scores exactly what serving returns.
+
+One builder function per signature returns its `tf.function`; `add_signatures` attaches the
+Transform layer to the model and collects them.
 """
+
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from transform import data_format
-from transform import features
-from transform import preprocessing
-from trainer import decode, iou
+from trainer import decode, iou, losses
+from transform import data_format, features, preprocessing
 
+SERVING_SIGNATURE = 'serving_default'
+MODEL_RESOLUTION_SIGNATURE = 'model_resolution'
+TRANSFORM_SIGNATURE = 'transform_features'
 EVALUATION_SIGNATURE = 'evaluation_sums'
 PRESENCE_SIGNATURE = 'class_presence'
 MASKS_SIGNATURE = 'masks'
@@ -52,6 +58,9 @@ CLASS_PRESENCE = 'class_presence'
 
 # What `evaluation_sums` may hold at once of per-pixel float32 tensors at the model's resolution.
 EVALUATION_BATCH_BYTES = 256 * 2**20
+
+# Every signature's input: a batch of serialized `tf.Example`s.
+_EXAMPLES_SPEC = [tf.TensorSpec([None], tf.string, name='examples')]
 
 
 def _parse_raw(serialized, tf_transform_output, keep_keys=None):
@@ -76,6 +85,7 @@ def to_native_resolution(probabilities, height, width, image_size: int, resize: 
 
 def _resize_to_inputs(probabilities, encoded_images, image_size: int, resize: str):
   """Each example's probabilities at its own image size, padded to the batch max."""
+
   def size_of(encoded):
     return tf.shape(tf.io.decode_image(encoded, expand_animations=False))[:2]
 
@@ -110,19 +120,18 @@ def activations_per_pixel(model: tf_keras.Model) -> float:
   return total / (model.input_shape[1] * model.input_shape[2])
 
 
-def evaluation_batch_size(image_size: int, num_classes: int, activations: float,
-                          budget_bytes: int = EVALUATION_BATCH_BYTES) -> int:
+def evaluation_batch_size(
+  image_size: int, num_classes: int, activations: float, budget_bytes: int = EVALUATION_BATCH_BYTES
+) -> int:
   """How many examples `evaluation_sums` runs through Transform and the model at once, chosen by
   bytes: as many as fit `budget_bytes` of float32 per-pixel tensors at the model's resolution, at
   least 1. Per pixel of the S x S input one example holds the network's `activations` (from
   `activations_per_pixel`) plus the one-hot label (C) and the pixel weight (1).
 
   TFMA 0.47's default PredictionsExtractor runs the signature on whatever batch its input source
-  made (Beam's BatchElements, up to 1000 records) and ignores `ModelSpec.inference_batch_size`, so the
-  signature bounds its own memory: it walks the batch in chunks of this size. The native-resolution
-  step after the model runs one image at a time. For example, the default model (16 filters, depth
-  3): at 64 px and 4 classes 450 activations per pixel, 7.1 MiB per example, 36 per chunk; at 256 px
-  and 21 classes 127 MiB, 2 per chunk; at 512 px 506 MiB, 1 per chunk.
+  made (Beam's BatchElements, up to 1000 records) and ignores `ModelSpec.inference_batch_size`, so
+  the signature bounds its own memory: it walks the batch in chunks of this size. The
+  native-resolution step after the model runs one image at a time.
   """
   per_example = 4 * image_size * image_size * (activations + num_classes + 1)
   return max(1, int(budget_bytes // per_example))
@@ -132,135 +141,230 @@ def _in_chunks(fn, examples, chunk_size: int, output_specs):
   """fn(examples[i:i + chunk_size]) for consecutive chunks, one after the other, concatenated;
   `output_specs`: one tf.TensorSpec (its shape without the batch dimension) per output of fn."""
   count = tf.size(examples)
-  arrays = tuple(tf.TensorArray(spec.dtype, size=0, dynamic_size=True, infer_shape=False,
-                                element_shape=tf.TensorShape([None]).concatenate(spec.shape))
-                 for spec in output_specs)
+  arrays = tuple(
+    tf.TensorArray(
+      spec.dtype,
+      size=0,
+      dynamic_size=True,
+      infer_shape=False,
+      element_shape=tf.TensorShape([None]).concatenate(spec.shape),
+    )
+    for spec in output_specs
+  )
 
   def body(chunk, arrays):
-    outputs = fn(examples[chunk * chunk_size:(chunk + 1) * chunk_size])
+    outputs = fn(examples[chunk * chunk_size : (chunk + 1) * chunk_size])
     return chunk + 1, tuple(a.write(chunk, o) for a, o in zip(arrays, outputs))
 
   chunks = (count + chunk_size - 1) // chunk_size
-  _, arrays = tf.while_loop(lambda chunk, _: chunk < chunks, body, (tf.constant(0), arrays),
-                            parallel_iterations=1)
+  _, arrays = tf.while_loop(
+    lambda chunk, _: chunk < chunks, body, (tf.constant(0), arrays), parallel_iterations=1
+  )
   return tuple(a.concat() for a in arrays)
 
 
-def add_signatures(model: tf_keras.Model, tf_transform_output, resize: str = 'stretch',
-                   evaluation_batch_bytes: int = EVALUATION_BATCH_BYTES) -> dict:
-  """Signatures for `model.save(..., signatures=...)`; attaches the Transform layer to the model.
-  `resize` is the Transform's `TransformConfig.resize` ('stretch' or 'pad'): how images were placed in
-  the model input, so how predictions go back to each image's own size. `evaluation_batch_bytes`:
-  see `evaluation_batch_size`."""
-  image_size = model.input_shape[1]
-  num_classes = model.output_shape[-1]
-  chunk_size = evaluation_batch_size(image_size, num_classes, activations_per_pixel(model),
-                                     evaluation_batch_bytes)
-  model.tft_layer = tf_transform_output.transform_features_layer()
+def _predict(model: tf_keras.Model, raw):
+  """The model's probabilities [B, S, S, C] at its input size for parsed raw examples."""
+  return model(model.tft_layer(raw)[features.IMAGE])
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+
+def _native_confusion(probabilities, encoded_mask, image_size: int, num_classes: int, resize: str):
+  """One example: the prediction at the mask's (= the image's) size against the mask."""
+  true_ids = native_mask(encoded_mask)
+  size = tf.shape(true_ids)
+  pred_ids = decode.class_ids_tf(
+    to_native_resolution(probabilities, size[0], size[1], image_size, resize)
+  )
+  # Masks hold only class ids and the ignore label (the RecordValidator and Transform check it).
+  return iou.confusion_matrices_tf(
+    true_ids[None], pred_ids[None], true_ids[None] < num_classes, num_classes
+  )[0]
+
+
+def _present_classes(encoded_mask, num_classes: int):
+  """One example: int64 [C], 1 where its mask at its own size holds a pixel of class c."""
+  ids = native_mask(encoded_mask)
+  counts = tf.math.bincount(
+    tf.boolean_mask(ids, ids < num_classes),
+    minlength=num_classes,
+    maxlength=num_classes,
+    dtype=tf.int64,
+  )
+  return tf.cast(counts > 0, tf.int64)
+
+
+def _native_png(probabilities, encoded_image, image_size: int, resize: str):
+  """One example: `serving_default`'s class ids at the image's own size, as a PNG, and that size."""
+  size = tf.shape(tf.io.decode_image(encoded_image, expand_animations=False))[:2]
+  class_ids = decode.class_ids_tf(
+    to_native_resolution(probabilities, size[0], size[1], image_size, resize)
+  )
+  # Class ids fit a byte: num_classes <= the ignore label <= 255 (data_format.check_label_settings).
+  return tf.io.encode_png(tf.cast(class_ids, tf.uint8)[..., None]), size
+
+
+def _serving_default_fn(model: tf_keras.Model, tf_transform_output, resize: str):
+  """`serving_default`: probabilities and class ids at each image's own size."""
+  image_size = model.input_shape[1]
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
   def serving_default(examples):
     raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
-    transformed = model.tft_layer(raw)
-    probabilities, sizes = _resize_to_inputs(model(transformed[features.IMAGE]),
-                                             _flat(raw, data_format.IMAGE_ENCODED), image_size,
-                                             resize)
-    return {'probabilities': probabilities, 'class_ids': decode.class_ids_tf(probabilities),
-            'height': sizes[:, 0], 'width': sizes[:, 1]}
+    probabilities, sizes = _resize_to_inputs(
+      _predict(model, raw), _flat(raw, data_format.IMAGE_ENCODED), image_size, resize
+    )
+    return {
+      'probabilities': probabilities,
+      'class_ids': decode.class_ids_tf(probabilities),
+      'height': sizes[:, 0],
+      'width': sizes[:, 1],
+    }
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  return serving_default
+
+
+def _model_resolution_fn(model: tf_keras.Model, tf_transform_output):
+  """`model_resolution`: probabilities and class ids at the model's input size."""
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
   def model_resolution(examples):
     raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
-    probabilities = model(model.tft_layer(raw)[features.IMAGE])
+    probabilities = _predict(model, raw)
     return {'probabilities': probabilities, 'class_ids': decode.class_ids_tf(probabilities)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  return model_resolution
+
+
+def _transform_features_fn(model: tf_keras.Model, tf_transform_output):
+  """`transform_features`: the Transform's outputs for raw examples."""
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
   def transform_features(examples):
     return model.tft_layer(_parse_raw(examples, tf_transform_output))
 
-  def native_confusion(args):
-    """One example: the prediction at the mask's (= the image's) size against the mask."""
-    probabilities, encoded_mask = args
-    true_ids = native_mask(encoded_mask)
-    size = tf.shape(true_ids)
-    pred_ids = decode.class_ids_tf(to_native_resolution(probabilities, size[0], size[1],
-                                                        image_size, resize))
-    # Masks hold only class ids and the ignore label (the RecordValidator and Transform check it).
-    return iou.confusion_matrices_tf(true_ids[None], pred_ids[None], true_ids[None] < num_classes,
-                                     num_classes)[0]
+  return transform_features
+
+
+def _evaluation_sums_fn(model: tf_keras.Model, tf_transform_output, resize: str, chunk_size: int):
+  """`evaluation_sums`: per example the confusion matrices at the image's and the model's size and
+  the soft IoU's sums, `chunk_size` examples through Transform and the model at a time."""
+  image_size = model.input_shape[1]
+  num_classes = model.output_shape[-1]
 
   def chunk_sums(examples):
     raw = _parse_raw(examples, tf_transform_output)
     transformed = model.tft_layer(raw)
     probabilities = model(transformed[features.IMAGE])
     labels, weights = transformed[features.LABEL], transformed[features.WEIGHT]
-    model_matrices = iou.confusion_matrices_tf(tf.argmax(labels, axis=-1),
-                                               decode.class_ids_tf(probabilities), weights > 0,
-                                               num_classes)
-    x, y = tf.cast(probabilities, tf.float64), tf.cast(labels, tf.float64)
-    w = tf.cast(weights, tf.float64)[..., None]
-    intersection = tf.reduce_sum(w * x * y, axis=[1, 2, 3])
-    union = tf.reduce_sum(w * (x + y - x * y), axis=[1, 2, 3])
+    model_matrices = iou.confusion_matrices_tf(
+      tf.argmax(labels, axis=-1), decode.class_ids_tf(probabilities), weights > 0, num_classes
+    )
+    intersection, union = losses.soft_iou_sums(
+      labels, probabilities, weights, axis=[1, 2, 3], dtype=tf.float64
+    )
     native_matrices = tf.map_fn(
-        native_confusion, (probabilities, _flat(raw, data_format.MASK_ENCODED)),
-        fn_output_signature=tf.TensorSpec([num_classes, num_classes], tf.int64),
-        parallel_iterations=1)
+      lambda args: _native_confusion(*args, image_size, num_classes, resize),
+      (probabilities, _flat(raw, data_format.MASK_ENCODED)),
+      fn_output_signature=tf.TensorSpec([num_classes, num_classes], tf.int64),
+      parallel_iterations=1,
+    )
     return native_matrices, model_matrices, intersection, union
 
   matrix_spec = tf.TensorSpec([num_classes, num_classes], tf.int64)
   sum_spec = tf.TensorSpec([], tf.float64)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  @tf.function(input_signature=_EXAMPLES_SPEC)
   def evaluation_sums(examples):
-    outputs = _in_chunks(chunk_sums, examples, chunk_size,
-                         (matrix_spec, matrix_spec, sum_spec, sum_spec))
-    return dict(zip((CONFUSION_MATRIX, CONFUSION_MATRIX_MODEL_RESOLUTION, SOFT_IOU_INTERSECTION,
-                     SOFT_IOU_UNION), outputs))
+    outputs = _in_chunks(
+      chunk_sums, examples, chunk_size, (matrix_spec, matrix_spec, sum_spec, sum_spec)
+    )
+    return dict(
+      zip(
+        (
+          CONFUSION_MATRIX,
+          CONFUSION_MATRIX_MODEL_RESOLUTION,
+          SOFT_IOU_INTERSECTION,
+          SOFT_IOU_UNION,
+        ),
+        outputs,
+      )
+    )
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  return evaluation_sums
+
+
+def _class_presence_fn(tf_transform_output, num_classes: int):
+  """`class_presence`: which classes each example's mask holds."""
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
   def class_presence(examples):
     raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.MASK_ENCODED})
+    return {
+      CLASS_PRESENCE: tf.map_fn(
+        lambda encoded: _present_classes(encoded, num_classes),
+        _flat(raw, data_format.MASK_ENCODED),
+        fn_output_signature=tf.TensorSpec([num_classes], tf.int64),
+      )
+    }
 
-    def present(encoded):
-      ids = native_mask(encoded)
-      counts = tf.math.bincount(tf.boolean_mask(ids, ids < num_classes), minlength=num_classes,
-                                maxlength=num_classes, dtype=tf.int64)
-      return tf.cast(counts > 0, tf.int64)
+  return class_presence
 
-    return {CLASS_PRESENCE: tf.map_fn(present, _flat(raw, data_format.MASK_ENCODED),
-                                      fn_output_signature=tf.TensorSpec([num_classes], tf.int64))}
 
-  def native_png(args):
-    """One example: `serving_default`'s class ids at the image's own size, as a PNG."""
-    probabilities, encoded_image = args
-    size = tf.shape(tf.io.decode_image(encoded_image, expand_animations=False))[:2]
-    class_ids = decode.class_ids_tf(to_native_resolution(probabilities, size[0], size[1],
-                                                         image_size, resize))
-    # Class ids fit a byte: num_classes <= the ignore label <= 255 (data_format.check_label_settings).
-    return tf.io.encode_png(tf.cast(class_ids, tf.uint8)[..., None]), size
+def _masks_fn(model: tf_keras.Model, tf_transform_output, resize: str, chunk_size: int):
+  """`masks`: per example a PNG of its class ids at the image's own size, its filename and size."""
+  image_size = model.input_shape[1]
+  png_specs = (tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.int32))
 
   def chunk_masks(examples):
     raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
-    probabilities = model(model.tft_layer(raw)[features.IMAGE])
-    return tf.map_fn(native_png, (probabilities, _flat(raw, data_format.IMAGE_ENCODED)),
-                     fn_output_signature=(tf.TensorSpec([], tf.string),
-                                          tf.TensorSpec([2], tf.int32)),
-                     parallel_iterations=1)
+    return tf.map_fn(
+      lambda args: _native_png(*args, image_size, resize),
+      (_predict(model, raw), _flat(raw, data_format.IMAGE_ENCODED)),
+      fn_output_signature=png_specs,
+      parallel_iterations=1,
+    )
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  @tf.function(input_signature=_EXAMPLES_SPEC)
   def masks(examples):
-    # BulkInferrer hands the signature whatever batch Beam made (up to thousands of records): walk it
-    # in chunks of the same size as evaluation_sums (which also holds the label: an upper bound).
-    pngs, sizes = _in_chunks(chunk_masks, examples, chunk_size,
-                             (tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.int32)))
-    filenames = tf.io.parse_example(examples, {data_format.IMAGE_FILENAME: tf.io.FixedLenFeature(
-        [], tf.string, default_value='')})[data_format.IMAGE_FILENAME]
-    return {MASKS: pngs[:, None], FILENAME: filenames[:, None], HEIGHT: sizes[:, 0],
-            WIDTH: sizes[:, 1]}
+    # BulkInferrer hands the signature whatever batch Beam made (up to thousands of records): walk
+    # it in chunks of the same size as evaluation_sums (which also holds the label: an upper bound).
+    pngs, sizes = _in_chunks(chunk_masks, examples, chunk_size, png_specs)
+    filenames = tf.io.parse_example(
+      examples, {data_format.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string, default_value='')}
+    )[data_format.IMAGE_FILENAME]
+    return {
+      MASKS: pngs[:, None],
+      FILENAME: filenames[:, None],
+      HEIGHT: sizes[:, 0],
+      WIDTH: sizes[:, 1],
+    }
 
-  return {'serving_default': serving_default.get_concrete_function(),
-          'model_resolution': model_resolution.get_concrete_function(),
-          'transform_features': transform_features.get_concrete_function(),
-          EVALUATION_SIGNATURE: evaluation_sums.get_concrete_function(),
-          PRESENCE_SIGNATURE: class_presence.get_concrete_function(),
-          MASKS_SIGNATURE: masks.get_concrete_function()}
+  return masks
+
+
+def add_signatures(
+  model: tf_keras.Model,
+  tf_transform_output,
+  resize: str = 'stretch',
+  evaluation_batch_bytes: int = EVALUATION_BATCH_BYTES,
+) -> dict:
+  """Signatures for `model.save(..., signatures=...)`; attaches the Transform layer to the model.
+
+  `resize` is the Transform's `TransformConfig.resize` ('stretch' or 'pad'): how images were placed
+  in the model input, so how predictions go back to each image's own size.
+  `evaluation_batch_bytes`: see `evaluation_batch_size`.
+  """
+  num_classes = model.output_shape[-1]
+  chunk_size = evaluation_batch_size(
+    model.input_shape[1], num_classes, activations_per_pixel(model), evaluation_batch_bytes
+  )
+  model.tft_layer = tf_transform_output.transform_features_layer()
+  functions = {
+    SERVING_SIGNATURE: _serving_default_fn(model, tf_transform_output, resize),
+    MODEL_RESOLUTION_SIGNATURE: _model_resolution_fn(model, tf_transform_output),
+    TRANSFORM_SIGNATURE: _transform_features_fn(model, tf_transform_output),
+    EVALUATION_SIGNATURE: _evaluation_sums_fn(model, tf_transform_output, resize, chunk_size),
+    PRESENCE_SIGNATURE: _class_presence_fn(tf_transform_output, num_classes),
+    MASKS_SIGNATURE: _masks_fn(model, tf_transform_output, resize, chunk_size),
+  }
+  return {name: function.get_concrete_function() for name, function in functions.items()}

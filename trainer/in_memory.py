@@ -5,6 +5,7 @@ functions; the per-channel statistics come from the train arrays, as TFT's full 
 where a whole pipeline is too slow for the question: loss comparisons, the input-pipeline benchmark's
 in-memory limit and the training-quality test.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -38,5 +39,7 @@ def load_train_eval(train_pattern: str, eval_pattern: str, config: TransformConf
   eval_images, eval_masks = load_split(eval_pattern, config)
   pixels = train_images.reshape(-1, config.channels)
   mean, std = pixels.mean(0), np.sqrt(pixels.var(0) + VARIANCE_EPSILON)
-  return (to_model_inputs(train_images, train_masks, mean, std, config),
-          to_model_inputs(eval_images, eval_masks, mean, std, config))
+  return (
+    to_model_inputs(train_images, train_masks, mean, std, config),
+    to_model_inputs(eval_images, eval_masks, mean, std, config),
+  )

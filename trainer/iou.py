@@ -3,16 +3,19 @@
 `confusion_matrices_tf` is the TF twin of `confusion_matrix`, one matrix per example: the exported
 model's `evaluation_sums` signature counts each eval image with it, and TFMA adds the counts up.
 """
+
 import numpy as np
 import tensorflow as tf
 
 
-def confusion_matrix(true_ids: np.ndarray, pred_ids: np.ndarray, valid: np.ndarray,
-                     num_classes: int) -> np.ndarray:
-  """[num_classes, num_classes] counts, rows = ground truth, columns = prediction, valid pixels only."""
+def confusion_matrix(
+  true_ids: np.ndarray, pred_ids: np.ndarray, valid: np.ndarray, num_classes: int
+) -> np.ndarray:
+  """[num_classes, num_classes] counts of valid pixels: rows ground truth, columns prediction."""
   t = true_ids[valid].astype(np.int64)
   p = pred_ids[valid].astype(np.int64)
-  return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
+  counts = np.bincount(t * num_classes + p, minlength=num_classes**2)
+  return counts.reshape(num_classes, num_classes)
 
 
 def confusion_matrices_tf(true_ids, pred_ids, valid, num_classes: int):
@@ -21,8 +24,7 @@ def confusion_matrices_tf(true_ids, pred_ids, valid, num_classes: int):
   batch = tf.shape(true_ids)[0]
   cells = num_classes * num_classes
   example = tf.reshape(tf.range(batch, dtype=tf.int64), [-1] + [1] * (len(true_ids.shape) - 1))
-  index = (example * cells + tf.cast(true_ids, tf.int64) * num_classes +
-           tf.cast(pred_ids, tf.int64))
+  index = example * cells + tf.cast(true_ids, tf.int64) * num_classes + tf.cast(pred_ids, tf.int64)
   index = tf.boolean_mask(tf.broadcast_to(index, tf.shape(true_ids, out_type=tf.int64)), valid)
   size = tf.cast(batch, tf.int64) * cells
   counts = tf.math.bincount(index, minlength=size, maxlength=size, dtype=tf.int64)
@@ -38,6 +40,6 @@ def per_class_iou(matrix: np.ndarray) -> np.ndarray:
 
 
 def mean_iou(matrix: np.ndarray) -> float:
-  """Mean over the classes that occur in labels or predictions (absent classes do not drag it to 0)."""
+  """Mean over the classes in labels or predictions (absent classes do not drag it to 0)."""
   iou = per_class_iou(matrix)
   return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float('nan')

@@ -14,10 +14,12 @@ loss is 0, with finite gradients.
 All losses take `sample_weight` of shape [B, H, W] (or broadcastable to it): pixels of weight 0 (the
 ignore label) count in neither sum.
 """
+
 import functools
 import inspect
 
 import tensorflow as tf
+
 
 def _pixel_weights(y_true, sample_weight):
   """Per-pixel weights [B, H, W, 1] to multiply into per-class terms."""
@@ -27,9 +29,14 @@ def _pixel_weights(y_true, sample_weight):
   return tf.reshape(weight, tf.concat([tf.shape(y_true)[:-1], [1]], axis=0))
 
 
-def _intersection_union(y_true, y_pred, sample_weight, axis):
-  y_true = tf.cast(y_true, tf.float32)
-  y_pred = tf.cast(y_pred, tf.float32)  # Mixed precision: sum in float32.
+def soft_iou_sums(y_true, y_pred, sample_weight=None, axis=None, dtype=tf.float32):
+  """The soft IoU's I = sum(w*X*Y) and U = sum(w*(X + Y - X*Y)) over `axis`, computed in `dtype`.
+
+  The losses sum in float32 (under mixed precision too); the exported model's `evaluation_sums`
+  signature sums in float64, the precision TFMA then adds the per-example sums up in.
+  """
+  y_true = tf.cast(y_true, dtype)
+  y_pred = tf.cast(y_pred, dtype)
   w = _pixel_weights(y_true, sample_weight)
   intersection = tf.reduce_sum(w * y_pred * y_true, axis=axis)
   union = tf.reduce_sum(w * (y_pred + y_true - y_pred * y_true), axis=axis)
@@ -47,17 +54,17 @@ def soft_iou_from_sums(intersection, union):
 
 def soft_iou_loss(y_true, y_pred, sample_weight=None):
   """The seed's batch-level soft IoU loss: 1 - I/U over the whole batch, a scalar."""
-  return soft_iou_from_sums(*_intersection_union(y_true, y_pred, sample_weight, axis=None))
+  return soft_iou_from_sums(*soft_iou_sums(y_true, y_pred, sample_weight, axis=None))
 
 
 def soft_iou_per_image_loss(y_true, y_pred, sample_weight=None):
   """1 - mean over images of each image's soft IoU (I and U summed over its pixels and classes)."""
-  return soft_iou_from_sums(*_intersection_union(y_true, y_pred, sample_weight, axis=[1, 2, 3]))
+  return soft_iou_from_sums(*soft_iou_sums(y_true, y_pred, sample_weight, axis=[1, 2, 3]))
 
 
 def soft_iou_per_class_loss(y_true, y_pred, sample_weight=None):
   """1 - mean over classes of each class's soft IoU, each class summed over the whole batch."""
-  return soft_iou_from_sums(*_intersection_union(y_true, y_pred, sample_weight, axis=[0, 1, 2]))
+  return soft_iou_from_sums(*soft_iou_sums(y_true, y_pred, sample_weight, axis=[0, 1, 2]))
 
 
 def sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight=None):
@@ -87,42 +94,47 @@ def _lovasz_one_class(probabilities, labels):
 
 
 def lovasz_sigmoid_loss(y_true, y_pred, sample_weight=None):
-  """Mean over the classes present in the batch's labels of each class's Lovász hinge on its sigmoid
-  probabilities, every pixel of the batch at once; pixels of weight 0 are left out. 0 when no class
-  is present (an all-ignore batch)."""
+  """Mean over the classes present in the batch's labels of each class's Lovász hinge on its
+  sigmoid probabilities, every pixel of the batch at once; pixels of weight 0 are left out. 0 when
+  no class is present (an all-ignore batch)."""
   y_true = tf.cast(y_true, tf.float32)
   y_pred = tf.cast(y_pred, tf.float32)
   num_classes = y_true.shape[-1]
   keep = tf.reshape(_pixel_weights(y_true, sample_weight), [-1]) > 0
   labels = tf.boolean_mask(tf.reshape(y_true, [-1, num_classes]), keep)
   probabilities = tf.boolean_mask(tf.reshape(y_pred, [-1, num_classes]), keep)
-  per_class = tf.stack([_lovasz_one_class(probabilities[:, c], labels[:, c])
-                        for c in range(num_classes)])
+  per_class = tf.stack(
+    [_lovasz_one_class(probabilities[:, c], labels[:, c]) for c in range(num_classes)]
+  )
   present = tf.cast(tf.reduce_sum(labels, axis=0) > 0, tf.float32)
   return tf.reduce_sum(per_class * present) / tf.maximum(tf.reduce_sum(present), 1.0)
 
 
-def cross_entropy_plus_soft_iou_loss(y_true, y_pred, sample_weight=None,
-                                     cross_entropy_weight: float = 1.0):
+def cross_entropy_plus_soft_iou_loss(
+  y_true, y_pred, sample_weight=None, cross_entropy_weight: float = 1.0
+):
   """`cross_entropy_weight` x sigmoid cross-entropy + the batch-level soft IoU loss."""
-  return (cross_entropy_weight * sigmoid_cross_entropy_loss(y_true, y_pred, sample_weight) +
-          soft_iou_loss(y_true, y_pred, sample_weight))
+  return cross_entropy_weight * sigmoid_cross_entropy_loss(
+    y_true, y_pred, sample_weight
+  ) + soft_iou_loss(y_true, y_pred, sample_weight)
 
 
 # The losses by name, each with its function: the one place a loss is named.
 LOSSES = {
-    'soft_iou': soft_iou_loss,
-    'soft_iou_per_image': soft_iou_per_image_loss,
-    'soft_iou_per_class': soft_iou_per_class_loss,
-    'lovasz': lovasz_sigmoid_loss,
-    'cross_entropy': sigmoid_cross_entropy_loss,
-    'cross_entropy+soft_iou': cross_entropy_plus_soft_iou_loss,
+  'soft_iou': soft_iou_loss,
+  'soft_iou_per_image': soft_iou_per_image_loss,
+  'soft_iou_per_class': soft_iou_per_class_loss,
+  'lovasz': lovasz_sigmoid_loss,
+  'cross_entropy': sigmoid_cross_entropy_loss,
+  'cross_entropy+soft_iou': cross_entropy_plus_soft_iou_loss,
 }
-# 'FIRST>SECOND': FIRST for the first `loss_switch` of the train steps, SECOND for the rest. Berman
-# et al. (Lovász-Softmax, CVPR 2018) start multi-class models on cross-entropy and then optimise the
-# IoU surrogate; these are the IoU losses that follow cross-entropy that way.
-SWITCHED_LOSSES = {f'cross_entropy>{name}': ('cross_entropy', name)
-                   for name in ('soft_iou', 'soft_iou_per_image', 'soft_iou_per_class', 'lovasz')}
+# 'FIRST>SECOND': FIRST for the first `loss_switch` of the train steps, SECOND for the rest.
+# Berman et al. (Lovász-Softmax, CVPR 2018) start multi-class models on cross-entropy and then
+# optimise the IoU surrogate; these are the IoU losses that follow cross-entropy that way.
+SWITCHED_LOSSES = {
+  f'cross_entropy>{name}': ('cross_entropy', name)
+  for name in ('soft_iou', 'soft_iou_per_image', 'soft_iou_per_class', 'lovasz')
+}
 # The `--loss` flag's values.
 LOSS_NAMES = tuple(LOSSES) + tuple(SWITCHED_LOSSES)
 
@@ -138,9 +150,14 @@ def switched_loss(first, second, step, switch_step: int):
   """`first` while the variable `step` (the optimizer's iteration count) is below `switch_step`,
   `second` from then on. Only the branch taken is computed; a resumed run switches at the same step
   because the optimizer's iterations are restored with it."""
+
   def loss(y_true, y_pred, sample_weight=None):
-    return tf.cond(step < switch_step, lambda: first(y_true, y_pred, sample_weight),
-                   lambda: second(y_true, y_pred, sample_weight))
+    return tf.cond(
+      step < switch_step,
+      lambda: first(y_true, y_pred, sample_weight),
+      lambda: second(y_true, y_pred, sample_weight),
+    )
+
   return loss
 
 
@@ -150,11 +167,17 @@ def get_loss(name: str, cross_entropy_weight: float = 1.0, step=None, switch_ste
   needs `step` (a variable counting train steps) and `switch_step`."""
   if name in SWITCHED_LOSSES:
     if step is None or switch_step is None:
-      raise ValueError(f'loss {name!r} switches losses during training: it needs the step counter '
-                       'and the step to switch at (the run\'s total train steps)')
+      raise ValueError(
+        f'loss {name!r} switches losses during training: it needs the step counter '
+        "and the step to switch at (the run's total train steps)"
+      )
     first, second = SWITCHED_LOSSES[name]
-    return switched_loss(_named_loss(first, cross_entropy_weight),
-                         _named_loss(second, cross_entropy_weight), step, switch_step)
+    return switched_loss(
+      _named_loss(first, cross_entropy_weight),
+      _named_loss(second, cross_entropy_weight),
+      step,
+      switch_step,
+    )
   if name not in LOSSES:
     raise ValueError(f'unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)}')
   return _named_loss(name, cross_entropy_weight)

@@ -1,4 +1,5 @@
 """Keras training metric: mean IoU of the thresholded prediction, ignore pixels excluded."""
+
 import tensorflow as tf
 import tf_keras
 

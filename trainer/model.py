@@ -2,10 +2,12 @@
 
 FCN-8s fuses coarse, semantic scores with finer encoder features so that boundaries survive the
 down-sampling; here every decoder stage up-samples by two and concatenates the encoder stage of the
-same resolution (the U-Net form of the same idea), so any input size divisible by 2**depth works.
+same resolution (the U-Net form of the same idea), so any input size divisible by 2**depth works
+(`trainer.config.TrainerConfig` refuses other sizes).
 `base_filters` and `depth` scale it from a CPU demo (16, 3) to a GPU-filling model (64, 5).
 """
-from typing import Optional, Sequence
+
+from collections.abc import Sequence
 
 import numpy as np
 import tf_keras
@@ -20,20 +22,25 @@ def _conv_block(x, filters: int, name: str):
   return x
 
 
-def head_bias(class_priors: Optional[Sequence[float]]):
+def head_bias(class_priors: Sequence[float] | None):
   """Initial head bias: zeros, or the logit of each class's pixel frequency (`head_init='prior'`,
-  the usual start for cross-entropy; see `TrainerConfig.head_init` for why IoU losses avoid it)."""
+  the usual start for cross-entropy; see `ModelConfig` for why IoU losses avoid it)."""
   if class_priors is None:
     return 'zeros'
   p = np.clip(np.asarray(class_priors, dtype=np.float64), 1e-4, 1 - 1e-4)
   return tf_keras.initializers.Constant(np.log(p / (1 - p)))
 
 
-def build_fcn(image_size: int, channels: int, num_classes: int, base_filters: int = 16,
-              depth: int = 3, class_priors: Optional[Sequence[float]] = None) -> tf_keras.Model:
-  """The segmentation network: [B, S, S, channels] normalised image -> [B, S, S, num_classes] probabilities."""
-  if image_size % (2**depth):
-    raise ValueError(f'image_size {image_size} must be divisible by 2**depth = {2**depth}')
+def build_fcn(
+  image_size: int,
+  channels: int,
+  num_classes: int,
+  base_filters: int = 16,
+  depth: int = 3,
+  class_priors: Sequence[float] | None = None,
+) -> tf_keras.Model:
+  """The segmentation network: [B, S, S, channels] normalised image -> [B, S, S, num_classes]
+  probabilities. `image_size` is a multiple of 2**depth (the config's check)."""
   inputs = tf_keras.Input(shape=(image_size, image_size, channels), name='image')
   x = inputs
   skips = []
@@ -47,7 +54,8 @@ def build_fcn(image_size: int, channels: int, num_classes: int, base_filters: in
     x = layers.Concatenate(name=f'skip{level}')([x, skips[level]])
     x = _conv_block(x, base_filters * 2**level, name=f'dec{level}')
   # float32 head: under mixed precision the sigmoid and the IoU sums stay in full precision.
-  logits = layers.Conv2D(num_classes, 1, bias_initializer=head_bias(class_priors), dtype='float32',
-                         name='logits')(x)
+  logits = layers.Conv2D(
+    num_classes, 1, bias_initializer=head_bias(class_priors), dtype='float32', name='logits'
+  )(x)
   probabilities = layers.Activation('sigmoid', dtype='float32', name='probabilities')(logits)
   return tf_keras.Model(inputs, probabilities, name='fcn')

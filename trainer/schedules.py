@@ -10,9 +10,9 @@ it), leaving batch-norm and bias variables undecayed.
 `BestWeights` keeps the weights of the epoch with the best validation mean IoU and puts them back
 when training ends, so the exported model is the best epoch's, not the last one's.
 """
+
 import logging
 import math
-from typing import Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -32,8 +32,14 @@ NOT_DECAYED = ('_bn', 'bias')
 class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
   """Linear warm-up over `warmup_steps`, then `kind` (constant, poly, cosine) to `total_steps`."""
 
-  def __init__(self, learning_rate: float, total_steps: int, warmup_steps: int = 0,
-               kind: str = 'constant', power: float = POLY_POWER):
+  def __init__(
+    self,
+    learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    kind: str = 'constant',
+    power: float = POLY_POWER,
+  ):
     super().__init__()
     if kind not in trainer_config.LR_SCHEDULES:
       raise ValueError(f'unknown schedule {kind!r}; choose one of {trainer_config.LR_SCHEDULES}')
@@ -58,25 +64,35 @@ class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
     return rate
 
   def get_config(self):
-    return {'learning_rate': self.learning_rate, 'total_steps': self.total_steps,
-            'warmup_steps': self.warmup_steps, 'kind': self.kind, 'power': self.power}
+    return {
+      'learning_rate': self.learning_rate,
+      'total_steps': self.total_steps,
+      'warmup_steps': self.warmup_steps,
+      'kind': self.kind,
+      'power': self.power,
+    }
 
 
-def learning_rate(config: trainer_config.TrainerConfig,
-                  total_steps: Optional[int]) -> Union[float, WarmupDecay]:
+def learning_rate(
+  config: trainer_config.OptimizerConfig, total_steps: int | None
+) -> float | WarmupDecay:
   """The configured rate: a float for a constant rate without warm-up (exactly Adam(lr)), else a
   schedule over `total_steps`. Without `total_steps` (timing benchmarks that only build the model)
   the rate is constant."""
   if total_steps is None or (config.lr_schedule == 'constant' and not config.warmup_steps):
     if total_steps is None and (config.lr_schedule != 'constant' or config.warmup_steps):
-      logging.info('No total train steps given: constant learning rate %g instead of %s',
-                   config.learning_rate, config.lr_schedule)
+      logging.info(
+        'No total train steps given: constant learning rate %g instead of %s',
+        config.learning_rate,
+        config.lr_schedule,
+      )
     return config.learning_rate
   return WarmupDecay(config.learning_rate, total_steps, config.warmup_steps, config.lr_schedule)
 
 
-def optimizer(config: trainer_config.TrainerConfig,
-              total_steps: Optional[int] = None) -> tf_keras.optimizers.Optimizer:
+def optimizer(
+  config: trainer_config.OptimizerConfig, total_steps: int | None = None
+) -> tf_keras.optimizers.Optimizer:
   """Adam, or AdamW when `weight_decay` > 0, on the configured learning rate."""
   rate = learning_rate(config, total_steps)
   if config.weight_decay > 0:
@@ -112,5 +128,6 @@ class BestWeights(tf_keras.callbacks.Callback):
       return
     if self.best_epoch != self.last_epoch:
       self.model.set_weights(self.best_weights)
-    logging.info('Keeping the weights of epoch %d (%s %.4f)', self.best_epoch + 1, self.monitor,
-                 self.best)
+    logging.info(
+      'Keeping the weights of epoch %d (%s %.4f)', self.best_epoch + 1, self.monitor, self.best
+    )

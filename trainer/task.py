@@ -1,5 +1,5 @@
 """The Trainer's `run_fn` (referenced by import path `trainer.task.run_fn`)."""
-import dataclasses
+
 import json
 import logging
 import os
@@ -10,9 +10,18 @@ import tf_keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from trainer import config as trainer_config
-from trainer import data, distribution, export, losses, metrics, model, tensorboard_images
-from trainer import schedules, tracing
-from trainer import continuation
+from trainer import (
+  continuation,
+  data,
+  distribution,
+  export,
+  losses,
+  metrics,
+  model,
+  schedules,
+  tensorboard_images,
+  tracing,
+)
 
 # Batches read to estimate the class priors that initialise the head's bias.
 _PRIOR_BATCHES = 8
@@ -34,46 +43,65 @@ class SegmentationLoss(tf_keras.losses.Loss):
     self._fn = losses.get_loss(name, cross_entropy_weight, step, switch_step)
 
   def __call__(self, y_true, y_pred, sample_weight=None):
-    return self._fn(y_true, y_pred, sample_weight)
+    fn = self._fn
+    if not tf.executing_eagerly():
+      # What Keras's own `Loss.__call__` (replaced here) does: AutoGraph converts the loss in a
+      # traced step. Keras's code calling it is left unconverted (trainer/tracing.py), so nothing
+      # else would.
+      fn = tf.__internal__.autograph.tf_convert(fn, tf.__internal__.autograph.control_status_ctx())
+    return fn(y_true, y_pred, sample_weight)
 
   def call(self, y_true, y_pred):
     return self._fn(y_true, y_pred)
 
 
-def compiled_model(config: trainer_config.TrainerConfig, class_priors=None,
-                   total_steps=None) -> tf_keras.Model:
+def compiled_model(
+  config: trainer_config.TrainerConfig, class_priors=None, total_steps=None
+) -> tf_keras.Model:
   """The FCN, compiled with the configured loss, Adam (AdamW with weight decay) and the thresholded
   mean IoU metric; the learning-rate schedule runs over `total_steps` (None: constant rate), and a
   'FIRST>SECOND' loss switches after `loss_switch` of them (it needs `total_steps`)."""
   tracing.skip_tf_keras_conversion()  # before the first traced step (trainer/tracing.py)
-  network = model.build_fcn(config.image_size, config.channels, config.num_classes,
-                            config.base_filters, config.depth, class_priors=class_priors)
-  optimizer = schedules.optimizer(config, total_steps)
-  switch_step = None if total_steps is None else round(config.loss_switch * total_steps)
-  network.compile(optimizer=optimizer,
-                  loss=SegmentationLoss(config.loss, config.cross_entropy_weight,
-                                        optimizer.iterations, switch_step),
-                  # Weighted: Keras hands it the dataset's pixel weights (0 on ignored pixels).
-                  weighted_metrics=[metrics.ThresholdedMeanIoU(config.num_classes)],
-                  jit_compile=config.jit_compile)
+  data_settings, losses_settings = config.data, config.losses
+  network = model.build_fcn(
+    data_settings.image_size,
+    data_settings.channels,
+    data_settings.num_classes,
+    config.model.base_filters,
+    config.model.depth,
+    class_priors=class_priors,
+  )
+  optimizer = schedules.optimizer(config.optimizer, total_steps)
+  switch_step = None if total_steps is None else round(losses_settings.loss_switch * total_steps)
+  network.compile(
+    optimizer=optimizer,
+    loss=SegmentationLoss(
+      losses_settings.loss, losses_settings.cross_entropy_weight, optimizer.iterations, switch_step
+    ),
+    # Weighted: Keras hands it the dataset's pixel weights (0 on ignored pixels).
+    weighted_metrics=[metrics.ThresholdedMeanIoU(data_settings.num_classes)],
+    jit_compile=config.runtime.jit_compile,
+  )
   return network
 
 
 def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> tf_keras.Model:
   """Trains on `fn_args.train_files`, validates on `fn_args.eval_files`, exports the SavedModel."""
-  tf_keras.utils.set_random_seed(config.seed)
-  distribution.configure_precision(config.mixed_precision)
-  strategy = distribution.get_strategy(config.distribution)
+  runtime = config.runtime
+  tf_keras.utils.set_random_seed(runtime.seed)
+  distribution.configure_precision(runtime.mixed_precision)
+  strategy = distribution.get_strategy(runtime.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
-  train, evaluation = data.train_and_eval(fn_args.train_files, fn_args.eval_files,
-                                          tf_transform_output, config)
+  train, evaluation = data.train_and_eval(
+    fn_args.train_files, fn_args.eval_files, tf_transform_output, config
+  )
   priors = None
-  if config.head_init == 'prior':
+  if config.model.head_init == 'prior':
     priors = data.class_priors(train, _PRIOR_BATCHES)
     logging.info('Class pixel priors from %d train batches: %s', _PRIOR_BATCHES, priors)
 
-  epochs = max(1, min(config.epochs, fn_args.train_steps))
+  epochs = max(1, min(runtime.epochs, fn_args.train_steps))
   steps_per_epoch = max(1, fn_args.train_steps // epochs)
   with strategy.scope():
     network = compiled_model(config, priors, total_steps=epochs * steps_per_epoch)
@@ -81,18 +109,23 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
   backup = continuation.backup_callback(fn_args, config, epochs)  # resumes a killed run
 
   network.fit(
-      train,
-      epochs=epochs,
-      steps_per_epoch=steps_per_epoch,
-      validation_data=evaluation,
-      validation_steps=max(1, fn_args.eval_steps),
-      callbacks=[tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'),
-                 tensorboard_images.PredictedMasks.from_dataset(
-                     evaluation, fn_args.model_run_dir, config.num_classes)] +
-                ([] if config.keep_last_weights else [schedules.BestWeights()]) + [backup],
-      verbose=2)
+    train,
+    epochs=epochs,
+    steps_per_epoch=steps_per_epoch,
+    validation_data=evaluation,
+    validation_steps=max(1, fn_args.eval_steps),
+    callbacks=[
+      tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'),
+      tensorboard_images.PredictedMasks.from_dataset(
+        evaluation, fn_args.model_run_dir, config.data.num_classes
+      ),
+    ]
+    + ([] if runtime.keep_last_weights else [schedules.BestWeights()])
+    + [backup],
+    verbose=2,
+  )
 
-  signatures = export.add_signatures(network, tf_transform_output, resize=config.resize)
+  signatures = export.add_signatures(network, tf_transform_output, resize=config.data.resize)
   network.save(fn_args.serving_model_dir, save_format='tf', signatures=signatures)
   backup.clear()
   return network
@@ -111,7 +144,7 @@ def run_fn(fn_args: FnArgs) -> None:
 
 
 def apply_hyperparameters(config: trainer_config.TrainerConfig, values: dict):
-  """`config` with the fields that tuned `values` name (hyperparameters are named after them)."""
+  """`config` with the settings that tuned `values` name (hyperparameters are named after their
+  flat setting names); other values are left out."""
   logging.info('Tuned hyperparameters: %s', values)
-  fields = {field.name for field in dataclasses.fields(config)}
-  return dataclasses.replace(config, **{k: v for k, v in values.items() if k in fields})
+  return config.replace(**{k: v for k, v in values.items() if k in trainer_config.GROUP_OF})

@@ -4,6 +4,7 @@ Each example is one image, [input | ground truth | prediction], masks painted in
 of `trainer.colours` (those `iouseg report` uses), in the run `eval_images` beside the TensorBoard
 callback's `train` and `validation` runs in the model run dir.
 """
+
 import os
 
 import tensorflow as tf
@@ -46,8 +47,9 @@ class PredictedMasks(tf_keras.callbacks.Callback):
     self._left = tf.concat([_displayable(images), truth], axis=2)
 
   @classmethod
-  def from_dataset(cls, dataset: tf.data.Dataset, log_dir: str, num_classes: int,
-                   count: int = 3) -> 'PredictedMasks':
+  def from_dataset(
+    cls, dataset: tf.data.Dataset, log_dir: str, num_classes: int, count: int = 3
+  ) -> 'PredictedMasks':
     """The first `count` examples of `dataset`'s first (image, label, weight) batch; an unshuffled
     eval dataset gives the same examples every epoch and every run."""
     images, labels, _ = next(iter(dataset))
@@ -58,11 +60,18 @@ class PredictedMasks(tf_keras.callbacks.Callback):
     if not self.model.distribute_strategy.extended.should_save_summary:
       return
     probabilities = tf.cast(self.model(self._images, training=False), tf.float32)
-    predicted = _paint(decode.class_ids_tf(probabilities),
-                       tf.zeros(tf.shape(probabilities)[:-1], tf.bool), self._num_classes)
+    predicted = _paint(
+      decode.class_ids_tf(probabilities),
+      tf.zeros(tf.shape(probabilities)[:-1], tf.bool),
+      self._num_classes,
+    )
     self._writer = self._writer or tf.summary.create_file_writer(self._log_dir)
     with self._writer.as_default():
-      tf.summary.image(IMAGES_TAG, tf.concat([self._left, predicted], axis=2), step=epoch,
-                       max_outputs=int(self._images.shape[0]),
-                       description='eval example: input | ground truth | prediction')
+      tf.summary.image(
+        IMAGES_TAG,
+        tf.concat([self._left, predicted], axis=2),
+        step=epoch,
+        max_outputs=int(self._images.shape[0]),
+        description='eval example: input | ground truth | prediction',
+      )
     self._writer.flush()

@@ -8,18 +8,18 @@ statement by statement, before tracing it. Keras's code is written to be traced 
 never converted under the name `keras`), and later TensorFlow releases add the rule themselves.
 Our own functions (losses, augmentation) are still converted.
 
-Measured with the demo model on 2 CPU cores (`benchmarks/tracing.py`): the first `fit` step with
-validation took 17.1-18.0 s with the rewrite and 3.8-5.7 s without; steps after tracing cost the
-same (docs/performance.md).
+Without the rewrite the first, traced `fit` step is much shorter and the steps after it cost the
+same; `benchmarks/tracing.py` measures both, and docs/performance.md holds the figures.
 """
-from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=g-direct-tensorflow-import
 
+from tensorflow.python.autograph.core import config as autograph_config
 
 
 def skip_tf_keras_conversion() -> None:
   """Adds the `tf_keras` rule once (AutoGraph reads the rules at each conversion, as TensorFlow's
   own `converter_testing` relies on); process-wide, like every AutoGraph rule."""
   rules = autograph_config.CONVERSION_RULES
-  if not any(isinstance(rule, autograph_config.DoNotConvert) and rule.matches('tf_keras')
-             for rule in rules):
+  if not any(
+    isinstance(rule, autograph_config.DoNotConvert) and rule.matches('tf_keras') for rule in rules
+  ):
     autograph_config.CONVERSION_RULES = rules + (autograph_config.DoNotConvert('tf_keras'),)

@@ -9,9 +9,10 @@ Each field carries its command-line help and, where its values are a fixed set, 
 `pipeline.flags` makes one flag per field from them and `check_choices` validates the same choices,
 so flags, settings and validation cannot drift apart.
 """
+
 import collections.abc
 import dataclasses
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 from transform import data_format
 
@@ -41,7 +42,7 @@ class LazyChoices(collections.abc.Sequence):
     return len(self._resolved())
 
 
-def setting(default, help_text: str, choices: Union[Sequence, Callable[[], Sequence], None] = None):
+def setting(default, help_text: str, choices: Sequence | Callable[[], Sequence] | None = None):
   """A config field with its flag's help text and, optionally, the values it may take (a sequence,
   or a function returning one, looked up when first needed)."""
   metadata = {'help': help_text}
@@ -64,30 +65,41 @@ def check_common(config) -> None:
   fields: `pipeline.flags` shows them as flags."""
   check_choices(config)
   if config.num_classes < 2:
-    raise ValueError(f'num_classes must be at least 2 (background and one class), got '
-                     f'{config.num_classes}')
+    raise ValueError(
+      f'num_classes must be at least 2 (background and one class), got {config.num_classes}'
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class TransformConfig:
   """How raw records become model inputs."""
+
   image_size: int = setting(64, 'model input height and width; Transform resizes to it')
   channels: int = setting(3, 'image channels after Transform', CHANNEL_COUNTS)
   num_classes: int = setting(4, 'classes including background (class 0)')
-  resize: str = setting('stretch', 'stretch every image to the model size, or pad: scale the long '
-                        'side to it, keep the aspect ratio, pad the rest (ignored)', RESIZE_MODES)
-  ignore_label: int = setting(data_format.DEFAULT_IGNORE_LABEL,
-                              'mask value left out of loss and metrics')
+  resize: str = setting(
+    'stretch',
+    'stretch every image to the model size, or pad: scale the long '
+    'side to it, keep the aspect ratio, pad the rest (ignored)',
+    RESIZE_MODES,
+  )
+  ignore_label: int = setting(
+    data_format.DEFAULT_IGNORE_LABEL, 'mask value left out of loss and metrics'
+  )
 
   def __post_init__(self):
     check_common(self)
     if self.image_size < 1:
       raise ValueError(f'image_size must be at least 1, got {self.image_size}')
     if self.num_classes >= data_format.MASK_ID_RANGE:
-      raise ValueError(f'num_classes must be at most {data_format.MASK_ID_RANGE - 1} (8-bit masks '
-                       f'keep one value for the ignore label), got {self.num_classes}')
+      raise ValueError(
+        f'num_classes must be at most {data_format.MASK_ID_RANGE - 1} (8-bit masks '
+        f'keep one value for the ignore label), got {self.num_classes}'
+      )
     if 0 <= self.ignore_label < self.num_classes:
-      raise ValueError(f'ignore_label {self.ignore_label} is a class id (num_classes '
-                       f'{self.num_classes}): use an ignore_label from {self.num_classes} to '
-                       f'{data_format.MASK_ID_RANGE - 1}, e.g. {data_format.DEFAULT_IGNORE_LABEL}')
+      raise ValueError(
+        f'ignore_label {self.ignore_label} is a class id (num_classes '
+        f'{self.num_classes}): use an ignore_label from {self.num_classes} to '
+        f'{data_format.MASK_ID_RANGE - 1}, e.g. {data_format.DEFAULT_IGNORE_LABEL}'
+      )
     data_format.check_label_settings(self.num_classes, self.ignore_label)

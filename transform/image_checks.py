@@ -8,6 +8,7 @@ than in the middle of training. Pillow's decompression-bomb limit stays at its d
 band (between MAX_IMAGE_PIXELS and twice that) is made an error too, so a huge image is skipped with a
 reason instead of being half-accepted.
 """
+
 import dataclasses
 import io
 import warnings
@@ -60,8 +61,11 @@ def image_from_bytes(name, data: bytes) -> SourceImage:
   if _is_16_bit_png(data):
     # Going to 8 bits needs an intensity mapping that depends on the data (12-bit microscopy in a
     # 16-bit file would turn almost black under a fixed shift), so the user picks it, not the converter.
-    raise BadFile(name, '16-bit PNG image: convert it to 8-bit first, with the intensity scaling '
-                        'that suits your data')
+    raise BadFile(
+      name,
+      '16-bit PNG image: convert it to 8-bit first, with the intensity scaling '
+      'that suits your data',
+    )
   channels = IMAGE_CHANNELS_BY_MODE.get(image.mode)
   if channels is None:
     raise BadFile(name, f"unsupported image mode '{image.mode}' (expected grayscale, RGB or RGBA)")
@@ -85,9 +89,14 @@ def mask_from_bytes(name, data: bytes) -> np.ndarray:
   if image.mode not in MASK_MODES:
     bands = len(image.getbands())
     if bands > 1:
-      raise BadFile(name, f"mask has {bands} channels (mode '{image.mode}'); masks must hold one class "
-                          f'id per pixel (map a colour-coded mask to ids, or save it as a palette PNG)')
-    raise BadFile(name, f"unsupported mask mode '{image.mode}' (expected 8-bit grayscale or palette)")
+      raise BadFile(
+        name,
+        f"mask has {bands} channels (mode '{image.mode}'); masks must hold one class "
+        f'id per pixel (map a colour-coded mask to ids, or save it as a palette PNG)',
+      )
+    raise BadFile(
+      name, f"unsupported mask mode '{image.mode}' (expected 8-bit grayscale or palette)"
+    )
   return np.asarray(image, dtype=np.uint8)
 
 
@@ -111,21 +120,31 @@ def _decode(path: Path, data: bytes, role: str) -> Image.Image:
       raise BadFile(path, f'{role} too large, possible decompression bomb: {error}') from None
     except UnidentifiedImageError:
       raise BadFile(path, f'cannot decode {role}: not an image format Pillow recognises') from None
-    except Exception as error:  # Malformed data raises OSError, SyntaxError, ValueError, EOFError...
+    except (
+      Exception
+    ) as error:  # Malformed data raises OSError, SyntaxError, ValueError, EOFError...
       raise BadFile(path, f'cannot decode {role}: {error}') from None
   return image
 
 
 def _is_16_bit_png(data: bytes) -> bool:
   # Pillow opens 16-bit RGB(A) PNGs as 8-bit 'RGB'/'RGBA', so only the header tells.
-  return (data.startswith(_PNG_SIGNATURE) and len(data) > _PNG_BIT_DEPTH_OFFSET
-          and data[_PNG_BIT_DEPTH_OFFSET] == 16)
+  return (
+    data.startswith(_PNG_SIGNATURE)
+    and len(data) > _PNG_BIT_DEPTH_OFFSET
+    and data[_PNG_BIT_DEPTH_OFFSET] == 16
+  )
 
 
 def check_class_ids(name, id_pixels: np.ndarray, num_classes: int, ignore_label: int) -> None:
   """BadFile naming `name` when the mask's histogram `id_pixels` (pixels per id 0..255) holds ids
   that are neither a class (0..num_classes-1) nor the ignore label."""
-  out_of_range = [int(i) for i in np.flatnonzero(id_pixels) if i >= num_classes and i != ignore_label]
+  out_of_range = [
+    int(i) for i in np.flatnonzero(id_pixels) if i >= num_classes and i != ignore_label
+  ]
   if out_of_range:
-    raise BadFile(name, f'class ids {out_of_range} out of range: --num-classes {num_classes} '
-                        f'allows 0..{num_classes - 1}, plus the ignore label {ignore_label}')
+    raise BadFile(
+      name,
+      f'class ids {out_of_range} out of range: --num-classes {num_classes} '
+      f'allows 0..{num_classes - 1}, plus the ignore label {ignore_label}',
+    )

@@ -3,11 +3,11 @@
 Referenced by import path (`transform.preprocessing.preprocessing_fn`); its settings come from the
 Transform component's `custom_config` (see `transform.config.TransformConfig`).
 """
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transform import data_format
-from transform import features
+from transform import data_format, features
 from transform.config import TransformConfig
 
 # Keeps the normalisation finite for a constant channel (e.g. a blank synthetic set).
@@ -32,8 +32,9 @@ def content_size(height, width, image_size: int, resize: str):
 def _place(image, config: TransformConfig, method: str, pad_value):
   """[H, W, C] -> ([S, S, C] resized to the content size and padded with `pad_value` to SxS,
   bool [S, S] True on the content)."""
-  rows, cols = content_size(tf.shape(image)[0], tf.shape(image)[1], config.image_size,
-                            config.resize)
+  rows, cols = content_size(
+    tf.shape(image)[0], tf.shape(image)[1], config.image_size, config.resize
+  )
   resized = tf.image.resize(image, [rows, cols], method=method, antialias=method == 'bilinear')
   size = config.image_size
   placed = tf.pad(resized, [[0, size - rows], [0, size - cols], [0, 0]], constant_values=pad_value)
@@ -69,8 +70,11 @@ def decode_mask(encoded, config: TransformConfig):
     mask = tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8), tf.int32)
     return _place(mask, config, 'nearest', config.ignore_label)[0][..., 0]
 
-  mask = tf.cond(tf.strings.length(encoded) > 0, decode,
-                 lambda: tf.fill(size, tf.constant(config.ignore_label, tf.int32)))
+  mask = tf.cond(
+    tf.strings.length(encoded) > 0,
+    decode,
+    lambda: tf.fill(size, tf.constant(config.ignore_label, tf.int32)),
+  )
   return tf.ensure_shape(mask, size)
 
 
@@ -79,11 +83,16 @@ def _check_labels(masks, filenames, config: TransformConfig):
   known = (masks < config.num_classes) | (masks == config.ignore_label)
   bad_record = tf.logical_not(tf.reduce_all(known, axis=[1, 2]))
   return tf.debugging.Assert(
-      tf.logical_not(tf.reduce_any(bad_record)),
-      [f'Label mask holds class ids outside [0, {config.num_classes}) that are not the ignore label '
-       f'{config.ignore_label}; records:', tf.boolean_mask(filenames, bad_record),
-       'largest id per bad record:', tf.boolean_mask(tf.reduce_max(masks, axis=[1, 2]), bad_record)],
-      summarize=20)
+    tf.logical_not(tf.reduce_any(bad_record)),
+    [
+      f'Label mask holds class ids outside [0, {config.num_classes}) that are not the ignore label '
+      f'{config.ignore_label}; records:',
+      tf.boolean_mask(filenames, bad_record),
+      'largest id per bad record:',
+      tf.boolean_mask(tf.reduce_max(masks, axis=[1, 2]), bad_record),
+    ],
+    summarize=20,
+  )
 
 
 def _flat(x):
@@ -93,22 +102,34 @@ def _flat(x):
 
 def preprocessing_fn(inputs, custom_config):
   config = TransformConfig(**(custom_config or {}))
-  images, content = tf.map_fn(lambda b: decode_image_and_content(b, config),
-                              _flat(inputs[data_format.IMAGE_ENCODED]),
-                              fn_output_signature=(tf.float32, tf.bool))
+  images, content = tf.map_fn(
+    lambda b: decode_image_and_content(b, config),
+    _flat(inputs[data_format.IMAGE_ENCODED]),
+    fn_output_signature=(tf.float32, tf.bool),
+  )
   # Per-channel mean and variance over every pixel of the train split (a TFT full pass); padding
   # is no pixel of any image, so it does not count.
-  pixels = (tf.reshape(images, [-1, config.channels]) if config.resize == 'stretch'
-            else tf.boolean_mask(images, content))
+  pixels = (
+    tf.reshape(images, [-1, config.channels])
+    if config.resize == 'stretch'
+    else tf.boolean_mask(images, content)
+  )
   mean = tft.mean(pixels, reduce_instance_dims=False)
   variance = tft.var(pixels, reduce_instance_dims=False)
   outputs = {features.IMAGE: (images - mean) * tf.math.rsqrt(variance + VARIANCE_EPSILON)}
 
-  masks = tf.map_fn(lambda b: decode_mask(b, config), _flat(inputs[data_format.MASK_ENCODED]),
-                    fn_output_signature=tf.int32)
-  with tf.control_dependencies([_check_labels(masks, _flat(inputs[data_format.IMAGE_FILENAME]), config)]):
+  masks = tf.map_fn(
+    lambda b: decode_mask(b, config),
+    _flat(inputs[data_format.MASK_ENCODED]),
+    fn_output_signature=tf.int32,
+  )
+  with tf.control_dependencies(
+    [_check_labels(masks, _flat(inputs[data_format.IMAGE_FILENAME]), config)]
+  ):
     ignored = tf.equal(masks, config.ignore_label)
   # one_hot of -1 is an all-zero row: ignored pixels belong to no class.
-  outputs[features.LABEL] = tf.one_hot(tf.where(ignored, -1, masks), config.num_classes, dtype=tf.float32)
+  outputs[features.LABEL] = tf.one_hot(
+    tf.where(ignored, -1, masks), config.num_classes, dtype=tf.float32
+  )
   outputs[features.WEIGHT] = 1.0 - tf.cast(ignored, tf.float32)
   return outputs

@@ -2,6 +2,7 @@
 
 See `components.model_card.component` for what it reads and where it writes.
 """
+
 from components.model_card.component import ModelCard, ModelCardGenerator
 
 __all__ = ['ModelCard', 'ModelCardGenerator']

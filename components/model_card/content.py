@@ -4,10 +4,10 @@ Every fact comes from an artifact (its id, URI, properties and files): the TFMA 
 slices and the blessing rules, the quarantine's summary and the statistics for the data, the blessing
 for the baseline. The result is a plain dict (`card_content`) that the Jinja2 templates render.
 """
+
 import json
 import math
 import os
-from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow_model_analysis as tfma
@@ -25,11 +25,11 @@ CANDIDATE, BASELINE = 'candidate', 'baseline'
 _STATS_FILE = 'FeatureStats.pb'  # StatisticsGen's per-split file (TFX 1.16)
 # Metrics shown for the whole eval split, in this order, with their labels.
 SUMMARY_METRICS = (
-    (iou_metric.MEAN_IOU, 'mean IoU (blessing metric, image resolution)'),
-    (iou_metric.MEAN_IOU_MODEL_RESOLUTION, 'mean IoU (model resolution)'),
-    (iou_metric.FREQUENCY_WEIGHTED_IOU, 'frequency-weighted IoU'),
-    (iou_metric.PIXEL_ACCURACY, 'pixel accuracy'),
-    (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss'),
+  (iou_metric.MEAN_IOU, 'mean IoU (blessing metric, image resolution)'),
+  (iou_metric.MEAN_IOU_MODEL_RESOLUTION, 'mean IoU (model resolution)'),
+  (iou_metric.FREQUENCY_WEIGHTED_IOU, 'frequency-weighted IoU'),
+  (iou_metric.PIXEL_ACCURACY, 'pixel accuracy'),
+  (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss'),
 )
 _QUARANTINE_REASONS_SHOWN = 5
 
@@ -45,14 +45,17 @@ def _value(value):
     return value.double_value.value
   if kind == 'array_value':
     array = value.array_value
-    values = {'INT32': array.int32_values, 'INT64': array.int64_values,
-              'FLOAT32': array.float32_values, 'FLOAT64': array.float64_values}.get(
-                  type(array).DataType.Name(array.data_type))
+    values = {
+      'INT32': array.int32_values,
+      'INT64': array.int64_values,
+      'FLOAT32': array.float32_values,
+      'FLOAT64': array.float64_values,
+    }.get(type(array).DataType.Name(array.data_type))
     return None if values is None else np.asarray(values).reshape(tuple(array.shape))
   return None
 
 
-def sliced_metrics(evaluation_uri: str) -> Dict[str, Dict[str, Dict[str, object]]]:
+def sliced_metrics(evaluation_uri: str) -> dict[str, dict[str, dict[str, object]]]:
   """slice name -> model (CANDIDATE, BASELINE) -> metric name -> value."""
   result = {}
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
@@ -76,7 +79,7 @@ def _metric_name(metric: tfma.MetricConfig) -> str:
   return config.get('name', metric.class_name)
 
 
-def class_names(eval_config: tfma.EvalConfig) -> List[str]:
+def class_names(eval_config: tfma.EvalConfig) -> list[str]:
   names = {}
   for spec in eval_config.metrics_specs:
     for metric in spec.metrics:
@@ -90,8 +93,11 @@ def _slicing_text(specs) -> str:
   texts = []
   for spec in specs:
     if spec.feature_keys or spec.feature_values:
-      texts.append(', '.join(list(spec.feature_keys) +
-                             [f'{k}={v}' for k, v in sorted(spec.feature_values.items())]))
+      texts.append(
+        ', '.join(
+          list(spec.feature_keys) + [f'{k}={v}' for k, v in sorted(spec.feature_values.items())]
+        )
+      )
     elif spec.slice_keys_sql:
       texts.append('SQL slice ' + spec.slice_keys_sql.split(' AS ')[-1].strip('`) '))
     else:
@@ -109,12 +115,11 @@ def bound_text(bounds) -> str:
   return ' and '.join(parts)
 
 
-def _threshold_rules(name: str, threshold: tfma.MetricThreshold, scope: str) -> List[dict]:
+def _threshold_rules(name: str, threshold: tfma.MetricThreshold, scope: str) -> list[dict]:
   rules = []
   bounds = bound_text(threshold.value_threshold)
   if bounds:
-    rules.append({'metric': name, 'is_change': False, 'scope': scope,
-                  'rule': f'{name} {bounds}'})
+    rules.append({'metric': name, 'is_change': False, 'scope': scope, 'rule': f'{name} {bounds}'})
   change = threshold.change_threshold
   if change.HasField('absolute') or change.HasField('relative'):
     if change.HasField('relative'):
@@ -127,7 +132,7 @@ def _threshold_rules(name: str, threshold: tfma.MetricThreshold, scope: str) -> 
   return rules
 
 
-def blessing_rules(eval_config: tfma.EvalConfig, validation, has_baseline: bool) -> List[dict]:
+def blessing_rules(eval_config: tfma.EvalConfig, validation, has_baseline: bool) -> list[dict]:
   """Each threshold of the EvalConfig as a rule: its text, where it is checked and its outcome
   ('passed', 'failed', or 'not checked' for a change rule without a baseline)."""
   failed = set()
@@ -150,17 +155,28 @@ def blessing_rules(eval_config: tfma.EvalConfig, validation, has_baseline: bool)
   return rules
 
 
-def _number(value) -> Optional[float]:
+def _number(value) -> float | None:
   return None if value is None else float(value)
 
 
-def _row(name: str, label: str, models: Dict[str, Dict[str, object]]) -> dict:
+def _row(name: str, label: str, models: dict[str, dict[str, object]]) -> dict:
   candidate = _number(models.get(CANDIDATE, {}).get(name))
   baseline = _number(models.get(BASELINE, {}).get(name))
-  change = (candidate - baseline if candidate is not None and baseline is not None
-            and not math.isnan(candidate) and not math.isnan(baseline) else None)
-  return {'name': name, 'label': label, 'candidate': candidate, 'baseline': baseline,
-          'change': change}
+  change = (
+    candidate - baseline
+    if candidate is not None
+    and baseline is not None
+    and not math.isnan(candidate)
+    and not math.isnan(baseline)
+    else None
+  )
+  return {
+    'name': name,
+    'label': label,
+    'candidate': candidate,
+    'baseline': baseline,
+    'change': change,
+  }
 
 
 def metrics_content(evaluation_uri: str) -> dict:
@@ -174,22 +190,31 @@ def metrics_content(evaluation_uri: str) -> dict:
   pixel_shares = []
   if matrix is not None and np.sum(matrix) > 0:
     truth = np.sum(matrix, axis=1)
-    pixel_shares = [{'class': name, 'pixels': int(truth[k]), 'share': float(truth[k] / truth.sum())}
-                    for k, name in enumerate(names) if k < len(truth)]
+    pixel_shares = [
+      {'class': name, 'pixels': int(truth[k]), 'share': float(truth[k] / truth.sum())}
+      for k, name in enumerate(names)
+      if k < len(truth)
+    ]
   return {
-      'has_baseline': has_baseline,
-      'summary': [_row(name, label, overall) for name, label in SUMMARY_METRICS
-                  if name in overall.get(CANDIDATE, {})],
-      'classes': [_row(iou_metric.class_iou_name(name), name, overall) for name in names],
-      'slices': [_row(iou_metric.MEAN_IOU, name, models) for name, models in sorted(slices.items())
-                 if name != OVERALL],
-      'rules': blessing_rules(eval_config, validation, has_baseline),
-      'validation_ok': bool(validation.validation_ok),
-      'eval_pixel_shares': pixel_shares,
+    'has_baseline': has_baseline,
+    'summary': [
+      _row(name, label, overall)
+      for name, label in SUMMARY_METRICS
+      if name in overall.get(CANDIDATE, {})
+    ],
+    'classes': [_row(iou_metric.class_iou_name(name), name, overall) for name in names],
+    'slices': [
+      _row(iou_metric.MEAN_IOU, name, models)
+      for name, models in sorted(slices.items())
+      if name != OVERALL
+    ],
+    'rules': blessing_rules(eval_config, validation, has_baseline),
+    'validation_ok': bool(validation.validation_ok),
+    'eval_pixel_shares': pixel_shares,
   }
 
 
-def split_counts(statistics=None, quarantine=None, examples=None) -> List[dict]:
+def split_counts(statistics=None, quarantine=None, examples=None) -> list[dict]:
   """Per split: records read, valid and quarantined (the quarantine summary), and the records
   StatisticsGen counted in the valid examples."""
   per_split = {}
@@ -197,29 +222,38 @@ def split_counts(statistics=None, quarantine=None, examples=None) -> List[dict]:
     summary = quarantine_lib.read_summary(quarantine.uri)
     for split, counts in summary.get('splits', {}).items():
       per_split.setdefault(split, {}).update(
-          input=counts.get('input'), valid=counts.get('valid'),
-          quarantined=counts.get('quarantined'),
-          reasons=list(counts.get('first_reasons', []))[:_QUARANTINE_REASONS_SHOWN])
+        input=counts.get('input'),
+        valid=counts.get('valid'),
+        quarantined=counts.get('quarantined'),
+        reasons=list(counts.get('first_reasons', []))[:_QUARANTINE_REASONS_SHOWN],
+      )
   if statistics is not None:
     for split in artifact_utils.decode_split_names(statistics.split_names):
       path = os.path.join(artifact_utils.get_split_uri([statistics], split), _STATS_FILE)
       if fileio.exists(path):
         stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(
-            fileio.open(path, 'rb').read())
+          fileio.open(path, 'rb').read()
+        )
         per_split.setdefault(split, {})['statistics_records'] = sum(
-            int(d.num_examples) for d in stats.datasets)
+          int(d.num_examples) for d in stats.datasets
+        )
   if examples is not None:
     for split in artifact_utils.decode_split_names(examples.split_names):
       per_split.setdefault(split, {})
   order = {'train': 0, 'eval': 1}
-  return [{'split': split, **{k: counts.get(k) for k in (
-      'input', 'valid', 'quarantined', 'statistics_records')},
-           'reasons': counts.get('reasons', [])}
-          for split, counts in sorted(per_split.items(), key=lambda item: (order.get(item[0], 2),
-                                                                           item[0]))]
+  return [
+    {
+      'split': split,
+      **{k: counts.get(k) for k in ('input', 'valid', 'quarantined', 'statistics_records')},
+      'reasons': counts.get('reasons', []),
+    }
+    for split, counts in sorted(
+      per_split.items(), key=lambda item: (order.get(item[0], 2), item[0])
+    )
+  ]
 
 
-def lineage_row(role: str, artifact) -> Optional[dict]:
+def lineage_row(role: str, artifact) -> dict | None:
   if artifact is None:
     return None
   return {'role': role, 'type': artifact.type_name, 'id': artifact.id, 'uri': artifact.uri}

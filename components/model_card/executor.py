@@ -1,10 +1,10 @@
 """The ModelCardGenerator's executor: gathers the card's content, renders the Jinja2 templates
 (`components/model_card/templates/*.j2`) and writes the card beside the pushed SavedModel."""
+
 import datetime
 import json
 import math
 import os
-from typing import Optional
 
 import jinja2
 from absl import logging
@@ -17,6 +17,7 @@ from tfx.utils import proto_utils
 
 from components import dedup_pusher, serving_warmup
 from components.model_card import content
+from trainer import config as trainer_config
 
 MODEL_KEY = 'model'
 BLESSING_KEY = 'model_blessing'
@@ -74,10 +75,13 @@ def _md_cell(value) -> str:
 
 def environment() -> jinja2.Environment:
   env = jinja2.Environment(
-      loader=jinja2.PackageLoader('components.model_card', 'templates'),
-      autoescape=jinja2.select_autoescape(enabled_extensions=('html.j2',), default=False),
-      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-      undefined=jinja2.StrictUndefined)
+    loader=jinja2.PackageLoader('components.model_card', 'templates'),
+    autoescape=jinja2.select_autoescape(enabled_extensions=('html.j2',), default=False),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+  )
   env.filters.update(metric=_format, signed=_signed, md=_md_cell)
   return env
 
@@ -88,6 +92,22 @@ def render(card: dict) -> dict:
   return {fmt: env.get_template(f'{CARD_NAME}.{fmt}.j2').render(card=card) for fmt in FORMATS}
 
 
+def _setting_rows(config: dict) -> list:
+  """`TrainerConfig.to_dict()` -> (group, setting, value) rows: groups in `GROUPS` order (the JSON
+  sorts them), settings sorted within each; a value outside any group gets the group ''."""
+  order = [name for name, _ in trainer_config.GROUPS]
+  rows = []
+  for group, values in sorted(
+    config.items(),
+    key=lambda item: (order.index(item[0]) if item[0] in order else len(order), item[0]),
+  ):
+    if isinstance(values, dict):
+      rows += [(group, name, value) for name, value in sorted(values.items())]
+    else:
+      rows.append(('', group, values))
+  return rows
+
+
 def _trainer_settings(exec_properties) -> dict:
   config = json.loads(exec_properties.get(TRAINER_CONFIG_KEY) or '{}')
   steps = None
@@ -95,9 +115,10 @@ def _trainer_settings(exec_properties) -> dict:
   if train_args:
     args = trainer_pb2.TrainArgs()
     proto_utils.json_to_proto(train_args, args) if isinstance(train_args, str) else args.CopyFrom(
-        train_args)
+      train_args
+    )
     steps = args.num_steps or None
-  return {'config': sorted(config.items()), 'train_steps': steps}
+  return {'config': _setting_rows(config), 'train_steps': steps}
 
 
 def card_content(input_dict, exec_properties) -> dict:
@@ -108,7 +129,9 @@ def card_content(input_dict, exec_properties) -> dict:
   base_model = _single(input_dict, BASE_MODEL_KEY)
   examples = _single(input_dict, EXAMPLES_KEY)
   baseline_id = _int_property(blessing, _BASELINE_ID)
-  lineage = [row for row in (
+  lineage = [
+    row
+    for row in (
       content.lineage_row('examples (valid records)', examples),
       content.lineage_row('quarantine', _single(input_dict, QUARANTINE_KEY)),
       content.lineage_row('statistics', _single(input_dict, STATISTICS_KEY)),
@@ -117,28 +140,39 @@ def card_content(input_dict, exec_properties) -> dict:
       content.lineage_row('started from', base_model),
       content.lineage_row('evaluation', evaluation),
       content.lineage_row('blessing', blessing),
-      content.lineage_row('pushed model', pushed)) if row]
+      content.lineage_row('pushed model', pushed),
+    )
+    if row
+  ]
   if baseline_id:
-    lineage.insert(next(k for k, row in enumerate(lineage) if row['role'] == 'evaluation'),
-                   {'role': 'baseline model', 'type': 'Model', 'id': baseline_id,
-                    'uri': _string_property(blessing, _BASELINE_URI)})
+    lineage.insert(
+      next(k for k, row in enumerate(lineage) if row['role'] == 'evaluation'),
+      {
+        'role': 'baseline model',
+        'type': 'Model',
+        'id': baseline_id,
+        'uri': _string_property(blessing, _BASELINE_URI),
+      },
+    )
   metrics = content.metrics_content(evaluation.uri)
   version = _string_property(pushed, _VERSION)
   return {
-      'title': f'Segmentation model, version {version}',
-      'version': version,
-      'destination': _string_property(pushed, _DESTINATION),
-      'already_serving': bool(_int_property(pushed, dedup_pusher.ALREADY_SERVING_KEY)),
-      'generated': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'),
-      'blessed': bool(_int_property(blessing, _BLESSED)),
-      'splits': content.split_counts(_single(input_dict, STATISTICS_KEY),
-                                     _single(input_dict, QUARANTINE_KEY), examples),
-      'training': _trainer_settings(exec_properties),
-      'started_from': content.lineage_row('started from', base_model),
-      'baseline': ({'id': baseline_id, 'uri': _string_property(blessing, _BASELINE_URI)}
-                   if baseline_id else None),
-      'metrics': metrics,
-      'lineage': lineage,
+    'title': f'Segmentation model, version {version}',
+    'version': version,
+    'destination': _string_property(pushed, _DESTINATION),
+    'already_serving': bool(_int_property(pushed, dedup_pusher.ALREADY_SERVING_KEY)),
+    'generated': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'),
+    'blessed': bool(_int_property(blessing, _BLESSED)),
+    'splits': content.split_counts(
+      _single(input_dict, STATISTICS_KEY), _single(input_dict, QUARANTINE_KEY), examples
+    ),
+    'training': _trainer_settings(exec_properties),
+    'started_from': content.lineage_row('started from', base_model),
+    'baseline': (
+      {'id': baseline_id, 'uri': _string_property(blessing, _BASELINE_URI)} if baseline_id else None
+    ),
+    'metrics': metrics,
+    'lineage': lineage,
   }
 
 
@@ -158,8 +192,7 @@ def served_card_dir(destination: str) -> str:
 
 
 class Executor(base_executor.BaseExecutor):
-
-  def Do(self, input_dict, output_dict, exec_properties) -> Optional[None]:
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
     card_artifact = artifact_utils.get_single_instance(output_dict[MODEL_CARD_KEY])
     pushed = _single(input_dict, PUSHED_MODEL_KEY)
     card_artifact.set_string_custom_property(SERVED_CARD_KEY, '')

@@ -20,6 +20,7 @@ run when any split's bad fraction exceeds max_bad_fraction (default 0), after wr
 Stock ImportExampleGen fails on a damaged TFRecord file before any validator runs (see
 tolerant_import.py); TolerantImportExampleGen passes such stretches on for the validator to report.
 """
+
 from components.record_validation.component import RecordValidator
 from components.record_validation.executor import BadRecordsError
 from components.record_validation.tolerant_import import TolerantImportExampleGen

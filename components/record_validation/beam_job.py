@@ -7,9 +7,9 @@
 
 Every record read goes to exactly one side, so valid + bad == records read.
 """
+
 import json
 import os
-from typing import List
 
 import apache_beam as beam
 
@@ -26,14 +26,12 @@ _BAD = 'bad'
 
 
 class _ReadFile(beam.DoFn):
-
   def process(self, path: str):
     for record in tfrecord_reader.read_file(path):
       yield path, record
 
 
 class _CheckRecord(beam.DoFn):
-
   def __init__(self, split: str, num_classes: int, ignore_label: int):
     super().__init__()
     self._split, self._num_classes, self._ignore_label = split, num_classes, ignore_label
@@ -51,16 +49,35 @@ class _CheckRecord(beam.DoFn):
       yield record.data
       return
     self._bad.inc()
-    name = (verdict.filename or verdict.source
-            or f'{self._split} record #{record.index} of {os.path.basename(path)}')
-    yield beam.pvalue.TaggedOutput(_BAD, quarantine.Entry(
-        split=self._split, file=path, index=record.index, offset=record.offset,
-        filename=verdict.filename, reason=f'{name}: {verdict.reason}', record=verdict.original))
+    name = (
+      verdict.filename
+      or verdict.source
+      or f'{self._split} record #{record.index} of {os.path.basename(path)}'
+    )
+    yield beam.pvalue.TaggedOutput(
+      _BAD,
+      quarantine.Entry(
+        split=self._split,
+        file=path,
+        index=record.index,
+        offset=record.offset,
+        filename=verdict.filename,
+        reason=f'{name}: {verdict.reason}',
+        record=verdict.original,
+      ),
+    )
 
 
-def _summary(split: str, inputs: int, valid: int, bad: int, first: List) -> str:
-  return json.dumps({'split': split, 'input': inputs, 'valid': valid, 'quarantined': bad,
-                     'first_reasons': [reason for _, reason in first]})
+def _summary(split: str, inputs: int, valid: int, bad: int, first: list) -> str:
+  return json.dumps(
+    {
+      'split': split,
+      'input': inputs,
+      'valid': valid,
+      'quarantined': bad,
+      'first_reasons': [reason for _, reason in first],
+    }
+  )
 
 
 def valid_shards(input_bytes: int) -> int:
@@ -69,44 +86,73 @@ def valid_shards(input_bytes: int) -> int:
 
 
 @beam.ptransform_fn
-def ValidateSplit(  # pylint: disable=invalid-name
-    pipeline: beam.Pipeline, split: str, files: List[str], valid_dir: str, quarantine_uri: str,
-    num_classes: int, ignore_label: int, shards: int = 1):
+def ValidateSplit(
+  pipeline: beam.Pipeline,
+  split: str,
+  files: list[str],
+  valid_dir: str,
+  quarantine_uri: str,
+  num_classes: int,
+  ignore_label: int,
+  shards: int = 1,
+):
   """Writes the valid records under `valid_dir` (in `shards` files) and the bad ones into the
   quarantine artifact."""
-  records = (pipeline
-             | 'Files' >> beam.Create(sorted(files))
-             | 'SpreadFiles' >> beam.Reshuffle()
-             | 'Read' >> beam.ParDo(_ReadFile())
-             # Records of one file are checked in parallel, not by the one worker that read it.
-             | 'SpreadRecords' >> beam.Reshuffle())
+  records = (
+    pipeline
+    | 'Files' >> beam.Create(sorted(files))
+    | 'SpreadFiles' >> beam.Reshuffle()
+    | 'Read' >> beam.ParDo(_ReadFile())
+    # Records of one file are checked in parallel, not by the one worker that read it.
+    | 'SpreadRecords' >> beam.Reshuffle()
+  )
   checked = records | 'Check' >> beam.ParDo(
-      _CheckRecord(split, num_classes, ignore_label)).with_outputs(_BAD, main='valid')
+    _CheckRecord(split, num_classes, ignore_label)
+  ).with_outputs(_BAD, main='valid')
   valid, bad = checked.valid, checked[_BAD]
 
   _ = valid | 'WriteValid' >> beam.io.WriteToTFRecord(
-      os.path.join(valid_dir, quarantine.RECORDS_FILE_PREFIX), file_name_suffix='.gz',
-      num_shards=shards)
-  _ = (bad
-       | 'ToExample' >> beam.Map(quarantine.Entry.to_example_bytes)
-       | 'WriteBad' >> beam.io.WriteToTFRecord(
-           os.path.join(quarantine.split_dir(quarantine_uri, split), quarantine.RECORDS_FILE_PREFIX),
-           file_name_suffix='.gz'))
-  _ = (bad
-       | 'ToJson' >> beam.Map(quarantine.Entry.to_json)
-       | 'WriteReasons' >> beam.io.WriteToText(
-           os.path.join(quarantine_uri, quarantine.REASONS_DIR, split), file_name_suffix='.jsonl'))
+    os.path.join(valid_dir, quarantine.RECORDS_FILE_PREFIX),
+    file_name_suffix='.gz',
+    num_shards=shards,
+  )
+  _ = (
+    bad
+    | 'ToExample' >> beam.Map(quarantine.Entry.to_example_bytes)
+    | 'WriteBad'
+    >> beam.io.WriteToTFRecord(
+      os.path.join(quarantine.split_dir(quarantine_uri, split), quarantine.RECORDS_FILE_PREFIX),
+      file_name_suffix='.gz',
+    )
+  )
+  _ = (
+    bad
+    | 'ToJson' >> beam.Map(quarantine.Entry.to_json)
+    | 'WriteReasons'
+    >> beam.io.WriteToText(
+      os.path.join(quarantine_uri, quarantine.REASONS_DIR, split), file_name_suffix='.jsonl'
+    )
+  )
 
   singleton = beam.pvalue.AsSingleton
-  counts = [singleton(records | 'CountInput' >> beam.combiners.Count.Globally()),
-            singleton(valid | 'CountValid' >> beam.combiners.Count.Globally()),
-            singleton(bad | 'CountBad' >> beam.combiners.Count.Globally()),
-            singleton(bad
-                      | 'SortKey' >> beam.Map(lambda entry: (entry.sort_key(), entry.reason))
-                      | 'First' >> beam.combiners.Top.Smallest(FIRST_REASONS))]
-  return (pipeline
-          | 'Split' >> beam.Create([split])
-          | 'Summary' >> beam.Map(_summary, *counts)
-          | 'WriteCounts' >> beam.io.WriteToText(
-              os.path.join(quarantine_uri, quarantine.COUNTS_DIR, split), file_name_suffix='.json',
-              shard_name_template=''))
+  counts = [
+    singleton(records | 'CountInput' >> beam.combiners.Count.Globally()),
+    singleton(valid | 'CountValid' >> beam.combiners.Count.Globally()),
+    singleton(bad | 'CountBad' >> beam.combiners.Count.Globally()),
+    singleton(
+      bad
+      | 'SortKey' >> beam.Map(lambda entry: (entry.sort_key(), entry.reason))
+      | 'First' >> beam.combiners.Top.Smallest(FIRST_REASONS)
+    ),
+  ]
+  return (
+    pipeline
+    | 'Split' >> beam.Create([split])
+    | 'Summary' >> beam.Map(_summary, *counts)
+    | 'WriteCounts'
+    >> beam.io.WriteToText(
+      os.path.join(quarantine_uri, quarantine.COUNTS_DIR, split),
+      file_name_suffix='.json',
+      shard_name_template='',
+    )
+  )

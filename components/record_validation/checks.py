@@ -8,8 +8,8 @@ The image and the mask go through the converter's own rules (`image_checks.image
 - image/height, image/width, image/channels and the format features, where present, must describe
   the bytes they come with.
 """
+
 import dataclasses
-from typing import Optional
 
 import numpy as np
 from google.protobuf import message
@@ -28,11 +28,11 @@ _FORMAT_NAMES = {'png': {'png'}, 'jpeg': {'jpeg', 'jpg'}}
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-  reason: Optional[str]  # None: the record is valid.
+  reason: str | None  # None: the record is valid.
   filename: str = ''  # The record's image/filename, '' when it has none or does not parse.
   # What the quarantine keeps: the record as it came, or for an unreadable stretch wrapped by
   # TolerantImportExampleGen, the stretch's raw bytes as they were in the input file.
-  original: Optional[bytes] = None
+  original: bytes | None = None
   # A name for a record without image/filename: the input file of an unreadable stretch.
   source: str = ''
 
@@ -47,7 +47,7 @@ def check_record(data: bytes, num_classes: int, ignore_label: int) -> Verdict:
     example = example_pb2.Example.FromString(data)
   except message.DecodeError as error:
     return Verdict(f'not a tf.train.Example (the bytes do not parse: {error})', '', data)
-  except Exception as error:  # pylint: disable=broad-except
+  except Exception as error:
     return Verdict(f'not a tf.train.Example ({type(error).__name__}: {error})', '', data)
   wrapped = unreadable.parse(example)
   if wrapped is not None:
@@ -60,8 +60,10 @@ def check_record(data: bytes, num_classes: int, ignore_label: int) -> Verdict:
     return Verdict(str(bad), filename, data)
   except BadFile as bad:
     return Verdict(bad.reason, filename, data)
-  except Exception as error:  # pylint: disable=broad-except  # A crash must still name the record.
-    return Verdict(f'unexpected error while checking ({type(error).__name__}: {error})', filename, data)
+  except Exception as error:  # A crash must still name the record.
+    return Verdict(
+      f'unexpected error while checking ({type(error).__name__}: {error})', filename, data
+    )
   return Verdict(None, filename, data)
 
 
@@ -76,8 +78,9 @@ def _check_example(example: example_pb2.Example, num_classes: int, ignore_label:
   _check_pixels('mask', mask.size)
   _check_mask_encoding(mask_bytes)
   if mask.shape != (image.height, image.width):
-    raise _Bad(f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image is '
-               f'{image.height}x{image.width}')
+    raise _Bad(
+      f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image is {image.height}x{image.width}'
+    )
   id_pixels = np.bincount(mask.ravel(), minlength=data_format.MASK_ID_RANGE)
   image_checks.check_class_ids('mask', id_pixels, num_classes, ignore_label)
 
@@ -87,8 +90,10 @@ def _check_pixels(role: str, pixels: int) -> None:
   `warnings.catch_warnings`, which is process-wide state that threads of one Beam worker can undo
   for each other; this keeps such an image out even then."""
   if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
-    raise _Bad(f'{role} too large, possible decompression bomb: {pixels} pixels exceeds limit of '
-               f'{Image.MAX_IMAGE_PIXELS} pixels')
+    raise _Bad(
+      f'{role} too large, possible decompression bomb: {pixels} pixels exceeds limit of '
+      f'{Image.MAX_IMAGE_PIXELS} pixels'
+    )
 
 
 def _one_value(features, key: str, kind: str):
@@ -114,18 +119,25 @@ def _filename(example: example_pb2.Example) -> str:
 
 def _check_declared(features, image: image_checks.SourceImage) -> None:
   """The size, channel and format features, where present, agree with the decoded image."""
-  for key, actual in ((data_format.IMAGE_HEIGHT, image.height), (data_format.IMAGE_WIDTH, image.width),
-                      (data_format.IMAGE_CHANNELS, image.channels)):
+  for key, actual in (
+    (data_format.IMAGE_HEIGHT, image.height),
+    (data_format.IMAGE_WIDTH, image.width),
+    (data_format.IMAGE_CHANNELS, image.channels),
+  ):
     if key in features:
       declared = _one_value(features, key, 'int64_list')
       if declared != actual:
         raise _Bad(f'{key} says {declared} but the image has {actual}')
   if data_format.IMAGE_FORMAT in features:
-    declared = _one_value(features, data_format.IMAGE_FORMAT, 'bytes_list').decode('utf-8', 'replace')
+    declared = _one_value(features, data_format.IMAGE_FORMAT, 'bytes_list').decode(
+      'utf-8', 'replace'
+    )
     if declared.lower() not in _FORMAT_NAMES[image.format]:
       raise _Bad(f"{data_format.IMAGE_FORMAT} says '{declared}' but the image is {image.format}")
   if data_format.MASK_FORMAT in features:
-    declared = _one_value(features, data_format.MASK_FORMAT, 'bytes_list').decode('utf-8', 'replace')
+    declared = _one_value(features, data_format.MASK_FORMAT, 'bytes_list').decode(
+      'utf-8', 'replace'
+    )
     if declared.lower() != 'png':
       raise _Bad(f"{data_format.MASK_FORMAT} says '{declared}' but masks are PNG")
 
@@ -134,8 +146,12 @@ def _check_mask_encoding(mask_png: bytes) -> None:
   """A mask that Pillow reads as ids but TF's decode_png would not: palette or below 8 bits."""
   colour_type, bit_depth = mask_png[_IHDR_COLOUR_TYPE], mask_png[_IHDR_BIT_DEPTH]
   if colour_type == _PNG_PALETTE:
-    raise _Bad('palette PNG mask: TF decode_png (used by Transform) turns palette indices into '
-               'colours; store class ids as 8-bit grayscale (iouseg convert does)')
+    raise _Bad(
+      'palette PNG mask: TF decode_png (used by Transform) turns palette indices into '
+      'colours; store class ids as 8-bit grayscale (iouseg convert does)'
+    )
   if colour_type == _PNG_GRAYSCALE and bit_depth != 8:
-    raise _Bad(f'{bit_depth}-bit grayscale PNG mask: TF decode_png (used by Transform) scales it to '
-               f'0..255, changing the class ids; store class ids as 8-bit grayscale')
+    raise _Bad(
+      f'{bit_depth}-bit grayscale PNG mask: TF decode_png (used by Transform) scales it to '
+      f'0..255, changing the class ids; store class ids as 8-bit grayscale'
+    )

@@ -5,9 +5,10 @@ after both artifacts are written, with a message naming the counts, the first re
 quarantine's URI. Per split, so that a small eval split that lost most of its records is not hidden
 by a large clean train split.
 """
+
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any
 
 from absl import logging
 from tfx.components.util import examples_utils
@@ -43,9 +44,12 @@ def check_settings(num_classes: int, ignore_label: int, max_bad_fraction: float)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-
-  def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
-         exec_properties: Dict[str, Any]) -> None:
+  def Do(
+    self,
+    input_dict: dict[str, list[Any]],
+    output_dict: dict[str, list[Any]],
+    exec_properties: dict[str, Any],
+  ) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     num_classes = int(exec_properties[NUM_CLASSES_KEY])
     ignore_label = int(exec_properties.get(IGNORE_LABEL_KEY, data_format.DEFAULT_IGNORE_LABEL))
@@ -55,8 +59,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
     payload_format = examples_utils.get_payload_format(examples)
     if payload_format != example_gen_pb2.FORMAT_TF_EXAMPLE:
-      raise ValueError(f'RecordValidator reads tf.train.Example records; {examples.uri} holds '
-                       f'{example_gen_pb2.PayloadFormat.Name(payload_format)}')
+      raise ValueError(
+        f'RecordValidator reads tf.train.Example records; {examples.uri} holds '
+        f'{example_gen_pb2.PayloadFormat.Name(payload_format)}'
+      )
     splits = artifact_utils.decode_split_names(examples.split_names)
     valid = artifact_utils.get_single_instance(output_dict[VALID_EXAMPLES_KEY])
     bad = artifact_utils.get_single_instance(output_dict[QUARANTINE_KEY])
@@ -74,26 +80,38 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         # A split with no valid (or no bad) record still gets its folder: readers glob inside it.
         for folder in (valid_dir, quarantine.split_dir(bad.uri, split)):
           fileio.makedirs(folder)
-        files = [path for path in fileio.glob(io_utils.all_files_pattern(split_uri))
-                 if not fileio.isdir(path)]
-        # pylint: disable-next=no-value-for-parameter
+        files = [
+          path
+          for path in fileio.glob(io_utils.all_files_pattern(split_uri))
+          if not fileio.isdir(path)
+        ]
         _ = pipeline | f'Validate[{split}]' >> beam_job.ValidateSplit(
-            split, files, valid_dir, bad.uri, num_classes, ignore_label,
-            beam_job.valid_shards(sum(fileio.stat(path).length for path in files)))
+          split,
+          files,
+          valid_dir,
+          bad.uri,
+          num_classes,
+          ignore_label,
+          beam_job.valid_shards(sum(fileio.stat(path).length for path in files)),
+        )
 
     summary = _write_summary(bad.uri, splits, max_bad_fraction)
-    failing = {split: counts for split, counts in summary['splits'].items()
-               if counts['input'] and counts['quarantined'] / counts['input'] > max_bad_fraction}
+    failing = {
+      split: counts
+      for split, counts in summary['splits'].items()
+      if counts['input'] and counts['quarantined'] / counts['input'] > max_bad_fraction
+    }
     logging.info('RecordValidator: %s; quarantine at %s', _counts_text(summary['splits']), bad.uri)
     for split, counts in summary['splits'].items():
       if not counts['valid']:
-        logging.warning('RecordValidator: split %s has no valid record (%d read)', split,
-                        counts['input'])
+        logging.warning(
+          'RecordValidator: split %s has no valid record (%d read)', split, counts['input']
+        )
     if failing:
       raise BadRecordsError(_failure_message(failing, max_bad_fraction, bad.uri))
 
 
-def _write_summary(uri: str, splits: List[str], max_bad_fraction: float) -> Dict:
+def _write_summary(uri: str, splits: list[str], max_bad_fraction: float) -> dict:
   counts_dir = os.path.join(uri, quarantine.COUNTS_DIR)
   per_split = {}
   for split in splits:
@@ -110,20 +128,27 @@ def _write_summary(uri: str, splits: List[str], max_bad_fraction: float) -> Dict
   return summary
 
 
-def _counts_text(per_split: Dict) -> str:
-  return ', '.join(f'{split}: {c["quarantined"]} of {c["input"]} records quarantined'
-                   for split, c in per_split.items())
+def _counts_text(per_split: dict) -> str:
+  return ', '.join(
+    f'{split}: {c["quarantined"]} of {c["input"]} records quarantined'
+    for split, c in per_split.items()
+  )
 
 
-def _failure_message(failing: Dict, max_bad_fraction: float, uri: str) -> str:
+def _failure_message(failing: dict, max_bad_fraction: float, uri: str) -> str:
   bad = sum(c['quarantined'] for c in failing.values())
   total = sum(c['input'] for c in failing.values())
   reasons = [reason for c in failing.values() for reason in c['first_reasons']][:REASONS_IN_MESSAGE]
   if bad > len(reasons):
     reasons.append(f'... and {bad - len(reasons)} more in the quarantine')
-  splits = ', '.join(f'{split} {c["quarantined"]} of {c["input"]} '
-                     f'({c["quarantined"] / c["input"]:.1%})' for split, c in failing.items())
-  return (f'{bad} of {total} records are bad, more than max_bad_fraction={max_bad_fraction:g} allows '
-          f'({splits}). First reasons:\n  ' + '\n  '.join(reasons) +
-          f'\nQuarantine (each bad record unchanged, with its reason): {uri} '
-          f'(summary.json; reasons/*.jsonl; Split-<split>/ TFRecords)')
+  splits = ', '.join(
+    f'{split} {c["quarantined"]} of {c["input"]} ({c["quarantined"] / c["input"]:.1%})'
+    for split, c in failing.items()
+  )
+  return (
+    f'{bad} of {total} records are bad, more than max_bad_fraction={max_bad_fraction:g} allows '
+    f'({splits}). First reasons:\n  '
+    + '\n  '.join(reasons)
+    + f'\nQuarantine (each bad record unchanged, with its reason): {uri} '
+    f'(summary.json; reasons/*.jsonl; Split-<split>/ TFRecords)'
+  )

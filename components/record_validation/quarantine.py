@@ -14,10 +14,10 @@ An `Examples` artifact (split_names set like any other), holding per split the b
     <uri>/summary.json  per split: input, valid and quarantined counts, the first reasons (in input
                         order) and max_bad_fraction
 """
+
 import dataclasses
 import json
 import os
-from typing import Dict, List
 
 from tensorflow.core.example import example_pb2
 from tfx.dsl.io import fileio
@@ -55,11 +55,16 @@ class Entry:
   @classmethod
   def from_example_bytes(cls, data: bytes) -> 'Entry':
     feature = example_pb2.Example.FromString(data).features.feature
-    text = {key: feature[PREFIX + key].bytes_list.value[0].decode()
-            for key in ('split', 'file', 'filename', 'reason')}
-    return cls(index=feature[PREFIX + 'index'].int64_list.value[0],
-               offset=feature[PREFIX + 'offset'].int64_list.value[0],
-               record=feature[PREFIX + 'record'].bytes_list.value[0], **text)
+    text = {
+      key: feature[PREFIX + key].bytes_list.value[0].decode()
+      for key in ('split', 'file', 'filename', 'reason')
+    }
+    return cls(
+      index=feature[PREFIX + 'index'].int64_list.value[0],
+      offset=feature[PREFIX + 'offset'].int64_list.value[0],
+      record=feature[PREFIX + 'record'].bytes_list.value[0],
+      **text,
+    )
 
   def to_json(self) -> str:
     fields = dataclasses.asdict(self)
@@ -71,15 +76,22 @@ def split_dir(uri: str, split: str) -> str:
   return os.path.join(uri, f'Split-{split}')
 
 
-def read_entries(uri: str, split: str) -> List[Entry]:
+def read_entries(uri: str, split: str) -> list[Entry]:
   """Every quarantined record of `split`, in input order."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
   files = sorted(fileio.glob(os.path.join(split_dir(uri, split), '*')))
-  entries = [Entry.from_example_bytes(record.numpy())
-             for record in tf.data.TFRecordDataset(files, compression_type='GZIP')] if files else []
+  entries = (
+    [
+      Entry.from_example_bytes(record.numpy())
+      for record in tf.data.TFRecordDataset(files, compression_type='GZIP')
+    ]
+    if files
+    else []
+  )
   return sorted(entries, key=Entry.sort_key)
 
 
-def read_summary(uri: str) -> Dict:
+def read_summary(uri: str) -> dict:
   with fileio.open(os.path.join(uri, SUMMARY_FILE), 'r') as handle:
     return json.loads(handle.read())

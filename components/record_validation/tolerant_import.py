@@ -12,8 +12,9 @@ Use `TolerantImportExampleGen` wherever `tfx.components.ImportExampleGen` is use
 Its default component id is the class name; `.with_id('ImportExampleGen')` keeps an existing id.
 Only the RecordValidator should read its output directly.
 """
+
 import os
-from typing import Any, Dict
+from typing import Any
 
 import apache_beam as beam
 from tfx.components.example_gen.import_example_gen import component as import_component
@@ -27,7 +28,6 @@ from components.record_validation import tfrecord_reader, unreadable
 
 
 class _ReadTolerantly(beam.DoFn):
-
   def process(self, path: str):
     for record in tfrecord_reader.read_file(path):
       if record.error is None:
@@ -37,21 +37,22 @@ class _ReadTolerantly(beam.DoFn):
 
 
 @beam.ptransform_fn
-def _ImportRecords(  # pylint: disable=invalid-name
-    pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-    split_pattern: str) -> beam.pvalue.PCollection:
+def _ImportRecords(
+  pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
   pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
   files = sorted(path for path in fileio.glob(pattern) if not fileio.isdir(path))
   if not files:
     raise ValueError(f'no input file matches {pattern}')
-  return (pipeline
-          | 'Files' >> beam.Create(files)
-          | 'SpreadFiles' >> beam.Reshuffle()
-          | 'ReadTolerantly' >> beam.ParDo(_ReadTolerantly()))
+  return (
+    pipeline
+    | 'Files' >> beam.Create(files)
+    | 'SpreadFiles' >> beam.Reshuffle()
+    | 'ReadTolerantly' >> beam.ParDo(_ReadTolerantly())
+  )
 
 
 class Executor(import_executor.Executor):
-
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _ImportRecords
 

@@ -5,7 +5,6 @@ record), so it wraps them in a tf.train.Example holding the raw bytes and the re
 offset). The RecordValidator recognises such a record and quarantines it with that reason; no other
 component should read ImportExampleGen's output directly.
 """
-from typing import Optional, Tuple
 
 from tensorflow.core.example import example_pb2
 
@@ -23,10 +22,13 @@ def make_record(raw: bytes, source_file: str, reason: str) -> bytes:
   return example.SerializeToString()
 
 
-def parse(example: example_pb2.Example) -> Optional[Tuple[bytes, str, str]]:
+def parse(example: example_pb2.Example) -> tuple[bytes, str, str] | None:
   """(raw bytes, source file, reason) when `example` is such a record, else None."""
   feature = example.features.feature
   if REASON not in feature:
     return None
-  text = lambda key: b''.join(feature[key].bytes_list.value).decode('utf-8', 'replace')
+
+  def text(key):
+    return b''.join(feature[key].bytes_list.value).decode('utf-8', 'replace')
+
   return b''.join(feature[RAW_BYTES].bytes_list.value), text(SOURCE_FILE), text(REASON)

@@ -24,6 +24,7 @@ Choices, and why:
   conversion_report.json). A run that writes no valid record fails and leaves nothing behind.
 - Output paths are local (pathlib/os.rename); convert locally and copy to a bucket if needed.
 """
+
 from iouseg.converters.command import add_arguments, main
 from iouseg.converters.conversion import convert
 from iouseg.converters.errors import ConversionError

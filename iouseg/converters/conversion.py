@@ -1,4 +1,5 @@
 """`convert`: inputs found, each pair checked and written as one record, the report saved beside them."""
+
 import dataclasses
 import json
 import sys
@@ -7,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from iouseg.converters.conversion_report import ReportBuilder
+from iouseg.converters.errors import ConversionError
+from iouseg.converters.output import REPORT_NAME, ShardedWriter, check_output_is_free, staged_output
+from iouseg.converters.sources import Pair, Skip, find_inputs
 from transform import data_format
 from transform.image_checks import BadFile, check_class_ids, read_image, read_mask
-from iouseg.converters.errors import ConversionError
-from iouseg.converters.output import (REPORT_NAME, ShardedWriter, check_output_is_free,
-                                      staged_output)
-from iouseg.converters.conversion_report import ReportBuilder
-from iouseg.converters.sources import Pair, Skip, find_inputs
 
 LAYOUTS = ('folders', 'voc')
 
@@ -21,6 +21,7 @@ LAYOUTS = ('folders', 'voc')
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Everything that decides the output; saved in the report so a conversion can be repeated."""
+
   layout: str
   input: str
   num_classes: int
@@ -32,10 +33,21 @@ class Settings:
   strict: bool
 
 
-def convert(input_dir, output_dir, *, num_classes: int, layout: str = 'folders',
-            ignore_label: int = data_format.DEFAULT_IGNORE_LABEL, eval_fraction: float | None = None,
-            seed: int = 0, shards: int = 1, gzip: bool = False, overwrite: bool = False,
-            strict: bool = False, progress_every: int = 0) -> dict:
+def convert(
+  input_dir,
+  output_dir,
+  *,
+  num_classes: int,
+  layout: str = 'folders',
+  ignore_label: int = data_format.DEFAULT_IGNORE_LABEL,
+  eval_fraction: float | None = None,
+  seed: int = 0,
+  shards: int = 1,
+  gzip: bool = False,
+  overwrite: bool = False,
+  strict: bool = False,
+  progress_every: int = 0,
+) -> dict:
   """Converts image/mask folders or a VOC tree into `output_dir/<split>/data-*-of-*.tfrecord[.gz]`.
 
   Returns the report that is also saved as `output_dir/conversion_report.json`. Raises
@@ -45,8 +57,9 @@ def convert(input_dir, output_dir, *, num_classes: int, layout: str = 'folders',
   many inputs.
   """
   input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
-  settings = Settings(layout, str(input_dir), num_classes, ignore_label, eval_fraction, seed, shards,
-                      gzip, strict)
+  settings = Settings(
+    layout, str(input_dir), num_classes, ignore_label, eval_fraction, seed, shards, gzip, strict
+  )
   _check_settings(settings)
   check_output_is_free(output_dir, input_dir, overwrite)
   inputs = find_inputs(layout, input_dir, eval_fraction, seed)
@@ -64,10 +77,13 @@ def convert(input_dir, output_dir, *, num_classes: int, layout: str = 'folders',
 
 def _check_settings(settings: Settings) -> None:
   if settings.layout not in LAYOUTS:
-    raise ConversionError(f'unknown layout {settings.layout!r} (expected one of {", ".join(LAYOUTS)})')
+    raise ConversionError(
+      f'unknown layout {settings.layout!r} (expected one of {", ".join(LAYOUTS)})'
+    )
   try:
-    data_format.check_label_settings(settings.num_classes, settings.ignore_label,
-                                     names=('--num-classes', '--ignore-label'))
+    data_format.check_label_settings(
+      settings.num_classes, settings.ignore_label, names=('--num-classes', '--ignore-label')
+    )
   except ValueError as error:
     raise ConversionError(str(error)) from None
   if settings.shards < 1:
@@ -81,8 +97,14 @@ def _by_split(pairs: list) -> dict:
   return by_split
 
 
-def _write_split(split: str, pairs: list, staging: Path, settings: Settings, report: ReportBuilder,
-                 progress: '_Progress') -> None:
+def _write_split(
+  split: str,
+  pairs: list,
+  staging: Path,
+  settings: Settings,
+  report: ReportBuilder,
+  progress: '_Progress',
+) -> None:
   # Never more shards than pairs, so small splits do not produce empty files.
   with ShardedWriter(staging / split, min(settings.shards, len(pairs)), settings.gzip) as writer:
     report.add_split(split, writer.names)
@@ -103,25 +125,37 @@ def _make_record(pair: Pair, settings: Settings):
   image = read_image(pair.image)
   mask = read_mask(pair.mask)
   if mask.shape != (image.height, image.width):
-    raise BadFile(pair.mask, f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image '
-                             f'{pair.image.name} is {image.height}x{image.width}')
+    raise BadFile(
+      pair.mask,
+      f'mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image '
+      f'{pair.image.name} is {image.height}x{image.width}',
+    )
   id_pixels = np.bincount(mask.ravel(), minlength=data_format.MASK_ID_RANGE)
   check_class_ids(pair.mask, id_pixels, settings.num_classes, settings.ignore_label)
   example = data_format.make_example(
-      image.data, image.format, image.height, image.width, image.channels,
-      filename=pair.image.relative_to(settings.input).as_posix(),
-      # Re-encoded as 8-bit grayscale: TF's PNG decoder would turn palette indices into colours.
-      mask_png=data_format.encode_png(mask))
+    image.data,
+    image.format,
+    image.height,
+    image.width,
+    image.channels,
+    filename=pair.image.relative_to(settings.input).as_posix(),
+    # Re-encoded as 8-bit grayscale: TF's PNG decoder would turn palette indices into colours.
+    mask_png=data_format.encode_png(mask),
+  )
   return example, image, id_pixels
 
 
 def _fail_unless_usable(result: dict, strict: bool) -> None:
   if strict and result['skipped']:
-    raise ConversionError(f'--strict: {result["skipped_count"]} of {result["inputs"]} inputs are '
-                          f'unusable; nothing written', result)
+    raise ConversionError(
+      f'--strict: {result["skipped_count"]} of {result["inputs"]} inputs are '
+      f'unusable; nothing written',
+      result,
+    )
   if not result['written']:
-    raise ConversionError(f'none of {result["inputs"]} inputs is a valid image/mask pair; '
-                          f'nothing written', result)
+    raise ConversionError(
+      f'none of {result["inputs"]} inputs is a valid image/mask pair; nothing written', result
+    )
 
 
 class _Progress:
@@ -142,5 +176,8 @@ class _Progress:
   def _maybe_print(self) -> None:
     done = self._written + self._skipped
     if self._every and (done % self._every == 0 or done == self._total):
-      print(f'convert: {done}/{self._total} inputs ({self._written} written, '
-            f'{self._skipped} skipped)', file=sys.stderr, flush=True)
+      print(
+        f'convert: {done}/{self._total} inputs ({self._written} written, {self._skipped} skipped)',
+        file=sys.stderr,
+        flush=True,
+      )

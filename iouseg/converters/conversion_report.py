@@ -1,4 +1,5 @@
 """The conversion report: what was written per split, class balance, image sizes, and every skip."""
+
 import dataclasses
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from transform import data_format
 @dataclasses.dataclass
 class SplitStats:
   records: int = 0
-  id_pixels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(data_format.MASK_ID_RANGE, np.int64))
+  id_pixels: np.ndarray = dataclasses.field(
+    default_factory=lambda: np.zeros(data_format.MASK_ID_RANGE, np.int64)
+  )
   heights: tuple | None = None  # (min, max); kept as a running range so memory stays flat.
   widths: tuple | None = None
   shards: list = dataclasses.field(default_factory=list)
@@ -50,13 +53,15 @@ class ReportBuilder:
   def add_skip(self, skip: Skip) -> None:
     if skip.split is not None:
       self._split(skip.split)  # A split whose every input failed still shows up, with 0 records.
-    self._skips.append({
+    self._skips.append(
+      {
         'split': skip.split,
         'file': self._relative(skip.file),
         'reason': skip.reason,
         'image': self._relative(skip.image),
         'mask': self._relative(skip.mask),
-    })
+      }
+    )
 
   def to_dict(self) -> dict:
     total = SplitStats()
@@ -65,26 +70,29 @@ class ReportBuilder:
       total.id_pixels += stats.id_pixels
       total.heights = _widen(total.heights, stats.heights)
       total.widths = _widen(total.widths, stats.widths)
-    empty = [f'split {name!r} has no records'
-             for name, stats in self._splits.items() if not stats.records]
+    empty = [
+      f'split {name!r} has no records' for name, stats in self._splits.items() if not stats.records
+    ]
     return {
-        'settings': self._settings,
-        'inputs': self._inputs,
-        'written': total.records,
-        'skipped_count': len(self._skips),
-        'records_per_split': {name: stats.records for name, stats in self._splits.items()},
-        **self._pixels_and_sizes(total),
-        'splits': {name: {'records': stats.records, 'shards': stats.shards,
-                          **self._pixels_and_sizes(stats)} for name, stats in self._splits.items()},
-        'skipped': self._skips,
-        'warnings': self._warnings + empty,
+      'settings': self._settings,
+      'inputs': self._inputs,
+      'written': total.records,
+      'skipped_count': len(self._skips),
+      'records_per_split': {name: stats.records for name, stats in self._splits.items()},
+      **self._pixels_and_sizes(total),
+      'splits': {
+        name: {'records': stats.records, 'shards': stats.shards, **self._pixels_and_sizes(stats)}
+        for name, stats in self._splits.items()
+      },
+      'skipped': self._skips,
+      'warnings': self._warnings + empty,
     }
 
   def _pixels_and_sizes(self, stats: SplitStats) -> dict:
     return {
-        'class_pixel_counts': stats.id_pixels[:self._num_classes].tolist(),
-        'ignore_pixel_count': int(stats.id_pixels[self._ignore_label]),
-        'image_size': _size_range(stats.heights, stats.widths),
+      'class_pixel_counts': stats.id_pixels[: self._num_classes].tolist(),
+      'ignore_pixel_count': int(stats.id_pixels[self._ignore_label]),
+      'image_size': _size_range(stats.heights, stats.widths),
     }
 
   def _split(self, split: str) -> SplitStats:
@@ -106,5 +114,9 @@ def _widen(current: tuple | None, added: tuple | None) -> tuple | None:
 def _size_range(heights: tuple | None, widths: tuple | None) -> dict | None:
   if heights is None:
     return None
-  return {'min_height': heights[0], 'max_height': heights[1],
-          'min_width': widths[0], 'max_width': widths[1]}
+  return {
+    'min_height': heights[0],
+    'max_height': heights[1],
+    'min_width': widths[0],
+    'max_width': widths[1],
+  }

@@ -5,6 +5,7 @@ Staging is a hidden sibling of OUTPUT (same file system, so the final rename is 
 output of an earlier conversion (it holds conversion_report.json), so a mistyped --output cannot delete
 unrelated data.
 """
+
 import contextlib
 import os
 import shutil
@@ -25,6 +26,7 @@ class ShardedWriter:
 
   def __init__(self, folder: Path, num_shards: int, gzip: bool):
     import tensorflow as tf  # Late: finding and checking inputs should not pay for importing TF.
+
     options = tf.io.TFRecordOptions(compression_type='GZIP' if gzip else '')
     folder.mkdir(parents=True)
     self.names = [shard_name(index, num_shards, gzip) for index in range(num_shards)]
@@ -54,10 +56,14 @@ def check_output_is_free(output: Path, input_dir: Path, overwrite: bool) -> None
   if not any(output.iterdir()):
     return
   if not overwrite:
-    raise ConversionError(f'--output {output} exists and is not empty; pass --overwrite to replace it')
+    raise ConversionError(
+      f'--output {output} exists and is not empty; pass --overwrite to replace it'
+    )
   if not (output / REPORT_NAME).is_file():
-    raise ConversionError(f'--output {output} is not the output of an earlier conversion (it has no '
-                          f'{REPORT_NAME}); refusing to delete it: remove it yourself or pick another')
+    raise ConversionError(
+      f'--output {output} is not the output of an earlier conversion (it has no '
+      f'{REPORT_NAME}); refusing to delete it: remove it yourself or pick another'
+    )
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ One input is one record-to-be: a stem in a folder split (`images/x.jpg` + `masks
 a VOC list file. Every input ends up either as a `Pair` (to be decoded and written) or a `Skip` (with
 the file at fault and why), so `written + skipped == inputs` holds by construction.
 """
+
 import dataclasses
 import hashlib
 from collections import defaultdict
@@ -50,32 +51,41 @@ def find_inputs(layout: str, root: Path, eval_fraction: float | None, seed: int)
     raise ConversionError(f'input folder {root} does not exist')
   if layout == 'voc':
     if eval_fraction is not None:
-      raise ConversionError('--eval-fraction applies to a flat images/ + masks/ folder; VOC splits '
-                            'come from ImageSets/Segmentation/{train,val}.txt')
+      raise ConversionError(
+        '--eval-fraction applies to a flat images/ + masks/ folder; VOC splits '
+        'come from ImageSets/Segmentation/{train,val}.txt'
+      )
     return find_voc_inputs(root)
   return find_folder_inputs(root, eval_fraction, seed)
 
 
 # --- folders layout ---------------------------------------------------------------------------------
 
+
 def find_folder_inputs(root: Path, eval_fraction: float | None, seed: int) -> Inputs:
   """`root/{images,masks}` split by a seeded fraction, or `root/<split>/{images,masks}` per split."""
   split_dirs = [d for d in _visible_subfolders(root) if _holds_pairs(d)]
   if _holds_pairs(root):
     if split_dirs:
-      raise ConversionError(f'{root} holds both images/ + masks/ and split folders '
-                            f'({", ".join(d.name for d in split_dirs)}); use one or the other')
+      raise ConversionError(
+        f'{root} holds both images/ + masks/ and split folders '
+        f'({", ".join(d.name for d in split_dirs)}); use one or the other'
+      )
     inputs = pair_folder(root, split=None)
     fraction = DEFAULT_EVAL_FRACTION if eval_fraction is None else eval_fraction
     return split_by_fraction(inputs, fraction, seed)
   if not split_dirs:
     if (root / 'JPEGImages').is_dir():
       raise ConversionError(f'{root} looks like PASCAL VOC; pass --layout voc')
-    raise ConversionError(f'no images/ + masks/ folders under {root} (expected {root}/images and '
-                          f'{root}/masks, or {root}/<split>/images and {root}/<split>/masks)')
+    raise ConversionError(
+      f'no images/ + masks/ folders under {root} (expected {root}/images and '
+      f'{root}/masks, or {root}/<split>/images and {root}/<split>/masks)'
+    )
   if eval_fraction is not None:
-    raise ConversionError(f'--eval-fraction splits a flat images/ + masks/ folder; {root} is already '
-                          f'split into {", ".join(d.name for d in split_dirs)}')
+    raise ConversionError(
+      f'--eval-fraction splits a flat images/ + masks/ folder; {root} is already '
+      f'split into {", ".join(d.name for d in split_dirs)}'
+    )
   inputs = Inputs([], [], [])
   for split_dir in split_dirs:
     found = pair_folder(split_dir, split=split_dir.name)
@@ -106,19 +116,25 @@ def _pair_or_skip(split: str | None, stem: str, images: list, masks: list):
     return Skip(split, file, reason, image, mask)
 
   if not images:
-    return skip(mask, f"mask without image (no image named '{stem}' with suffix "
-                      f"{'/'.join(IMAGE_SUFFIXES)})")
+    return skip(
+      mask, f"mask without image (no image named '{stem}' with suffix {'/'.join(IMAGE_SUFFIXES)})"
+    )
   if not masks:
     return skip(image, f"image without mask (no mask named '{stem}.png')")
   if len(images) > 1:
-    return skip(image, f"several images share the stem '{stem}': {', '.join(p.name for p in images)}")
+    return skip(
+      image, f"several images share the stem '{stem}': {', '.join(p.name for p in images)}"
+    )
   if len(masks) > 1:
     return skip(mask, f"several masks share the stem '{stem}': {', '.join(p.name for p in masks)}")
   if image.suffix.lower() not in IMAGE_SUFFIXES:
     return skip(image, f"unsupported image file type '{image.suffix}' (expected PNG or JPEG)")
   if mask.suffix.lower() not in MASK_SUFFIXES:
-    return skip(mask, f"unsupported mask file type '{mask.suffix}' (masks must be PNG: lossy "
-                      f"formats change class ids)")
+    return skip(
+      mask,
+      f"unsupported mask file type '{mask.suffix}' (masks must be PNG: lossy "
+      f'formats change class ids)',
+    )
   return Pair(split, image, mask)
 
 
@@ -154,12 +170,16 @@ def split_by_fraction(inputs: Inputs, eval_fraction: float, seed: int) -> Inputs
   pairs found unusable later leave their split that much smaller (the report counts both splits).
   """
   if not 0 < eval_fraction < 1:
-    raise ConversionError(f'--eval-fraction must be between 0 and 1 (exclusive), got {eval_fraction}')
+    raise ConversionError(
+      f'--eval-fraction must be between 0 and 1 (exclusive), got {eval_fraction}'
+    )
   ranked = sorted(inputs.pairs, key=lambda pair: _seeded_rank(seed, pair.image.name))
   eval_count = _eval_count(len(ranked), eval_fraction)
   eval_images = {pair.image for pair in ranked[:eval_count]}
-  pairs = [dataclasses.replace(pair, split='eval' if pair.image in eval_images else 'train')
-           for pair in inputs.pairs]
+  pairs = [
+    dataclasses.replace(pair, split='eval' if pair.image in eval_images else 'train')
+    for pair in inputs.pairs
+  ]
   warnings = list(inputs.warnings)
   if len(pairs) < 2:
     warnings.append(f'only {len(pairs)} valid-looking pair(s): too few to split, all go to train')
@@ -179,6 +199,7 @@ def _eval_count(total: int, fraction: float) -> int:
 
 # --- PASCAL VOC layout ------------------------------------------------------------------------------
 
+
 def find_voc_inputs(root: Path) -> Inputs:
   """Ids listed in `ImageSets/Segmentation/{train,val}.txt`, each as JPEGImages/ID.jpg plus
   SegmentationClass/ID.png."""
@@ -191,8 +212,15 @@ def find_voc_inputs(root: Path) -> Inputs:
   present = {split: path for split, path in list_files.items() if path.is_file()}
   if not present:
     raise ConversionError(f'no list files in {lists_dir} (expected train.txt and val.txt)')
-  inputs = Inputs([], [], [f'{path} not found: no {split} split'
-                           for split, path in list_files.items() if split not in present])
+  inputs = Inputs(
+    [],
+    [],
+    [
+      f'{path} not found: no {split} split'
+      for split, path in list_files.items()
+      if split not in present
+    ],
+  )
   ids_by_split = {}
   for split, list_file in present.items():
     seen = ids_by_split.setdefault(split, set())
@@ -207,7 +235,9 @@ def find_voc_inputs(root: Path) -> Inputs:
 def _voc_pair_or_skip(split, list_file, image_id, images_dir, masks_dir, duplicate):
   image, mask = images_dir / f'{image_id}.jpg', masks_dir / f'{image_id}.png'
   if duplicate:
-    return Skip(split, image, f"'{image_id}' listed more than once in {list_file.name}", image, mask)
+    return Skip(
+      split, image, f"'{image_id}' listed more than once in {list_file.name}", image, mask
+    )
   if not image.is_file():
     return Skip(split, image, f'image listed in {list_file.name} not found', None, mask)
   if not mask.is_file():
@@ -225,5 +255,7 @@ def _overlap_warnings(ids_by_split: dict) -> list:
   if not shared:
     return []
   # Written to both splits as listed, but eval scores on images also trained on are optimistic.
-  return [f'{len(shared)} id(s) are listed in both train and val: {", ".join(sorted(shared)[:5])}'
-          + (' ...' if len(shared) > 5 else '')]
+  return [
+    f'{len(shared)} id(s) are listed in both train and val: {", ".join(sorted(shared)[:5])}'
+    + (' ...' if len(shared) > 5 else '')
+  ]

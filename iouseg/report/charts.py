@@ -3,15 +3,15 @@
 SVG keeps the page one file and lets a reader (and the tests) find each element: every bar carries an
 id, `bar-<model>-<class index>`, and text stays text.
 """
+
 import io
 import math
-from typing import List, Optional
 
 import matplotlib
 
 matplotlib.use('Agg')  # no display: the report is written by a command line tool
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt
+import numpy as np
 
 # Text as <text> elements, not paths: smaller files, and searchable.
 matplotlib.rcParams['svg.fonttype'] = 'none'
@@ -23,11 +23,12 @@ def _svg(figure) -> str:
   figure.savefig(buffer, format='svg', bbox_inches='tight')
   plt.close(figure)
   svg = buffer.getvalue()
-  return svg[svg.index('<svg'):]  # inline: without the XML prolog and doctype
+  return svg[svg.index('<svg') :]  # inline: without the XML prolog and doctype
 
 
-def class_iou_bars(class_names: List[str], candidate: List[float],
-                   baseline: Optional[List[float]]) -> str:
+def class_iou_bars(
+  class_names: list[str], candidate: list[float], baseline: list[float] | None
+) -> str:
   """Grouped bars of per-class IoU, candidate beside baseline; an absent class (NaN) gets an empty
   bar labelled 'absent'."""
   models = [('candidate', candidate, CANDIDATE_COLOUR)]
@@ -40,21 +41,34 @@ def class_iou_bars(class_names: List[str], candidate: List[float],
     offset = (m - (len(models) - 1) / 2) * width
     for k, value in enumerate(values):
       absent = math.isnan(value)
-      bar, = axes.bar(x[k] + offset, 0.0 if absent else value, width, color=colour,
-                      label=model if k == 0 else None)
+      (bar,) = axes.bar(
+        x[k] + offset,
+        0.0 if absent else value,
+        width,
+        color=colour,
+        label=model if k == 0 else None,
+      )
       bar.set_gid(f'bar-{model}-{k}')
-      axes.annotate('absent' if absent else f'{value:.3f}', (x[k] + offset, 0.0 if absent else value),
-                    ha='center', va='bottom', fontsize=7, xytext=(0, 2), textcoords='offset points')
+      axes.annotate(
+        'absent' if absent else f'{value:.3f}',
+        (x[k] + offset, 0.0 if absent else value),
+        ha='center',
+        va='bottom',
+        fontsize=7,
+        xytext=(0, 2),
+        textcoords='offset points',
+      )
   axes.set_xticks(x, class_names)
   axes.set_ylim(0, 1.08)
   axes.set_ylabel('IoU')
-  axes.legend(loc='lower center', bbox_to_anchor=(0.5, 1.0), ncol=len(models), fontsize=8,
-              frameon=False)
+  axes.legend(
+    loc='lower center', bbox_to_anchor=(0.5, 1.0), ncol=len(models), fontsize=8, frameon=False
+  )
   axes.spines[['top', 'right']].set_visible(False)
   return _svg(figure)
 
 
-def confusion_heatmap(matrix: np.ndarray, class_names: List[str]) -> str:
+def confusion_heatmap(matrix: np.ndarray, class_names: list[str]) -> str:
   """Rows ground truth, columns prediction; colour: the share of the row (recall-normalised), text:
   the pixel count TFMA reports."""
   rows = matrix.sum(axis=1, keepdims=True)
@@ -63,8 +77,16 @@ def confusion_heatmap(matrix: np.ndarray, class_names: List[str]) -> str:
   figure, axes = plt.subplots(figsize=(size + 1.2, size))
   image = axes.imshow(shares, cmap='Blues', vmin=0, vmax=1)
   for (i, j), count in np.ndenumerate(matrix):
-    axes.text(j, i, str(count), ha='center', va='center', fontsize=8,
-              color='white' if shares[i, j] > 0.6 else 'black', gid=f'cell-{i}-{j}')
+    axes.text(
+      j,
+      i,
+      str(count),
+      ha='center',
+      va='center',
+      fontsize=8,
+      color='white' if shares[i, j] > 0.6 else 'black',
+      gid=f'cell-{i}-{j}',
+    )
   ticks = np.arange(len(class_names))
   axes.set_xticks(ticks, class_names, rotation=30, ha='right')
   axes.set_yticks(ticks, class_names)
@@ -72,4 +94,3 @@ def confusion_heatmap(matrix: np.ndarray, class_names: List[str]) -> str:
   axes.set_ylabel('ground truth')
   figure.colorbar(image, ax=axes, fraction=0.046, label='share of the ground-truth row')
   return _svg(figure)
-

@@ -5,21 +5,21 @@ Records and pixels are the ones TFMA scored: the Evaluator's examples (eval spli
 each image's confusion matrix, counted here, adds up to the confusion matrix in the TFMA output,
 which the report checks.
 """
+
 import dataclasses
 import glob
 import io
 import math
 import os
-from typing import List
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tfx.utils import path_utils
 
-from transform import data_format
 from trainer import iou
 from trainer.colours import IGNORE_COLOUR, class_colours
+from transform import data_format
 
 EVAL_SPLIT = 'eval'
 _BATCH = 16
@@ -41,7 +41,7 @@ class Sample:
     return iou.mean_iou(self.matrix)
 
 
-def eval_records(examples_uri: str) -> List[bytes]:
+def eval_records(examples_uri: str) -> list[bytes]:
   files = sorted(glob.glob(os.path.join(examples_uri, f'Split-{EVAL_SPLIT}', '*')))
   if not files:
     raise FileNotFoundError(f'no {EVAL_SPLIT} split under {examples_uri}')
@@ -58,31 +58,41 @@ def _image_and_mask(record: bytes) -> tuple:
   return name, np.asarray(image.convert('RGB')), np.asarray(mask, dtype=np.int64)
 
 
-def segment(model_uri: str, records: List[bytes]) -> List[Sample]:
+def segment(model_uri: str, records: list[bytes]) -> list[Sample]:
   """Every record through the Evaluator's model artifact (its serving SavedModel)."""
   model = tf.saved_model.load(path_utils.serving_model_path(model_uri))
   samples = []
   for start in range(0, len(records), _BATCH):
-    batch = records[start:start + _BATCH]
+    batch = records[start : start + _BATCH]
     outputs = model.signatures['serving_default'](examples=tf.constant(batch))
     num_classes = outputs['probabilities'].shape[-1]
-    for record, class_ids, height, width in zip(batch, outputs['class_ids'].numpy(),
-                                                outputs['height'].numpy(), outputs['width'].numpy()):
+    for record, class_ids, height, width in zip(
+      batch, outputs['class_ids'].numpy(), outputs['height'].numpy(), outputs['width'].numpy()
+    ):
       name, image, true_ids = _image_and_mask(record)
       pred_ids = class_ids[:height, :width]  # the batch is padded to its largest image
       valid = true_ids < num_classes  # not the ignore label
-      samples.append(Sample(name, image, true_ids, valid, pred_ids,
-                            iou.confusion_matrix(true_ids, pred_ids, valid, num_classes)))
+      samples.append(
+        Sample(
+          name,
+          image,
+          true_ids,
+          valid,
+          pred_ids,
+          iou.confusion_matrix(true_ids, pred_ids, valid, num_classes),
+        )
+      )
   return samples
 
 
-def worst_first(samples: List[Sample]) -> List[Sample]:
+def worst_first(samples: list[Sample]) -> list[Sample]:
   """Lowest mean IoU first; images with no labelled pixel (nothing to score) last."""
   return sorted(samples, key=lambda s: (math.isnan(s.mean_iou), s.mean_iou))
 
 
-def _overlay(image: np.ndarray, ids: np.ndarray, colours: np.ndarray,
-             ignored: np.ndarray) -> np.ndarray:
+def _overlay(
+  image: np.ndarray, ids: np.ndarray, colours: np.ndarray, ignored: np.ndarray
+) -> np.ndarray:
   """The mask painted over a grey copy of the image: the image's own colours would blend with the
   class colours into shades no legend explains."""
   size = image.shape[1], image.shape[0]
@@ -90,7 +100,9 @@ def _overlay(image: np.ndarray, ids: np.ndarray, colours: np.ndarray,
   ignored = np.asarray(Image.fromarray(ignored).resize(size, Image.NEAREST))
   painted = (ids > 0) | ignored
   tint = np.where(ignored[..., None], np.array(IGNORE_COLOUR), colours[ids])
-  out = np.repeat(np.asarray(Image.fromarray(image).convert('L'), np.float64)[..., None], 3, axis=-1)
+  out = np.repeat(
+    np.asarray(Image.fromarray(image).convert('L'), np.float64)[..., None], 3, axis=-1
+  )
   out[painted] = (1 - _OPACITY) * out[painted] + _OPACITY * tint[painted]
   return out.astype(np.uint8)
 
@@ -101,8 +113,11 @@ def panel_png(sample: Sample, num_classes: int, size: int) -> bytes:
   image = np.asarray(Image.fromarray(sample.image).resize((size, size), Image.BILINEAR))
   colours = class_colours(num_classes)
   no_ignore = np.zeros_like(sample.valid)
-  panels = [image, _overlay(image, np.where(sample.valid, sample.true_ids, 0), colours, ~sample.valid),
-            _overlay(image, sample.pred_ids, colours, no_ignore)]
+  panels = [
+    image,
+    _overlay(image, np.where(sample.valid, sample.true_ids, 0), colours, ~sample.valid),
+    _overlay(image, sample.pred_ids, colours, no_ignore),
+  ]
   gap = np.full((size, 4, 3), 255, dtype=np.uint8)
   strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
   buffer = io.BytesIO()

@@ -1,0 +1,165 @@
+"""What several test files share: the repository's paths, the tiny model, and helpers that run it
+through the pipeline and read back what ML Metadata recorded.
+
+Import from here (`from helpers import ...`); `conftest.py` holds only fixtures and the environment
+set-up. TensorFlow, TFX and the project's modules are imported inside the functions that need them,
+so importing this module loads none of them.
+"""
+
+import importlib
+import io
+import os
+import pathlib
+import shutil
+import sys
+
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Real image/mask samples shipped with the repository (licences in their README).
+SAMPLES = REPO / 'data' / 'samples'
+BENCHMARKS = REPO / 'benchmarks'
+
+# A model that trains on 32 px in seconds: enough to check wiring, blessing and export.
+TINY_SIZE, TINY_CLASSES = 32, 4
+TINY_MODEL = dict(
+  image_size=TINY_SIZE, num_classes=TINY_CLASSES, base_filters=8, depth=2, batch_size=8, epochs=2
+)
+
+
+def benchmark_module(monkeypatch, name: str):
+  """`benchmarks/<name>.py` imported as a module (the benchmarks import each other by name)."""
+  monkeypatch.syspath_prepend(str(BENCHMARKS))
+  return importlib.import_module(name)
+
+
+def tiny_model_flags(**overrides) -> list:
+  """TINY_MODEL (with `overrides`) as `iouseg run` / `compile-kubeflow` flags."""
+  return [
+    item
+    for name, value in {**TINY_MODEL, **overrides}.items()
+    for item in ('--' + name.replace('_', '-'), str(value))
+  ]
+
+
+def iouseg_run_argv(base: pathlib.Path, data_root, name: str, train_steps: int) -> list:
+  """The `iouseg run` command line (the installed console script, as a user types it) of a tiny
+  pipeline with its outputs under `base`, as `run_tiny_pipeline` lays them out; model flags
+  apart."""
+  script = shutil.which('iouseg', path=os.path.dirname(sys.executable))
+  return ([script] if script else [sys.executable, '-m', 'iouseg.cli']) + [
+    'run',
+    '--data-root',
+    str(data_root),
+    '--pipeline-root',
+    str(base / 'root'),
+    '--serving-dir',
+    str(base / 'serving'),
+    '--metadata',
+    str(base / 'metadata.sqlite'),
+    '--pipeline-name',
+    name,
+    '--train-steps',
+    str(train_steps),
+    '--eval-steps',
+    '1',
+    '--min-mean-iou',
+    '0',
+  ]
+
+
+def run_tiny_pipeline(
+  base: pathlib.Path,
+  data_root,
+  name: str,
+  *,
+  train_steps: int,
+  min_mean_iou: float = 0.0,
+  eval_steps: int = 1,
+  trainer_overrides=None,
+  baseline: str = 'resolver',
+  warm_start: bool = False,
+  beam_pipeline_args=None,
+  **extras,
+) -> str:
+  """One `local_runner.run` of the tiny model with its outputs under `base` (pipeline root `root`,
+  serving dir `serving`, ML Metadata `metadata.sqlite`); returns the metadata path. `extras` are
+  `pipeline.settings.OptionalComponents` fields (tune_trials, tune_steps, infer_data_root)."""
+  from tfx import v1 as tfx
+
+  from pipeline import local_runner, settings
+  from trainer.config import TrainerConfig
+
+  model = {**TINY_MODEL, **(trainer_overrides or {})}
+  metadata = str(base / 'metadata.sqlite')
+  local_runner.run(
+    metadata,
+    settings.PipelinePaths(
+      pipeline_name=name,
+      pipeline_root=str(base / 'root'),
+      data_root=str(data_root),
+      serving_model_dir=str(base / 'serving'),
+    ),
+    settings.DataSettings(split_patterns=local_runner.split_patterns_for(str(data_root))),
+    settings.TrainingSettings(
+      TrainerConfig.from_flat(**model),
+      tfx.proto.TrainArgs(num_steps=train_steps),
+      tfx.proto.EvalArgs(num_steps=eval_steps),
+      warm_start=warm_start,
+    ),
+    settings.BlessingSettings(min_mean_iou, baseline=baseline),
+    settings.OptionalComponents(**extras),
+    beam_pipeline_args=beam_pipeline_args,
+  )
+  return metadata
+
+
+def recorded_artifacts(metadata: str, node: str):
+  """(inputs, outputs, exec properties) of `node`'s latest execution recorded in ML Metadata: the
+  TFX artifacts by key, and its settings."""
+  from ml_metadata.proto import metadata_store_pb2
+
+  from iouseg import mlmd_store
+
+  store = mlmd_store.open_store(metadata)
+  execution = max(
+    (e for e in store.get_executions() if mlmd_store.node_id(store, e) == node), key=lambda e: e.id
+  )
+  inputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.INPUT,))
+  outputs = mlmd_store.tfx_artifacts(store, execution, (metadata_store_pb2.Event.OUTPUT,))
+  properties = {
+    name: (value.string_value if value.HasField('string_value') else value.int_value)
+    for name, value in execution.custom_properties.items()
+  }
+  return inputs, outputs, properties
+
+
+def rerun_executor(
+  metadata: str, node: str, executor_class, beam_args, out_dir: str, extra_outputs=None
+) -> dict:
+  """Runs `node`'s executor again with its recorded inputs and settings, writing under `out_dir`;
+  `extra_outputs` ({key: artifact}) adds outputs the run did not have. Returns the new outputs."""
+  import tensorflow as tf
+  from tfx.dsl.components.base import base_beam_executor
+
+  inputs, outputs, properties = recorded_artifacts(metadata, node)
+  outputs.update({key: [artifact] for key, artifact in (extra_outputs or {}).items()})
+  for key, artifacts in outputs.items():
+    for i, artifact in enumerate(artifacts):
+      artifact.uri = os.path.join(out_dir, node, key, str(i))
+      tf.io.gfile.makedirs(artifact.uri)
+  context = base_beam_executor.BaseBeamExecutor.Context(
+    beam_pipeline_args=beam_args, tmp_dir=os.path.join(out_dir, 'tmp'), unique_id=node
+  )
+  executor_class(context).Do(inputs, outputs, properties)
+  return outputs
+
+
+def encoded(image, image_format: str = 'PNG') -> bytes:
+  """PNG or JPEG bytes of a PIL image or an array (HxW or HxWxC; its dtype decides the bit
+  depth)."""
+  if not isinstance(image, Image.Image):
+    image = Image.fromarray(image)
+  buffer = io.BytesIO()
+  image.save(buffer, format=image_format)
+  return buffer.getvalue()
