@@ -62,7 +62,7 @@ def metrics_of(matrix, model_matrix, intersection, union, class_names):
     )
     if truth.sum()
     else math.nan,
-    'soft_iou_loss': 1 - intersection / union if union > 0 else 0.0,  # the seed's 1 - I/U
+    'soft_iou_loss': 1 - intersection / union if union > 0 else 0.0,  # the paper's 1 - I/U
     'confusion_matrix': matrix,
   }
   expected.update({f'iou/{name}': per_class[k] for k, name in enumerate(class_names)})

@@ -1,4 +1,4 @@
-"""The losses against the seed's formula computed in numpy."""
+"""The losses against the paper's formula (trainer/losses.py) computed in numpy."""
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ def _random_batch(seed, shape=(2, 5, 6, 3)):
 
 
 def seed_soft_iou(y, x, w):
-  """The seed post's Eq. 1-4 over the whole batch, weights applied per pixel: 1 - I/U exactly."""
+  """The paper's Eq. 1-4 over the whole batch, weights applied per pixel: 1 - I/U exactly."""
   w = w[..., None]
   inter = np.sum(w * x * y)
   union = np.sum(w * (x + y - x * y))
