@@ -7,10 +7,10 @@ per-class sigmoid form: each class channel is a binary problem on its own sigmoi
 Neural Networks for Image Segmentation", ISVC 2016 (Advances in Visual Computing, LNCS): with
 sigmoid outputs X and one-hot labels Y, I = sum(X*Y), U = sum(X + Y - X*Y), loss = 1 - I/U, summed
 over the whole batch (every pixel of every image and every class channel at once).
-`soft_iou_per_image_loss` takes I/U of each image and averages them; `soft_iou_per_class_loss` does so per class channel.
-Exactly 1 - I/U wherever U > 0; a term with U = 0 (no label and no prediction mass: an all-ignore
-image, a class absent from both) has nothing to score and is left out, and with no term left the
-loss is 0, with finite gradients.
+`soft_iou_per_image_loss` takes I/U of each image and averages them; `soft_iou_per_class_loss` does
+so per class channel. Exactly 1 - I/U wherever U > 0; a term with U = 0 (no label and no prediction
+mass: an all-ignore image, a class absent from both) has nothing to score and is left out, and with
+no term left the loss is 0, with finite gradients.
 
 All losses take `sample_weight` of shape [B, H, W] (or broadcastable to it): pixels of weight 0 (the
 ignore label) count in neither sum.
