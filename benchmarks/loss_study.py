@@ -37,6 +37,7 @@ from trainer.losses import LOSSES
 from transform import data_format
 from transform.config import TransformConfig
 
+import report_table
 import study_cli
 import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
@@ -232,31 +233,45 @@ def paired_differences(
   ]
 
 
-def table(results: list, args) -> str:
-  lines = [
-    '| data | loss | eval mean IoU | − cross-entropy, paired | seeds ahead | rarest class IoU '
-    '| steps to best | s / run |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-  ]
+def paired_cells(result: dict, name: str, key: str = 'loss', baseline: str = BASELINE) -> tuple:
+  """The '− baseline, paired' and 'seeds ahead' cells of the runs with run[key] == name: mean ±
+  half-range of `paired_differences`, and how many seeds came out ahead; '—' for the baseline
+  itself, or where no seed ran both."""
+  paired = paired_differences(result, name, key=key, baseline=baseline)
+  if not paired or name == baseline:
+    return '—', '—'
+  sign = '+' if np.mean(paired) >= 0 else ''
+  return sign + mean_spread(paired), f'{sum(d > 0 for d in paired)}/{len(paired)}'
+
+
+def steps_cell(runs: list) -> str:
+  """The 'steps to best' cell: the mean best step, and how many runs stopped at --max-steps."""
+  capped = sum(not run['converged'] for run in runs)
+  steps = f'{np.mean([run["best_step"] for run in runs]):.0f}'
+  return steps + (f' ({capped} capped)' if capped else '')
+
+
+def run_groups(results: list, key: str):
+  """(result, name, its runs) for each value of run[key] in each result, in the order they ran."""
   for result in results:
+    for name in dict.fromkeys(run[key] for run in result['runs']):
+      yield result, name, [run for run in result['runs'] if run[key] == name]
+
+
+def table(results: list, args) -> str:
+  lines = report_table.header(
+    'data | loss | eval mean IoU | − cross-entropy, paired | seeds ahead | rarest class IoU '
+    '| steps to best | s / run'
+  )
+  for result, loss, runs in run_groups(results, 'loss'):
     rarest = _rarest_class(result)
-    losses = list(dict.fromkeys(run['loss'] for run in result['runs']))
-    for loss in losses:
-      runs = [run for run in result['runs'] if run['loss'] == loss]
-      paired = paired_differences(result, loss)
-      compared = paired and loss != BASELINE
-      versus = ('+' if np.mean(paired) >= 0 else '') + mean_spread(paired) if compared else '—'
-      ahead = f'{sum(d > 0 for d in paired)}/{len(paired)}' if compared else '—'
-      capped = sum(not run['converged'] for run in runs)
-      steps = f'{np.mean([run["best_step"] for run in runs]):.0f}' + (
-        f' ({capped} capped)' if capped else ''
-      )
-      lines.append(
-        f'| {result["dataset"]} | `{loss}` | {mean_spread([r["mean_iou"] for r in runs])} | '
-        f'{versus} | {ahead} | '
-        f'{mean_spread([r["per_class_iou"][rarest] for r in runs])} | {steps} | '
-        f'{np.mean([r["seconds"] for r in runs]):.0f} |'
-      )
+    versus, ahead = paired_cells(result, loss)
+    lines.append(
+      f'| {result["dataset"]} | `{loss}` | {mean_spread([r["mean_iou"] for r in runs])} | '
+      f'{versus} | {ahead} | '
+      f'{mean_spread([r["per_class_iou"][rarest] for r in runs])} | {steps_cell(runs)} | '
+      f'{np.mean([r["seconds"] for r in runs]):.0f} |'
+    )
   names = ', '.join(f'{r["dataset"]}: {r["class_names"][_rarest_class(r)]}' for r in results)
   lines.append('')
   for result in results:

@@ -27,6 +27,7 @@ import numpy as np
 from trainer.config import TrainerConfig
 
 import loss_study
+import report_table
 import study_cli
 import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
@@ -110,31 +111,20 @@ def _validation_gap(run: dict) -> float:
 
 
 def table(results: list, args) -> list:
-  lines = [
-    '| data | recipe | what it trains with | eval mean IoU | − today, paired | seeds ahead '
-    '| train − validation | steps to best | s / run |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ]
-  for result in results:
-    for recipe in dict.fromkeys(run['recipe'] for run in result['runs']):
-      runs = [run for run in result['runs'] if run['recipe'] == recipe]
-      paired = loss_study.paired_differences(result, recipe, key='recipe', baseline=BASELINE)
-      compared = paired and recipe != BASELINE
-      versus = (
-        ('+' if np.mean(paired) >= 0 else '') + loss_study.mean_spread(paired) if compared else '—'
-      )
-      ahead = f'{sum(d > 0 for d in paired)}/{len(paired)}' if compared else '—'
-      capped = sum(not run['converged'] for run in runs)
-      config = TrainerConfig.from_flat(**RECIPES[recipe])
-      lines.append(
-        f'| {result["dataset"]} ({result["train_records"]} train) | {recipe} | '
-        f'{loss_study.recipe_text(config)} | '
-        f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
-        f'{np.mean([_validation_gap(r) for r in runs]):+.3f} | '
-        f'{np.mean([r["best_step"] for r in runs]):.0f}'
-        + (f' ({capped} capped)' if capped else '')
-        + f' | {np.mean([r["seconds"] for r in runs]):.0f} |'
-      )
+  lines = report_table.header(
+    'data | recipe | what it trains with | eval mean IoU | − today, paired | seeds ahead '
+    '| train − validation | steps to best | s / run'
+  )
+  for result, recipe, runs in loss_study.run_groups(results, 'recipe'):
+    versus, ahead = loss_study.paired_cells(result, recipe, key='recipe', baseline=BASELINE)
+    config = TrainerConfig.from_flat(**RECIPES[recipe])
+    lines.append(
+      f'| {result["dataset"]} ({result["train_records"]} train) | {recipe} | '
+      f'{loss_study.recipe_text(config)} | '
+      f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
+      f'{np.mean([_validation_gap(r) for r in runs]):+.3f} | {loss_study.steps_cell(runs)} | '
+      f'{np.mean([r["seconds"] for r in runs]):.0f} |'
+    )
   lines.append('')
   lines.append(
     f'Each run: batch {args.batch_size}, {args.image_size} px, `{TODAY["loss"]}`, lr 3e-3, validation every '

@@ -6,6 +6,12 @@ import platform
 import sys
 
 
+def header(columns: str) -> list[str]:
+  """A markdown table's first two lines: the header row of `columns` (names separated by ' | ')
+  and the separator row under it."""
+  return [f'| {columns} |', '|' + ' --- |' * len(columns.split(' | '))]
+
+
 def publish(
   lines: list[str], out: str | None, script: str, device: str = '', argv: list[str] | None = None
 ) -> int:

@@ -14,17 +14,25 @@ pixel travels as floats; this component only names and stores them.
 
 Output (`masks`, a `Dataset` artifact):
   masks/<name>.mask.png   8-bit grayscale PNG of class ids, the image's height and width
-  index.csv               header `record,mask,height,width`; one row per input record (no order):
-                          record = the record's image/filename, or `sha256:<hex>` of its
-                          image/encoded when it has none; mask = the path relative to the artifact
+  index.csv               header `record,mask,height,width,error`; one row per input record (no
+                          order): record = the record's image/filename, or `sha256:<hex>` of its
+                          image/encoded when it has none; mask = the path relative to the artifact;
+                          error = '' or, for a record whose image could not be segmented (missing,
+                          undecodable, a channel count other than 1, 3 or 4), the reason, with mask,
+                          height and width empty
 <name> is the file name's stem (as `iouseg predict` names its outputs) with characters outside
 [A-Za-z0-9._-] replaced by '_', or `record-<first 16 hex of the sha256>`; when two different records
 would share a name, each gets `-<first 10 hex of its image's sha256>` appended.
 
 Every mask is checked before it is written: it decodes as an 8-bit grayscale PNG, has the height and
 width the signature measured on the image, and holds class ids below `num_classes` only; a failure
-stops the run naming the record. Custom properties: `mask_count` (int) and, when nothing was
-inferred, `skipped` (why).
+stops the run naming the record (a wrong mask is the model's or this code's fault, not the input's).
+
+A bad input image does not stop the run: the `masks` signature reports it in its `error` output
+instead of failing the batch (`export.image_errors`), and its index row names the record and the
+reason, in the converter's words where they say more (`image_checks.image_from_bytes`: Pillow's
+reading of the same bytes). Custom properties: `mask_count` (int, masks written), `failed_count`
+(int, records without a mask) and, when nothing was inferred, `skipped` (why).
 """
 
 import csv
@@ -46,12 +54,13 @@ from tfx.dsl.io import fileio
 from tfx.types.experimental import simple_artifacts
 
 from trainer import export
-from transform import data_format
+from transform import data_format, image_checks
 
 INDEX_FILE = 'index.csv'
 MASKS_DIR = 'masks'
-INDEX_HEADER = ('record', 'mask', 'height', 'width')
+INDEX_HEADER = ('record', 'mask', 'height', 'width', 'error')
 MASK_COUNT_KEY = 'mask_count'
+FAILED_COUNT_KEY = 'failed_count'
 SKIPPED_KEY = 'skipped'
 # Where BulkInferrer (TFX 1.16, bulk_inferrer/executor.py) writes inside its inference_result.
 _PREDICTION_LOGS = 'prediction_logs*'
@@ -81,11 +90,22 @@ def _scalar(tensor):
   return values[0]
 
 
-def _image_sha256(predict_log) -> str:
+def _request_image(predict_log) -> bytes:
+  """The image/encoded bytes of the record the log answers (b'' when it has none)."""
   (request,) = predict_log.request.inputs.values()
   example = example_pb2.Example.FromString(request.string_val[0])
-  image = example.features.feature[data_format.IMAGE_ENCODED].bytes_list.value[0]
-  return hashlib.sha256(image).hexdigest()
+  values = example.features.feature[data_format.IMAGE_ENCODED].bytes_list.value
+  return values[0] if values else b''
+
+
+def input_error(image: bytes, signature_error: str) -> str:
+  """Why a record was not segmented: the converter's reason for its image when it has one (it names
+  the decoder's complaint), else the signature's."""
+  try:
+    image_checks.image_from_bytes('image', image)
+  except image_checks.BadFile as bad:
+    return bad.reason
+  return signature_error
 
 
 def _stem(filename: str) -> str:
@@ -97,13 +117,19 @@ def parse_log(predict_log_bytes: bytes) -> tuple[str, dict]:
   """(mask stem, entry): the record name, its image's sha256, the PNG and the measured size."""
   predict_log = prediction_log_pb2.PredictionLog.FromString(predict_log_bytes).predict_log
   filename = _scalar(_output(predict_log, export.FILENAME)).decode('utf-8', 'replace')
-  sha = _image_sha256(predict_log)
+  image = _request_image(predict_log)
+  sha = hashlib.sha256(image).hexdigest()
+  # A model exported before the signature had `error` fails the batch on a bad image instead.
+  error = b''
+  if export.ERROR in predict_log.response.outputs:
+    error = _scalar(_output(predict_log, export.ERROR))
   entry = dict(
     record=filename or f'sha256:{sha}',
     sha=sha,
     png=_scalar(_output(predict_log, export.MASKS)),
     height=int(_scalar(_output(predict_log, export.HEIGHT))),
     width=int(_scalar(_output(predict_log, export.WIDTH))),
+    error=input_error(image, error.decode('utf-8', 'replace')) if error else '',
   )
   return (_stem(filename) if filename else f'record-{sha[:16]}'), entry
 
@@ -142,9 +168,11 @@ def unique_names(stem: str, entries: Iterable[dict]) -> Iterable[tuple[str, dict
 
 def _index_row(entry: dict, mask_path: str) -> str:
   buffer = io.StringIO()
-  csv.writer(buffer, lineterminator='').writerow(
-    [entry['record'], mask_path, entry['height'], entry['width']]
-  )
+  if entry['error']:
+    row = [entry['record'], '', '', '', entry['error']]
+  else:
+    row = [entry['record'], mask_path, entry['height'], entry['width'], '']
+  csv.writer(buffer, lineterminator='').writerow(row)
   return buffer.getvalue()
 
 
@@ -156,6 +184,10 @@ class _WriteMasks(beam.DoFn):
   def process(self, grouped):
     stem, entries = grouped
     for name, entry in unique_names(stem, entries):
+      if entry['error']:
+        beam.metrics.Metrics.counter('iouseg', 'records_failed').inc()
+        yield _index_row(entry, '')
+        continue
       check_mask(entry, self._num_classes)
       relative = f'{MASKS_DIR}/{name}'
       with FileSystems.create(FileSystems.join(self._output_uri, MASKS_DIR, name)) as f:
@@ -181,9 +213,12 @@ def write_masks(
   )
 
 
-def _count_rows(index_path: str) -> int:
+def _count_rows(index_path: str) -> tuple[int, int]:
+  """(rows with a mask, rows with an error) of the index."""
   with fileio.open(index_path, 'r') as f:
-    return sum(1 for _ in csv.reader(f)) - 1  # the header
+    rows = list(csv.DictReader(f))
+  failed = sum(1 for row in rows if row['error'])
+  return len(rows) - failed, failed
 
 
 @tfx.dsl.components.component(use_beam=True)
@@ -214,9 +249,10 @@ def MaskWriter(
       write_masks(
         pipeline, os.path.join(inference_result.uri, _PREDICTION_LOGS), masks.uri, num_classes
       )
-  count = _count_rows(index_path)
-  if not count and not skipped:
+  count, failed = _count_rows(index_path)
+  if not count and not failed and not skipped:
     masks.set_string_custom_property(
       SKIPPED_KEY, 'BulkInferrer wrote no predictions (no input records)'
     )
   masks.set_int_custom_property(MASK_COUNT_KEY, count)
+  masks.set_int_custom_property(FAILED_COUNT_KEY, failed)

@@ -3,10 +3,10 @@
 The latest-blessed-model Resolver is an ML Metadata query that the open-source Kubeflow Pipelines
 backend cannot run ("resolver executors not implemented"). This component needs no query: it reads
 the serving directory itself and imports its newest numeric version, the one TF Serving's default
-version policy serves (a version still being copied, without `saved_model.pb`, is passed over, as
-TF Serving's loader passes it over), as a `Model` artifact: a copy of the version under
-`<uri>/Format-Serving`, the layout TFX's Trainer writes, with custom properties `served_version`
-and `served_path`. The Evaluator compares the candidate with it, so a candidate worse than the model
+version policy serves (a push's staging dir and a numbered folder without `saved_model.pb` are
+passed over, as TF Serving's loader passes them over: `components.serving_dir`), as a `Model`
+artifact: a copy of the version under `<uri>/Format-Serving`, the layout TFX's Trainer writes, with
+custom properties `served_version` and `served_path`. The Evaluator compares the candidate with it, so a candidate worse than the model
 in production is refused on every runner, as with the Resolver.
 
 Nothing served yet (the first run): the output is one Model artifact holding no SavedModel, with
@@ -43,6 +43,8 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
+from components import serving_dir
+
 MODEL_KEY = 'model'
 SERVING_MODEL_DIR_KEY = 'serving_model_dir'
 SERVED_VERSION_KEY = 'served_version'  # exec property (set by the driver) and artifact property
@@ -51,16 +53,9 @@ SERVED_PATH_KEY = 'served_path'  # artifact property: the version folder that wa
 
 def newest_served_version(serving_model_dir: str) -> str | None:
   """The name of the version TF Serving serves from `serving_model_dir` with its default policy
-  (the largest number among the folders holding a `saved_model.pb`), or None."""
-  if not fileio.isdir(serving_model_dir):
-    return None
-  versions = [name.rstrip('/') for name in fileio.listdir(serving_model_dir)]
-  loadable = [
-    v
-    for v in versions
-    if v.isdigit() and fileio.exists(os.path.join(serving_model_dir, v, 'saved_model.pb'))
-  ]
-  return max(loadable, key=int) if loadable else None
+  (the largest number among the folders holding a `saved_model.pb`; a push's staging dir is no
+  version: `serving_dir`), or None."""
+  return serving_dir.newest_complete_version(serving_model_dir)
 
 
 def served_state(serving_model_dir: str) -> str:

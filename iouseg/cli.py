@@ -166,6 +166,8 @@ def _add_predict(sub):
     help='segment image files with a pushed model',
     description="Runs the SavedModel's serving_default signature on each image "
     'and writes a PNG of class ids (same size as the image) per input.',
+    epilog='A file that cannot be segmented (unreadable, not a PNG or JPEG, undecodable, not 1, 3 '
+    'or 4 channels) is named with its reason on stderr and passed over; the exit status is then 1.',
   )
   p.add_argument(
     '--model',
@@ -180,9 +182,16 @@ def _add_predict(sub):
 def _predict(args) -> int:
   from iouseg import predict
 
-  for image, written in predict.predict_files(args.model, args.images, args.output):
-    print(f'{image} -> {written}')
-  return 0
+  failed = 0
+  for image, written, reason in predict.predict_files(args.model, args.images, args.output):
+    if reason is None:
+      print(f'{image} -> {written}')
+    else:
+      failed += 1
+      print(f'{image}: not segmented: {reason}', file=sys.stderr)
+  if failed:
+    print(f'{failed} of {len(args.images)} images not segmented', file=sys.stderr)
+  return 1 if failed else 0
 
 
 def _add_convert(sub):

@@ -1,4 +1,9 @@
-"""Segment image files with an exported model through its `serving_default` signature."""
+"""Segment image files with an exported model through its `serving_default` signature.
+
+Each file is checked first by the converter's rules (`transform.image_checks`); a bad one is named
+with its reason and passed over, the others are segmented, and `iouseg predict` exits 1 when any
+file failed: one bad file among many should cost its own mask, not everyone's, and the exit status
+still tells a script that the output is incomplete."""
 
 import os
 from collections.abc import Iterator
@@ -6,20 +11,21 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-from transform import data_format
+from components import serving_dir
+from transform import data_format, image_checks
 
 
 def resolve_saved_model(path: str) -> str:
-  """`path` itself if it is a SavedModel, else its highest numbered version (a Pusher's serving dir)."""
+  """`path` itself if it is a SavedModel, else its highest complete numbered version (a Pusher's
+  serving dir: a push's staging dir or a numbered folder without `saved_model.pb` is passed over)."""
   if tf.saved_model.contains_saved_model(path):
     return path
-  versions = sorted(
-    (d for d in tf.io.gfile.listdir(path) if d.rstrip('/').isdigit()),
-    key=lambda d: int(d.rstrip('/')),
-  )
-  if not versions:
-    raise FileNotFoundError(f'{path} is neither a SavedModel nor a folder of numbered versions')
-  return os.path.join(path, versions[-1].rstrip('/'))
+  version = serving_dir.newest_complete_version(path)
+  if version is None:
+    raise FileNotFoundError(
+      f'{path} is neither a SavedModel nor a folder of numbered versions holding one'
+    )
+  return os.path.join(path, version)
 
 
 def serialized_example(image_bytes: bytes) -> bytes:
@@ -42,13 +48,36 @@ def predict_bytes(signature, image_bytes: bytes) -> np.ndarray:
   return outputs['class_ids'][0, :height, :width].numpy()
 
 
-def predict_files(model_path: str, images: list[str], output_dir: str) -> Iterator[tuple[str, str]]:
+def read_checked(image: str) -> bytes:
+  """The file's bytes, or `image_checks.BadFile` naming the file and why it cannot be segmented
+  (unreadable, empty, not a PNG or JPEG, undecodable, a channel count other than 1, 3 or 4): the
+  converter's rules and words."""
+  try:
+    with open(image, 'rb') as f:
+      data = f.read()
+  except OSError as error:
+    raise image_checks.BadFile(image, f'cannot read file: {error.strerror}') from None
+  image_checks.image_from_bytes(image, data)
+  return data
+
+
+def predict_files(
+  model_path: str, images: list[str], output_dir: str
+) -> Iterator[tuple[str, str | None, str | None]]:
+  """(image, mask written, None) per image segmented, (image, None, reason) per image that was not:
+  a bad file is named and passed over, and the others are still written."""
   signature = tf.saved_model.load(resolve_saved_model(model_path)).signatures['serving_default']
   os.makedirs(output_dir, exist_ok=True)
   for image in images:
-    with open(image, 'rb') as f:
-      class_ids = predict_bytes(signature, f.read())
+    try:
+      class_ids = predict_bytes(signature, read_checked(image))
+    except image_checks.BadFile as bad:
+      yield image, None, bad.reason
+      continue
+    except tf.errors.InvalidArgumentError as error:  # Pillow reads it, TensorFlow's decoder not
+      yield image, None, f'the model cannot read it: {error.message.splitlines()[0]}'
+      continue
     out = os.path.join(output_dir, os.path.splitext(os.path.basename(image))[0] + '.mask.png')
     with open(out, 'wb') as f:
       f.write(data_format.encode_png(class_ids.astype(np.uint8)))
-    yield image, out
+    yield image, out, None

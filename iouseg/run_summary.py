@@ -23,6 +23,10 @@ from iouseg import mlmd_store
 
 # slice name -> model name (CANDIDATE, BASELINE) -> metric name -> value (float, or an array).
 SlicedMetrics = dict[str, dict[str, dict[str, object]]]
+# Why a run has no baseline: the Resolver found no blessed model, or ServedModelBaseline (`--baseline
+# serving_dir`) found nothing served and handed the Evaluator an artifact holding no model.
+NO_BASELINE_FIRST = 'first blessed model'
+NO_BASELINE_NOTHING_SERVED = 'nothing served yet'
 
 
 @dataclasses.dataclass
@@ -41,11 +45,15 @@ class RunSummary:
   # Artifact locations, for whoever reviews the run (`iouseg report`, the notebook).
   evaluation_uri: str | None = None
   model_uri: str | None = None  # the candidate the Evaluator judged
-  baseline_model_uri: str | None = None
+  baseline_model_uri: str | None = None  # None when there was none, or it held no model
+  # Why the Evaluator had no baseline model, when it had none (see `baseline_line`).
+  baseline_none: str = NO_BASELINE_FIRST
   examples_uri: str | None = None  # the Evaluator's examples; it reads their eval split
   model_run_uri: str | None = None  # the Trainer's TensorBoard logs
   # What the Trainer started from: its `base_model` input in ML Metadata (warm start), or None.
   trainer_ran: bool = False
+  # The Trainer's augmentation in one line, the classes a mirror swapped included (trainer.augment).
+  augmentation: str | None = None
   started_from_id: int | None = None
   started_from_uri: str | None = None
   # The Tuner's best trial (run with --tune-trials): hyperparameter -> value, its score, trials done.
@@ -55,6 +63,7 @@ class RunSummary:
   # MaskWriter (run with --infer-data): its artifact, the masks written, why none were.
   masks_uri: str | None = None
   mask_count: int = 0
+  masks_failed: int = 0  # records whose image could not be segmented (named in index.csv)
   masks_skipped: str | None = None
 
 
@@ -65,6 +74,23 @@ def _state_name(execution) -> str:
 
 def _uri(artifacts: dict[str, list], key: str) -> str | None:
   return artifacts[key][0].uri if artifacts.get(key) else None
+
+
+def _holds_saved_model(model_uri: str) -> bool:
+  """A Model artifact's directory holds a SavedModel (TFX's `Format-Serving` layout or the old one
+  with the model at its root)."""
+  return any(
+    tf.io.gfile.exists(os.path.join(path, 'saved_model.pb'))
+    for path in (os.path.join(model_uri, 'Format-Serving'), model_uri)
+  )
+
+
+def baseline_line(summary: 'RunSummary') -> str:
+  """'Baseline mean IoU: <value>', or 'Baseline: none (<why>)'."""
+  baseline = summary.baseline_metrics.get(iou_metric.MEAN_IOU)
+  if baseline is None:
+    return f'Baseline: none ({summary.baseline_none})'
+  return f'Baseline mean IoU: {format_value(iou_metric.MEAN_IOU, baseline)}'
 
 
 def _int_property(artifact, name: str) -> int | None:
@@ -150,7 +176,11 @@ def validation_failures(evaluation_uri: str, slices: SlicedMetrics | None = None
 def _read_evaluator(summary: RunSummary, inputs: dict[str, list], outputs: dict[str, list]) -> None:
   summary.evaluation_uri = _uri(outputs, 'evaluation')
   summary.model_uri = _uri(inputs, 'model')
-  summary.baseline_model_uri = _uri(inputs, 'baseline_model')
+  baseline_uri = _uri(inputs, 'baseline_model')
+  if baseline_uri is not None and not _holds_saved_model(baseline_uri):
+    summary.baseline_none = NO_BASELINE_NOTHING_SERVED
+    baseline_uri = None
+  summary.baseline_model_uri = baseline_uri
   summary.examples_uri = _uri(inputs, 'examples')
   summary.slices = sliced_metrics(summary.evaluation_uri)
   overall = summary.slices.get(OVERALL, {})
@@ -191,6 +221,7 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
       summary.trainer_ran = True
       summary.started_from_id = base[0].id if base else None
       summary.started_from_uri = base[0].uri if base else None
+      summary.augmentation = model_card_content.recorded_augmentation(_uri(outputs, 'model'))
     if node == 'Evaluator' and outputs.get('evaluation'):
       _read_evaluator(
         summary, mlmd_store.artifacts(store, execution, mlmd_store.INPUT_EVENTS), outputs
@@ -201,6 +232,7 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
       masks = outputs['masks'][0]
       summary.masks_uri = masks.uri
       summary.mask_count = _int_property(masks, 'mask_count') or 0
+      summary.masks_failed = _int_property(masks, 'failed_count') or 0
       summary.masks_skipped = _string_property(masks, 'skipped')
     if node == 'Pusher' and outputs.get('pushed_model'):
       pushed = outputs['pushed_model'][0]
@@ -273,6 +305,8 @@ def format_summary(summary: RunSummary, log_path: str | None = None) -> str:
       if summary.started_from_id is None
       else f'Started from: model {summary.started_from_id} ({summary.started_from_uri})'
     )
+  if summary.augmentation:
+    lines.append(f'Augmentation: {summary.augmentation}')
   if summary.tuned:
     score = (
       ''
@@ -288,12 +322,7 @@ def format_summary(summary: RunSummary, log_path: str | None = None) -> str:
     )
   if iou_metric.MEAN_IOU in summary.candidate_metrics:
     lines += _metric_lines(summary)
-  baseline = summary.baseline_metrics.get(iou_metric.MEAN_IOU)
-  lines.append(
-    f'Baseline mean IoU: {format_value(iou_metric.MEAN_IOU, baseline)}'
-    if baseline is not None
-    else 'Baseline: none (first blessed model)'
-  )
+  lines.append(baseline_line(summary))
   lines += _slice_lines(summary)
   if summary.blessed is not None:
     lines.append('Blessed: yes' if summary.blessed else 'Blessed: NO')
@@ -310,6 +339,11 @@ def format_summary(summary: RunSummary, log_path: str | None = None) -> str:
       f'Masks: none, {summary.masks_skipped}'
       if summary.masks_skipped
       else f'Masks: {summary.mask_count} written to {summary.masks_uri} (index.csv)'
+      + (
+        f'; {summary.masks_failed} records not segmented, named with the reason in index.csv'
+        if summary.masks_failed
+        else ''
+      )
     )
   if log_path:
     lines.append(f'Log (TFX, Beam, TensorFlow): {log_path}')

@@ -65,7 +65,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, groups: dict | None = 
           default=field.default,
           choices=choices,
           metavar=metavar,
-          help=f'{help_text} (default: %(default)s)',
+          # An empty default is said by the help itself.
+          help=f'{help_text} (default: %(default)s)' if field.default != '' else help_text,
         )
 
 
@@ -107,9 +108,6 @@ def add_pipeline_arguments(
   )
 
   data = groups['data']
-  data.add_argument(
-    '--class-names', help='comma-separated, background first (default: class_0,...)'
-  )
   data.add_argument(
     '--max-bad-fraction',
     type=float,
@@ -321,7 +319,7 @@ def check_args(args: argparse.Namespace) -> None:
   and blessing flags, and that a local data root exists. Imports neither TFX nor Beam, so a command
   calls it before any component runs; what the data root holds is `check_data_root`'s."""
   try:
-    num_classes = configs_from_args(args).data.num_classes
+    names = configs_from_args(args).data.names
   except ValueError as e:
     raise ValueError(_in_flag_names(str(e))) from None
   for name in ('train_steps', 'eval_steps', 'beam_workers'):
@@ -345,14 +343,6 @@ def check_args(args: argparse.Namespace) -> None:
   ):
     raise ValueError(
       f'--infer-data {infer}: no files directly in it; give the folder of the unlabelled TFRecords'
-    )
-  names = (
-    args.class_names.split(',') if args.class_names else [f'class_{k}' for k in range(num_classes)]
-  )
-  if len(names) != num_classes:
-    raise ValueError(
-      f'--class-names gives {len(names)} names for --num-classes {num_classes}: '
-      'one per class, background first'
     )
   unknown = sorted(set(args.class_min_iou) - set(names))
   if unknown:
@@ -380,9 +370,7 @@ def create_pipeline_kwargs(args: argparse.Namespace, split_patterns: dict[str, s
       serving_model_dir=args.serving_dir,
     ),
     data=settings.DataSettings(
-      split_patterns=split_patterns,
-      class_names=args.class_names.split(',') if args.class_names else None,
-      max_bad_fraction=args.max_bad_fraction,
+      split_patterns=split_patterns, max_bad_fraction=args.max_bad_fraction
     ),
     training=settings.TrainingSettings(
       trainer_config=configs_from_args(args),

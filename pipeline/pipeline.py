@@ -268,7 +268,10 @@ def _evaluate_and_push(
     eval_config=_runtime_settable(
       'eval_config',
       eval_config_lib.make_eval_config(
-        num_classes, blessing.min_mean_iou, data.class_names, blessing.eval_options
+        num_classes,
+        blessing.min_mean_iou,
+        list(training.trainer_config.data.names),
+        blessing.eval_options,
       ),
       runtime_parameters,
     ),

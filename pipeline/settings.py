@@ -1,7 +1,7 @@
 """What `pipeline.pipeline.create_pipeline` takes, grouped by concern, and the Evaluator's baseline.
 
   PipelinePaths       the pipeline's name and where it reads and writes
-  DataSettings        how the records are split, named and screened
+  DataSettings        how the records are split and screened
   TrainingSettings    the model's settings, TFX's TrainArgs and EvalArgs, warm start
   BlessingSettings    the Evaluator's rules and its baseline (a `Baseline`)
   OptionalComponents  components beyond train-evaluate-push: the Tuner, batch inference
@@ -12,7 +12,7 @@ built, and `pipeline.flags.create_pipeline_kwargs` builds these objects from the
 
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from trainer.config import TrainerConfig
@@ -76,18 +76,17 @@ class PipelinePaths:
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-  """How the records under the data root are split, named and screened.
+  """How the records under the data root are split and screened (the class names are a data
+  setting of `TrainingSettings.trainer_config`, read by every stage).
 
   Attributes:
     split_patterns: split name -> file pattern relative to the data root, e.g. `SPLIT_PATTERNS`;
       None for a deterministic 3:1 hash split of every file directly in it.
-    class_names: names for per-class metrics, background first; None: class_0, class_1, ...
     max_bad_fraction: the run fails when a larger share of any split's records is bad
       (undecodable, sizes differ, unknown class ids); bad records are quarantined either way.
   """
 
   split_patterns: Mapping[str, str] | None = None
-  class_names: Sequence[str] | None = None
   max_bad_fraction: float = 0.0
 
 

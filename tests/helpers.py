@@ -25,6 +25,29 @@ TINY_SIZE, TINY_CLASSES = 32, 4
 TINY_MODEL = dict(
   image_size=TINY_SIZE, num_classes=TINY_CLASSES, base_filters=8, depth=2, batch_size=8, epochs=2
 )
+# The default pipeline's components in the order `iouseg run` runs them, its Resolver apart.
+PIPELINE_COMPONENTS = (
+  'ImportExampleGen',
+  'RecordValidator',
+  'StatisticsGen',
+  'SchemaGen',
+  'ExampleValidator',
+  'AnomalyGate',
+  'Transform',
+  'Trainer',
+  'Evaluator',
+  'Pusher',
+  'ModelCardGenerator',
+)
+# The components whose artifacts the ModelCardGenerator reads.
+MODEL_CARD_SOURCES = (
+  'RecordValidator',
+  'StatisticsGen',
+  'Transform',
+  'Trainer',
+  'Evaluator',
+  'Pusher',
+)
 
 
 def benchmark_module(monkeypatch, name: str):
@@ -47,7 +70,35 @@ def iouseg_run_argv(base: pathlib.Path, data_root, name: str, train_steps: int) 
   pipeline with its outputs under `base`, as `run_tiny_pipeline` lays them out; model flags
   apart."""
   script = shutil.which('iouseg', path=os.path.dirname(sys.executable))
-  return ([script] if script else [sys.executable, '-m', 'iouseg.cli']) + [
+  return ([script] if script else [sys.executable, '-m', 'iouseg.cli']) + iouseg_run_args(
+    base, data_root, name, train_steps
+  )
+
+
+def tiny_run_args(tmp_path: pathlib.Path, data_root, *flags) -> list:
+  """`iouseg run` arguments (what `iouseg.cli.main` takes) for the tiny model, every path under
+  `tmp_path`, then `flags`: for runs that should be refused before anything is written."""
+  return [
+    'run',
+    '--data-root',
+    str(data_root),
+    '--pipeline-root',
+    str(tmp_path / 'root'),
+    '--serving-dir',
+    str(tmp_path / 'serving'),
+    '--metadata',
+    str(tmp_path / 'm.sqlite'),
+    *tiny_model_flags(),
+    *flags,
+  ]
+
+
+def iouseg_run_args(
+  base: pathlib.Path, data_root, name: str, train_steps: int, min_mean_iou: float = 0
+) -> list:
+  """`iouseg_run_argv`'s arguments, from the subcommand on (what `iouseg.cli.main` takes), with
+  the blessing threshold `min_mean_iou`."""
+  return [
     'run',
     '--data-root',
     str(data_root),
@@ -64,7 +115,7 @@ def iouseg_run_argv(base: pathlib.Path, data_root, name: str, train_steps: int) 
     '--eval-steps',
     '1',
     '--min-mean-iou',
-    '0',
+    str(min_mean_iou),
   ]
 
 
@@ -155,6 +206,47 @@ def rerun_executor(
   return outputs
 
 
+def fit_arguments(
+  monkeypatch, tmp_path, config, make_dataset, train_files, eval_files, train_steps: int
+) -> dict:
+  """What trainer/task.py's `train_and_export` hands `Model.fit` for `config` and those FnArgs
+  fields: fit's keyword arguments and, under 'model', the model. Runs in-process with
+  `make_dataset` in place of trainer/data.py's and no Transform output, and stops at the fit
+  call."""
+  import pytest
+  from tfx.components.trainer.fn_args_utils import FnArgs
+
+  from trainer import task
+
+  class Stop(Exception):
+    pass
+
+  fitted = {}
+
+  def fake_fit(model, *_, **kwargs):
+    fitted.update(kwargs, model=model)
+    raise Stop
+
+  monkeypatch.setattr(task.data, 'make_dataset', make_dataset)
+  monkeypatch.setattr(task.tft, 'TFTransformOutput', lambda path: None)
+  monkeypatch.setattr(task, 'label_positions', lambda *_: None)  # no graph: no lateral check
+  monkeypatch.setattr(task.tf_keras.Model, 'fit', fake_fit)
+  with pytest.raises(Stop):
+    task.train_and_export(
+      FnArgs(
+        eval_steps=1,
+        transform_output='unused',
+        model_run_dir=str(tmp_path),
+        serving_model_dir=str(tmp_path),
+        train_files=train_files,
+        eval_files=eval_files,
+        train_steps=train_steps,
+      ),
+      config,
+    )
+  return fitted
+
+
 def encoded(image, image_format: str = 'PNG') -> bytes:
   """PNG or JPEG bytes of a PIL image or an array (HxW or HxWxC; its dtype decides the bit
   depth)."""
@@ -163,3 +255,19 @@ def encoded(image, image_format: str = 'PNG') -> bytes:
   buffer = io.BytesIO()
   image.save(buffer, format=image_format)
   return buffer.getvalue()
+
+
+def unlabelled_record(image_bytes: bytes, filename: str | None = None) -> bytes:
+  """A serialized record for batch inference: `image/encoded`, and `image/filename` when given."""
+  import tensorflow as tf  # here: most tests that import helpers need no TensorFlow
+
+  from transform import data_format
+
+  feature = {
+    data_format.IMAGE_ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))
+  }
+  if filename is not None:
+    feature[data_format.IMAGE_FILENAME] = tf.train.Feature(
+      bytes_list=tf.train.BytesList(value=[filename.encode()])
+    )
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

@@ -69,6 +69,23 @@ def metrics_of(matrix, model_matrix, intersection, union, class_names):
   return expected
 
 
+def split_metrics(examples, class_names):
+  """`metrics_of` a split from its examples' pixels, each example a pair: (label ids, predicted
+  ids, valid) at its own size and (label ids, one-hot labels, probabilities, valid) at the model's
+  resolution. The confusion matrices and soft IoU sums add up over the examples."""
+  num_classes = len(class_names)
+  matrix = sum(numpy_confusion(*native, num_classes) for native, _ in examples)
+  model_matrix = sum(
+    numpy_confusion(ids, predicted_ids(probabilities), valid, num_classes)
+    for _, (ids, _, probabilities, valid) in examples
+  )
+  sums = [
+    soft_sums(labels, probabilities, valid) for _, (_, labels, probabilities, valid) in examples
+  ]
+  intersection, union = sum(s[0] for s in sums), sum(s[1] for s in sums)
+  return metrics_of(matrix, model_matrix, intersection, union, class_names)
+
+
 def assert_metrics_equal(actual: dict, expected: dict, rel=1e-9, abs_=1e-12):
   assert set(actual) == set(expected)
   for name, value in expected.items():

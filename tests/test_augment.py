@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import augment, task
+from trainer import augment
 from trainer.config import AugmentationConfig, TrainerConfig, parse_flip_swap
+
+from helpers import fit_arguments
 
 S = 16
 # AugmentOptions has no defaults: what a test leaves out is off (scale range 1 to 1: no scaling).
@@ -210,14 +212,8 @@ def test_flip_swap_rejects_what_it_cannot_map(text):
     TrainerConfig.from_flat(flip_swap=text)
 
 
-class _Stop(Exception):
-  pass
-
-
 def test_trainer_augments_the_train_split_only(monkeypatch, tmp_path):
   """`run_fn`'s wiring: make_dataset gets the config's options for train and none for eval."""
-  from tfx.components.trainer.fn_args_utils import FnArgs
-
   calls = []
 
   def fake_make_dataset(pattern, _, batch_size, seed, shuffle=True, cache_mib=0, augmentation=None):
@@ -230,28 +226,10 @@ def test_trainer_augments_the_train_split_only(monkeypatch, tmp_path):
     )
     return tf.data.Dataset.from_tensor_slices(data).repeat().batch(batch_size)
 
-  def fake_fit(*_, **__):
-    raise _Stop
-
-  monkeypatch.setattr(task.data, 'make_dataset', fake_make_dataset)
-  monkeypatch.setattr(task.tft, 'TFTransformOutput', lambda path: None)
-  monkeypatch.setattr(task.tf_keras.Model, 'fit', fake_fit)
   config = TrainerConfig.from_flat(
     image_size=16, base_filters=4, depth=1, batch_size=2, vertical_flip=True
   )
-  with pytest.raises(_Stop):
-    task.train_and_export(
-      FnArgs(
-        train_files=['train*'],
-        eval_files=['eval*'],
-        train_steps=4,
-        eval_steps=1,
-        transform_output='unused',
-        model_run_dir=str(tmp_path),
-        serving_model_dir=str(tmp_path),
-      ),
-      config,
-    )
+  fit_arguments(monkeypatch, tmp_path, config, fake_make_dataset, ['train*'], ['eval*'], 4)
   assert [(pattern, shuffle) for pattern, shuffle, _ in calls] == [
     (['train*'], True),
     (['eval*'], False),

@@ -24,20 +24,9 @@ from iouseg import predict, run_summary
 from trainer import export
 from transform import data_format
 
-from helpers import TINY_CLASSES, encoded, recorded_artifacts, run_tiny_pipeline
+from helpers import TINY_CLASSES, encoded, recorded_artifacts, run_tiny_pipeline, unlabelled_record
 
 NAME = 'batch_inference'
-
-
-def _unlabelled(image_bytes: bytes, filename=None) -> bytes:
-  feature = {
-    data_format.IMAGE_ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))
-  }
-  if filename is not None:
-    feature[data_format.IMAGE_FILENAME] = tf.train.Feature(
-      bytes_list=tf.train.BytesList(value=[filename.encode()])
-    )
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def _demo_images(data_root, count: int):
@@ -68,10 +57,10 @@ def inference_records(tiny_demo_data, tmp_path_factory):
   folder = tmp_path_factory.mktemp('unlabelled')
   with tf.io.TFRecordWriter(str(folder / 'part-0.tfrecord')) as writer:
     for name, image in list(records.items())[:3]:
-      writer.write(_unlabelled(image, name))
+      writer.write(unlabelled_record(image, name))
   with tf.io.TFRecordWriter(str(folder / 'part-1.tfrecord')) as writer:
     for name, image in list(records.items())[3:]:
-      writer.write(_unlabelled(image, name))
+      writer.write(unlabelled_record(image, name))
   anonymous = records.pop(None)
   records[f'sha256:{hashlib.sha256(anonymous).hexdigest()}'] = anonymous
   return folder, records
@@ -150,7 +139,14 @@ def test_bulk_inferrer_logs_carry_pngs_not_probabilities(run):
   for log in logs:
     assert log.predict_log.response.model_spec.signature_name == export.MASKS_SIGNATURE
     tensors = log.predict_log.response.outputs
-    assert set(tensors) == {export.MASKS, export.FILENAME, export.HEIGHT, export.WIDTH}
+    assert set(tensors) == {
+      export.MASKS,
+      export.FILENAME,
+      export.HEIGHT,
+      export.WIDTH,
+      export.ERROR,
+    }
+    assert tf.make_ndarray(tensors[export.ERROR])[0, 0] == b''  # every record here is good
     assert {tf.dtypes.as_dtype(t.dtype) for t in tensors.values()} <= {tf.string, tf.int32}
     assert tf.io.decode_png(tf.make_ndarray(tensors[export.MASKS])[0, 0]).shape[-1] == 1
 

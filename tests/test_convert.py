@@ -55,6 +55,17 @@ def decoded_mask(record: dict) -> np.ndarray:
   return mask[..., 0]
 
 
+def assert_image_kept(record: dict, source: Path, image_format: bytes, shape: tuple) -> None:
+  """`record` holds `source`'s bytes unchanged, with their format and (height, width, channels)."""
+  assert record[data_format.IMAGE_ENCODED] == source.read_bytes()
+  assert record[data_format.IMAGE_FORMAT] == image_format
+  assert (
+    record[data_format.IMAGE_HEIGHT],
+    record[data_format.IMAGE_WIDTH],
+    record[data_format.IMAGE_CHANNELS],
+  ) == shape
+
+
 def by_filename(records: list) -> dict:
   return {record[data_format.IMAGE_FILENAME].decode(): record for record in records}
 
@@ -95,13 +106,7 @@ def test_nuclei_split_folders_convert_exactly(tmp_path):
     for image_path in sources:
       record = records[f'{split}/images/{image_path.name}']
       source_mask = np.array(Image.open(NUCLEI / split / 'masks' / image_path.name))
-      assert record[data_format.IMAGE_ENCODED] == image_path.read_bytes()
-      assert record[data_format.IMAGE_FORMAT] == b'png'
-      assert (
-        record[data_format.IMAGE_HEIGHT],
-        record[data_format.IMAGE_WIDTH],
-        record[data_format.IMAGE_CHANNELS],
-      ) == (128, 128, 1)
+      assert_image_kept(record, image_path, b'png', (128, 128, 1))
       np.testing.assert_array_equal(decoded_mask(record), source_mask)
       expected_pixels += np.bincount(source_mask.ravel(), minlength=2)
   assert report['class_pixel_counts'] == expected_pixels.tolist()
@@ -161,14 +166,7 @@ def test_voc_sample_keeps_class_ids_and_void(tmp_path):
   assert_inputs_accounted_for(report)
   for split in ('train', 'eval'):
     [record] = read_records(output / split)
-    source_image = VOC_SAMPLE / 'JPEGImages' / f'{VOC_ID}.jpg'
-    assert record[data_format.IMAGE_ENCODED] == source_image.read_bytes()
-    assert record[data_format.IMAGE_FORMAT] == b'jpeg'
-    assert (
-      record[data_format.IMAGE_HEIGHT],
-      record[data_format.IMAGE_WIDTH],
-      record[data_format.IMAGE_CHANNELS],
-    ) == (375, 500, 3)
+    assert_image_kept(record, VOC_SAMPLE / 'JPEGImages' / f'{VOC_ID}.jpg', b'jpeg', (375, 500, 3))
     mask = decoded_mask(record)
     np.testing.assert_array_equal(mask, source_mask)  # Palette indices, not palette colours.
     assert set(np.unique(mask)) == {0, 5, 9, 11, 15, 255}

@@ -36,10 +36,10 @@ from transform import data_format
 from iou_reference import (
   SUM_OUTPUTS,
   assert_metrics_equal,
-  metrics_of,
   numpy_confusion,
   predicted_ids,
   soft_sums,
+  split_metrics,
 )
 
 CLASSES = ['background', 'disc', 'square', 'never']  # 'never': in no label and no prediction
@@ -113,18 +113,12 @@ def expected_metrics(d, members=None):
   at once."""
   members = np.ones(IMAGES, bool) if members is None else members
   chosen = np.flatnonzero(members)
-  flat = {
-    key: np.concatenate([d[key][k].ravel() for k in chosen])
+  native = [
+    np.concatenate([d[key][k].ravel() for k in chosen])
     for key in ('native_ids', 'native_pred', 'native_valid')
-  }
-  matrix = numpy_confusion(
-    flat['native_ids'], flat['native_pred'], flat['native_valid'], len(CLASSES)
-  )
-  ids, probabilities, valid, labels = (
-    d[key][members] for key in ('ids', 'probabilities', 'valid', 'labels')
-  )
-  model_matrix = numpy_confusion(ids, predicted_ids(probabilities), valid, len(CLASSES))
-  return metrics_of(matrix, model_matrix, *soft_sums(labels, probabilities, valid), CLASSES)
+  ]
+  model = [d[key][members] for key in ('ids', 'labels', 'probabilities', 'valid')]
+  return split_metrics([(native, model)], CLASSES)
 
 
 # --- the combiner on its own# --- the combiner on its own -------------------------------------------------------------------
@@ -234,18 +228,16 @@ def test_a_model_counting_other_classes_than_the_metric_is_refused():
 
 # --- the configuration --------------------------------------------------------------------------
 
+# The path flags `flags.add_pipeline_arguments` requires.
+PATHS = ['--data-root', 'd', '--pipeline-root', 'r', '--serving-dir', 's']
+
 
 def test_flags_become_class_rules_and_slices():
   parser = argparse.ArgumentParser()
   flags.add_pipeline_arguments(parser)
   args = parser.parse_args(
     [
-      '--data-root',
-      'd',
-      '--pipeline-root',
-      'r',
-      '--serving-dir',
-      's',
+      *PATHS,
       '--class-names',
       ','.join(CLASSES),
       '--class-min-iou',
@@ -285,18 +277,7 @@ def test_flags_become_class_rules_and_slices():
   with pytest.raises(ValueError, match='unknown classes'):
     eval_config.make_eval_config(len(CLASSES), 0.5, CLASSES, eval_config.EvalOptions({'cat': 0.1}))
   with pytest.raises(SystemExit):
-    parser.parse_args(
-      [
-        '--data-root',
-        'd',
-        '--pipeline-root',
-        'r',
-        '--serving-dir',
-        's',
-        '--class-min-iou',
-        'disc:0.5',
-      ]
-    )
+    parser.parse_args([*PATHS, '--class-min-iou', 'disc:0.5'])
 
 
 def test_evaluation_batch_size_is_chosen_by_bytes():

@@ -29,14 +29,7 @@ from transform.config import TransformConfig
 from transform.preprocessing import preprocessing_fn
 
 from helpers import encoded
-from iou_reference import (
-  SUM_OUTPUTS,
-  assert_metrics_equal,
-  metrics_of,
-  numpy_confusion,
-  predicted_ids,
-  soft_sums,
-)
+from iou_reference import SUM_OUTPUTS, assert_metrics_equal, predicted_ids, split_metrics
 
 IGNORE = data_format.DEFAULT_IGNORE_LABEL
 MODEL_CLASSES = ['background', 'disc', 'square', 'triangle']
@@ -229,21 +222,16 @@ def _numpy_evaluation(model_dir, resize):
 
 
 def _expected_model_metrics(examples):
-  num_classes = len(MODEL_CLASSES)
-  matrix = sum(
-    numpy_confusion(e['true'], e['pred'], e['true'] != IGNORE, num_classes) for e in examples
+  return split_metrics(
+    [
+      (
+        (e['true'], e['pred'], e['true'] != IGNORE),
+        (e['label'].argmax(-1), e['label'], e['probabilities'], e['weight'] > 0),
+      )
+      for e in examples
+    ],
+    MODEL_CLASSES,
   )
-  model_matrix = sum(
-    numpy_confusion(
-      e['label'].argmax(-1), predicted_ids(e['probabilities']), e['weight'] > 0, num_classes
-    )
-    for e in examples
-  )
-  intersection = sum(
-    soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[0] for e in examples
-  )
-  union = sum(soft_sums(e['label'], e['probabilities'], e['weight'] > 0)[1] for e in examples)
-  return metrics_of(matrix, model_matrix, intersection, union, MODEL_CLASSES)
 
 
 @pytest.mark.parametrize('resize', ['stretch', 'pad'])

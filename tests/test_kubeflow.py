@@ -17,23 +17,11 @@ from google.protobuf import json_format
 from kubeflow import compile as compile_lib
 from kubeflow import local_launcher, parameters, submit
 
-from helpers import tiny_model_flags
+from helpers import MODEL_CARD_SOURCES, PIPELINE_COMPONENTS, tiny_model_flags
 
 IMAGE = 'ghcr.io/example/iouseg:test'
 RUN_EXECUTOR = ['python', '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor']
-COMPONENTS = {
-  'ImportExampleGen',
-  'RecordValidator',
-  'StatisticsGen',
-  'SchemaGen',
-  'ExampleValidator',
-  'AnomalyGate',
-  'Transform',
-  'Trainer',
-  'Evaluator',
-  'Pusher',
-  'ModelCardGenerator',
-}
+COMPONENTS = set(PIPELINE_COMPONENTS)
 RESOLVER_TASKS = {
   'latest_blessed_model_resolver-model-blessing-resolver',
   'latest_blessed_model_resolver-model-resolver',
@@ -132,14 +120,7 @@ def test_every_component_is_a_task_wired_like_the_pipeline(spec):
     'ServedModelBaseline': set(),
     'Evaluator': {'RecordValidator', 'Trainer', 'ServedModelBaseline'},
     'Pusher': {'Evaluator', 'Trainer', 'RecordValidator'},  # eval records for the warm-up file
-    'ModelCardGenerator': {
-      'RecordValidator',
-      'StatisticsGen',
-      'Transform',
-      'Trainer',
-      'Evaluator',
-      'Pusher',
-    },
+    'ModelCardGenerator': set(MODEL_CARD_SOURCES),
   }
   # The Trainer reads the valid raw examples through Transform's graph (nothing materialised).
   assert upstream_artifact(spec, 'Trainer', 'examples') == ('RecordValidator', 'valid_examples')
@@ -625,5 +606,5 @@ def test_compiled_spec_with_tuner_and_inference_runs_locally(tmp_path):
   assert masks.metadata['mask_count'] == 8
   with open(os.path.join(masks.uri, 'index.csv')) as f:
     rows = f.read().splitlines()
-  assert rows[0] == 'record,mask,height,width' and len(rows) == 9
+  assert rows[0] == 'record,mask,height,width,error' and len(rows) == 9
   assert len(os.listdir(os.path.join(masks.uri, 'masks'))) == 8

@@ -16,7 +16,13 @@ from components.model_card import executor as card_executor
 from iouseg import run_summary
 from pipeline import pipeline as pipeline_lib
 
-from helpers import TINY_CLASSES, TINY_MODEL, recorded_artifacts, run_tiny_pipeline
+from helpers import (
+  MODEL_CARD_SOURCES,
+  TINY_CLASSES,
+  TINY_MODEL,
+  recorded_artifacts,
+  run_tiny_pipeline,
+)
 
 NAME = 'card'
 TRAIN_STEPS = 16
@@ -37,15 +43,7 @@ def runs(tiny_demo_data, tmp_path_factory):
       'metadata': metadata,
     }
     results[name]['records'] = {
-      node: recorded_artifacts(metadata, node)
-      for node in (
-        'RecordValidator',
-        'StatisticsGen',
-        'Transform',
-        'Trainer',
-        'Evaluator',
-        'Pusher',
-      )
+      node: recorded_artifacts(metadata, node) for node in MODEL_CARD_SOURCES
     }
   results['base'] = base
   return results

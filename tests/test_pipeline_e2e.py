@@ -28,6 +28,7 @@ from transform import data_format, features
 from helpers import TINY_CLASSES as CLASSES
 from helpers import (
   TINY_MODEL,
+  iouseg_run_args,
   recorded_artifacts,
   rerun_executor,
   run_tiny_pipeline,
@@ -68,26 +69,8 @@ def runs(tiny_demo_data, tmp_path_factory):
   }
   results = {'paths': paths}
   # Run 1 goes through the command line a user types.
-  argv = [
-    'run',
-    '--data-root',
-    str(tiny_demo_data),
-    '--pipeline-root',
-    paths['root'],
-    '--serving-dir',
-    paths['serving'],
-    '--metadata',
-    paths['metadata'],
-    '--pipeline-name',
-    NAME,
-    *tiny_model_flags(),
-    '--train-steps',
-    str(TRAIN_STEPS),
-    '--eval-steps',
-    '1',
-    '--min-mean-iou',
-    '0.1',
-  ]
+  argv = iouseg_run_args(base, tiny_demo_data, NAME, TRAIN_STEPS, min_mean_iou=0.1)
+  argv += tiny_model_flags()
   buffer = io.StringIO()
   with contextlib.redirect_stdout(buffer):
     assert cli.main(argv) == 0

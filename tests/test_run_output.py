@@ -12,22 +12,10 @@ import subprocess
 
 import pytest
 
-from helpers import iouseg_run_argv, tiny_model_flags
+from helpers import PIPELINE_COMPONENTS, iouseg_run_argv, tiny_model_flags
 
-NODES = (
-  'ImportExampleGen',
-  'latest_blessed_model_resolver',
-  'RecordValidator',
-  'StatisticsGen',
-  'SchemaGen',
-  'ExampleValidator',
-  'AnomalyGate',
-  'Transform',
-  'Trainer',
-  'Evaluator',
-  'Pusher',
-  'ModelCardGenerator',
-)
+# The order of the progress lines: the Resolver runs right after ImportExampleGen.
+NODES = (PIPELINE_COMPONENTS[0], 'latest_blessed_model_resolver', *PIPELINE_COMPONENTS[1:])
 PROGRESS = re.compile(
   r'^\[ ?(\d+)/(\d+)\] (\S+) +(started|executed|cached|failed|skipped)'
   r'(?: +(\d+\.\d) s)?$'

@@ -9,6 +9,8 @@ import tf_keras
 from trainer import metrics, schedules, task
 from trainer.config import OptimizerConfig, TrainerConfig
 
+from helpers import fit_arguments
+
 TINY = dict(image_size=16, base_filters=4, depth=1, batch_size=4)
 
 
@@ -124,18 +126,10 @@ def test_last_weights_stay_when_the_last_epoch_is_best_or_without_the_callback()
   assert _same(network.get_weights(), weights[2])
 
 
-class _Stop(Exception):
-  pass
-
-
 @pytest.mark.parametrize('keep_last', [False, True])
 def test_trainer_schedules_over_its_steps_and_keeps_the_best_epoch(
   monkeypatch, tmp_path, keep_last
 ):
-  from tfx.components.trainer.fn_args_utils import FnArgs
-
-  fitted = {}
-
   def fake_make_dataset(*_, **__):
     data = (
       np.zeros((4, 16, 16, 3), np.float32),
@@ -144,29 +138,10 @@ def test_trainer_schedules_over_its_steps_and_keeps_the_best_epoch(
     )
     return tf.data.Dataset.from_tensor_slices(data).repeat().batch(4)
 
-  def fake_fit(self, *_, **kwargs):
-    fitted.update(kwargs, model=self)
-    raise _Stop
-
-  monkeypatch.setattr(task.data, 'make_dataset', fake_make_dataset)
-  monkeypatch.setattr(task.tft, 'TFTransformOutput', lambda path: None)
-  monkeypatch.setattr(tf_keras.Model, 'fit', fake_fit)
   config = TrainerConfig.from_flat(
     lr_schedule='poly', warmup_steps=3, keep_last_weights=keep_last, **TINY
   )
-  with pytest.raises(_Stop):
-    task.train_and_export(
-      FnArgs(
-        train_files=['t'],
-        eval_files=['e'],
-        train_steps=42,
-        eval_steps=1,
-        transform_output='unused',
-        model_run_dir=str(tmp_path),
-        serving_model_dir=str(tmp_path),
-      ),
-      config,
-    )
+  fitted = fit_arguments(monkeypatch, tmp_path, config, fake_make_dataset, ['t'], ['e'], 42)
   schedule = fitted['model'].optimizer._learning_rate
   # 42 steps over 4 epochs: 10 per epoch, so the schedule runs over the 40 steps taken.
   assert (fitted['epochs'], fitted['steps_per_epoch']) == (4, 10)

@@ -19,7 +19,7 @@ import pytest
 
 from iouseg import cli
 
-from helpers import tiny_model_flags
+from helpers import tiny_model_flags, tiny_run_args
 
 # (flags, what the one line must contain): the flag, and the fix or the reason.
 BAD_SETTINGS = [
@@ -60,22 +60,6 @@ def data_roots(tiny_demo_data, tmp_path_factory):
   }
 
 
-def _argv(tmp_path, data_root, *flags):
-  return [
-    'run',
-    '--data-root',
-    str(data_root),
-    '--pipeline-root',
-    str(tmp_path / 'root'),
-    '--serving-dir',
-    str(tmp_path / 'serving'),
-    '--metadata',
-    str(tmp_path / 'm.sqlite'),
-    *tiny_model_flags(),
-    *flags,
-  ]
-
-
 def _assert_refused(returncode, err, tmp_path, expected, prog='iouseg run'):
   assert returncode == 2, err
   lines = err.strip().splitlines()
@@ -90,7 +74,7 @@ def _assert_refused(returncode, err, tmp_path, expected, prog='iouseg run'):
 
 @pytest.mark.parametrize('flags,expected', BAD_SETTINGS, ids=lambda v: ' '.join(v)[:40])
 def test_a_bad_setting_is_one_line_naming_the_flag(flags, expected, data_roots, tmp_path, capfd):
-  returncode = cli.main(_argv(tmp_path, data_roots['good'], *flags))
+  returncode = cli.main(tiny_run_args(tmp_path, data_roots['good'], *flags))
   out, err = capfd.readouterr()
   assert out == ''
   _assert_refused(returncode, err, tmp_path, expected)
@@ -106,7 +90,7 @@ DATA_ROOTS = [
 def test_good_settings_pass_the_checks(data_roots):
   from pipeline import flags, local_runner
 
-  args = cli.build_parser().parse_args(_argv(data_roots['good'].parent, data_roots['good']))
+  args = cli.build_parser().parse_args(tiny_run_args(data_roots['good'].parent, data_roots['good']))
   flags.check_args(args)
   flags.check_data_root(args.data_root, local_runner.split_patterns_for(args.data_root))
   flags.check_data_root('gs://bucket/nothing/here', None)  # buckets: the tasks read them
@@ -159,7 +143,7 @@ def test_the_command_refuses_at_once(root, flags, expected, data_roots, tmp_path
   and nothing written."""
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1')
   done = subprocess.run(
-    _iouseg() + _argv(tmp_path, data_roots[root], *flags),
+    _iouseg() + tiny_run_args(tmp_path, data_roots[root], *flags),
     env=env,
     capture_output=True,
     text=True,

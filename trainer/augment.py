@@ -26,12 +26,16 @@ from typing import Optional
 import tensorflow as tf
 
 from trainer import config as trainer_config
+from trainer import lateral
 
 # Photometric strengths, on the normalised image.
 BRIGHTNESS_DELTA = 0.2  # shift in [-d, d] channel standard deviations
 CONTRAST_RANGE = (0.8, 1.25)  # factor on the deviation from the image's mean
 SATURATION_RANGE = (0.8, 1.25)  # factor on the deviation from the pixel's channel mean
 GAMMA_RANGE = (0.8, 1.25)  # exponent, log-uniform
+# What the Trainer augmented with, beside the model (assets.extra/ of the SavedModel): the run
+# summary and the model card show it.
+RECORD_FILE = 'augmentation.json'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,3 +262,34 @@ def augment_dataset(
     num_parallel_calls=tf.data.AUTOTUNE,
     deterministic=True,
   )
+
+
+def describe(config: 'trainer_config.TrainerConfig') -> str:
+  """The train split's augmentation in one line, with the classes a mirror swaps, e.g.
+  'horizontal flip; a mirror swaps left_lung<->right_lung'; 'none' when there is none."""
+  options = AugmentOptions.from_config(config)
+  if options is None:
+    return 'none'
+  parts = []
+  if options.min_scale != 1.0 or options.max_scale != 1.0:
+    parts.append(f'random scale {options.min_scale:g} to {options.max_scale:g}')
+  mirrors = [
+    name
+    for name, on in (
+      ('horizontal flip', options.horizontal_flip),
+      ('vertical flip', options.vertical_flip),
+    )
+    if on
+  ]
+  parts += mirrors
+  if options.rotate90:
+    parts.append('quarter turns')
+  if options.photometric:
+    parts.append('photometric')
+  text = ', '.join(parts)
+  if mirrors:
+    swapped = lateral.pair_text(options.flip_swap, config.data.names)
+    text += f'; a mirror swaps {swapped}' if swapped else '; a mirror swaps no classes'
+  if config.augmentation.flip_swap.strip().lower() == lateral.NO_SWAP:
+    text += f' (flip_swap {lateral.NO_SWAP}: the lateral-class check is off)'
+  return text

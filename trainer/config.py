@@ -12,6 +12,7 @@ group checks its own fields in its `__post_init__`; rules across groups are `Tra
 
 import dataclasses
 
+from trainer import lateral
 from transform.config import TransformConfig, check_choices, setting
 
 HEAD_INITS = ('zeros', 'prior')
@@ -20,30 +21,36 @@ DISTRIBUTIONS = ('mirrored', 'multi_worker')
 LR_SCHEDULES = ('constant', 'poly', 'cosine')
 
 
-def parse_flip_swap(text: str, num_classes: int) -> tuple:
-  """'3:4,5:6' -> ((3, 4), (5, 6)): pairs of class ids whose channels a mirroring augmentation
-  swaps. Ids, or the default names 'class_K'; the Trainer is not given the class names of
-  `--class-names`. ValueError on an id out of range, a class in two pairs or a class paired with
-  itself."""
+def parse_flip_swap(text: str, names) -> tuple:
+  """'3:4,5:6' -> ((3, 4), (5, 6)): pairs of classes whose channels a mirroring augmentation
+  swaps, each end a class id or a class name (`names`, in class-id order, or a class count for
+  class_0, class_1, ...); 'none' (or '') -> ().
+  ValueError on an unknown class, a class in two pairs or a class paired with itself."""
+  if text.strip().lower() == lateral.NO_SWAP:
+    return ()
+  if isinstance(names, int):  # a class count: the default names
+    names = tuple(f'class_{k}' for k in range(names))
+  index = {name: k for k, name in enumerate(names)}
   pairs, seen = [], set()
   for item in filter(None, (part.strip() for part in text.split(','))):
     ends = item.split(':')
     if len(ends) != 2:
       raise ValueError(f'flip_swap {item!r}: expected LEFT:RIGHT, e.g. 3:4')
     ids = []
-    for end in ends:
-      end = end.strip()
-      digits = end[len('class_') :] if end.startswith('class_') else end
-      if not digits.isdigit():
+    for end in (end.strip() for end in ends):
+      if end in index:
+        ids.append(index[end])
+      elif end.removeprefix('class_').isdigit():  # an id, or its default name
+        ids.append(int(end.removeprefix('class_')))
+      else:
         raise ValueError(
-          f'flip_swap {item!r}: {end!r} is not a class id (0..{num_classes - 1}); '
-          'the Trainer knows class ids only, in the order of --class-names'
+          f'flip_swap {item!r}: {end!r} is neither a class id (0..{len(names) - 1}) nor a '
+          f'class name ({", ".join(names)})'
         )
-      ids.append(int(digits))
-    if any(k >= num_classes for k in ids) or ids[0] == ids[1] or seen & set(ids):
+    if any(k >= len(names) for k in ids) or ids[0] == ids[1] or seen & set(ids):
       raise ValueError(
         f'flip_swap {item!r}: ids must be distinct classes below num_classes '
-        f'{num_classes}, each in one pair'
+        f'{len(names)}, each in one pair'
       )
     seen |= set(ids)
     pairs.append(tuple(ids))
@@ -107,8 +114,11 @@ class AugmentationConfig:
   rotate90: bool = setting(False, 'augmentation: also rotate by a random multiple of 90 degrees')
   flip_swap: str = setting(
     '',
-    "lateralised classes as LEFT:RIGHT class ids, e.g. '3:4,5:6': their "
-    'label channels swap when an image is mirrored',
+    "classes with a side as LEFT:RIGHT ids or names, e.g. '3:4,5:6': their labels swap when "
+    'an image is mirrored. Class names that name sides (left_X/right_X, X_left/X_right, '
+    'l_X/r_X, X_l/X_r, lh/rh; any of _ - . or space) are swapped without it, and a class whose '
+    'train pixels sit on one side stops the Trainer (docs/training.md#classes-with-a-side); '
+    f"'{lateral.NO_SWAP}': swap nothing, no check",
   )
   photometric: bool = setting(
     False,
@@ -264,12 +274,18 @@ class TrainerConfig:
         f'image_size {size} must be a multiple of {multiple} (2 to the power of '
         f'depth, {depth}): use {sizes}, or a smaller depth'
       )
-    parse_flip_swap(self.augmentation.flip_swap, self.data.num_classes)
+    self.flip_swap_pairs  # noqa: B018  (checks flip_swap, and that it agrees with the names)
 
   @property
   def flip_swap_pairs(self) -> tuple:
-    """`augmentation.flip_swap` as pairs of class ids (`parse_flip_swap`)."""
-    return parse_flip_swap(self.augmentation.flip_swap, self.data.num_classes)
+    """The pairs of class ids a mirror swaps: `augmentation.flip_swap` (`parse_flip_swap`) plus the
+    pairs the class names name (`lateral.named_pairs`); none with 'none'. ValueError when the two
+    pair a class differently."""
+    names = self.data.names
+    given = parse_flip_swap(self.augmentation.flip_swap, names)
+    if self.augmentation.flip_swap.strip().lower() == lateral.NO_SWAP:
+      return ()
+    return lateral.merge_pairs(given, lateral.named_pairs(names), names)
 
   @classmethod
   def from_flat(cls, **values) -> 'TrainerConfig':

@@ -22,7 +22,10 @@
 - `masks` (what batch inference runs, `components.mask_writer`): serialized examples holding at
   least `image/encoded` -> `masks` (string [B, 1]: per example a PNG of its uint8 class ids at the
   image's own size, `serving_default`'s `class_ids` cropped to the image), `filename` (string
-  [B, 1]: `image/filename`, '' when the record has none), `height`, `width` (int32 [B]). Every
+  [B, 1]: `image/filename`, '' when the record has none), `height`, `width` (int32 [B]), `error`
+  (string [B, 1]: '' when the mask was made, else why not: the image is missing or does not decode,
+  or has a channel count other than 1, 3 or 4; such a record gets an empty mask and size 0x0 while
+  the rest of the batch is segmented, so one bad record does not fail a batch job). Every
   output has the batch first and an array per example because TFX's BulkInferrer (tfx_bsl's predict
   handler) splits each output along the batch into a TensorProto per PredictionLog; nothing per
   pixel leaves the model as floats.
@@ -48,7 +51,10 @@ EVALUATION_SIGNATURE = 'evaluation_sums'
 PRESENCE_SIGNATURE = 'class_presence'
 MASKS_SIGNATURE = 'masks'
 # The outputs of MASKS_SIGNATURE.
-MASKS, FILENAME, HEIGHT, WIDTH = 'masks', 'filename', 'height', 'width'
+MASKS, FILENAME, HEIGHT, WIDTH, ERROR = 'masks', 'filename', 'height', 'width', 'error'
+# The channel counts an input image may have (grayscale, RGB, RGBA), as the converter accepts.
+IMAGE_CHANNELS = (1, 3, 4)
+UNDECODABLE = 'the image is missing or does not decode as PNG or JPEG'
 # The outputs of EVALUATION_SIGNATURE and PRESENCE_SIGNATURE.
 CONFUSION_MATRIX = 'confusion_matrix'
 CONFUSION_MATRIX_MODEL_RESOLUTION = 'confusion_matrix_model_resolution'
@@ -310,33 +316,75 @@ def _class_presence_fn(tf_transform_output, num_classes: int):
   return class_presence
 
 
+def image_errors(encoded_images):
+  """Per image ([B] encoded bytes) '' if it decodes with 1, 3 or 4 channels, else the reason.
+
+  A graph has no try/except: the images are decoded in a tf.data pipeline whose `ignore_errors`
+  drops the ones that fail, and the indices that come through are the decodable ones."""
+  count = tf.size(encoded_images)
+  channels = (
+    tf.data.Dataset.from_tensor_slices((tf.range(count), encoded_images))
+    .map(lambda i, e: (i, tf.shape(tf.io.decode_image(e, expand_animations=False))[-1]))
+    .ignore_errors()
+    .reduce(
+      tf.fill([count], -1),
+      lambda state, found: tf.tensor_scatter_nd_update(state, [[found[0]]], [found[1]]),
+    )
+  )
+  accepted = tf.reduce_any(channels[:, None] == tf.constant(IMAGE_CHANNELS)[None], axis=1)
+  wrong_channels = tf.strings.join(
+    [
+      'the image has ',
+      tf.strings.as_string(channels),
+      ' channels, expected ' + ', '.join(map(str, IMAGE_CHANNELS[:-1])),
+      f' or {IMAGE_CHANNELS[-1]}',
+    ]
+  )
+  return tf.where(channels < 0, UNDECODABLE, tf.where(accepted, '', wrong_channels))
+
+
+# What a bad record's image is replaced with so that the batch runs: one black pixel.
+_PLACEHOLDER_PNG = data_format.encode_png(np.zeros((1, 1), np.uint8))
+
+
 def _masks_fn(model: tf_keras.Model, tf_transform_output, resize: str, chunk_size: int):
-  """`masks`: per example a PNG of its class ids at the image's own size, its filename and size."""
+  """`masks`: per example a PNG of its class ids at the image's own size, its filename and size,
+  and '' or why its image could not be segmented."""
   image_size = model.input_shape[1]
   png_specs = (tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.int32))
+  image_shape = tf_transform_output.raw_feature_spec()[data_format.IMAGE_ENCODED].shape
 
-  def chunk_masks(examples):
-    raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
+  def chunk_masks(images):
+    raw = {data_format.IMAGE_ENCODED: tf.reshape(images, [-1, *image_shape])}
     return tf.map_fn(
       lambda args: _native_png(*args, image_size, resize),
-      (_predict(model, raw), _flat(raw, data_format.IMAGE_ENCODED)),
+      (_predict(model, raw), images),
       fn_output_signature=png_specs,
       parallel_iterations=1,
     )
 
   @tf.function(input_signature=_EXAMPLES_SPEC)
   def masks(examples):
+    parsed = tf.io.parse_example(
+      examples,
+      {
+        key: tf.io.FixedLenFeature([], tf.string, default_value='')
+        for key in (data_format.IMAGE_ENCODED, data_format.IMAGE_FILENAME)
+      },
+    )
+    errors = image_errors(parsed[data_format.IMAGE_ENCODED])
+    good = tf.equal(errors, '')
+    images = tf.where(good, parsed[data_format.IMAGE_ENCODED], _PLACEHOLDER_PNG)
     # BulkInferrer hands the signature whatever batch Beam made (up to thousands of records): walk
     # it in chunks of the same size as evaluation_sums (which also holds the label: an upper bound).
-    pngs, sizes = _in_chunks(chunk_masks, examples, chunk_size, png_specs)
-    filenames = tf.io.parse_example(
-      examples, {data_format.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string, default_value='')}
-    )[data_format.IMAGE_FILENAME]
+    pngs, sizes = _in_chunks(chunk_masks, images, chunk_size, png_specs)
+    sizes = tf.where(good[:, None], sizes, 0)
     return {
-      MASKS: pngs[:, None],
-      FILENAME: filenames[:, None],
+      MASKS: tf.where(good, pngs, '')[:, None],
+      FILENAME: parsed[data_format.IMAGE_FILENAME][:, None],
       HEIGHT: sizes[:, 0],
       WIDTH: sizes[:, 1],
+      ERROR: errors[:, None],
     }
 
   return masks

@@ -9,12 +9,13 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from trainer import config as trainer_config
 from trainer import (
+  augment,
   continuation,
   data,
   distribution,
   export,
+  lateral,
   losses,
   metrics,
   model,
@@ -22,6 +23,8 @@ from trainer import (
   tensorboard_images,
   tracing,
 )
+from trainer import config as trainer_config
+from transform import data_format, features
 
 # Batches read to estimate the class priors that initialise the head's bias.
 _PRIOR_BATCHES = 8
@@ -85,6 +88,57 @@ def compiled_model(
   return network
 
 
+class LateralClassError(ValueError):
+  """The augmentation would move a class with a side to the other side (`trainer.lateral`)."""
+
+
+def label_positions(train_files, tf_transform_output) -> list | None:
+  """Where each class lies in the train split (`lateral.ClassPosition`s), from the position sums
+  Transform's analyzers computed (a constant of the transform graph, read off one record); None for
+  a graph exported without them."""
+  if features.LABEL_POSITIONS not in tf_transform_output.transformed_feature_spec():
+    return None
+  raw_spec = {
+    key: spec
+    for key, spec in tf_transform_output.raw_feature_spec().items()
+    if key in data_format.raw_feature_spec()
+  }
+  for serialized in data.raw_records(train_files).take(1).batch(1):
+    transformed = tf_transform_output.transform_features_layer()(
+      tf.io.parse_example(serialized, raw_spec)
+    )
+    return lateral.positions_from_stats(transformed[features.LABEL_POSITIONS][0].numpy())
+  return None
+
+
+def check_lateral_classes(config: trainer_config.TrainerConfig, positions) -> None:
+  """LateralClassError, one line per augmentation with the fix, when a flip or a quarter turn would
+  move a class that sits on one side of the train images to the other, unswapped."""
+  if positions is None:
+    logging.warning('The transform graph holds no label positions: no lateral-class check')
+    return
+  problems = lateral.guard_problems(
+    positions, config.data.names, config.augmentation, config.flip_swap_pairs
+  )
+  if problems:
+    raise LateralClassError(' | '.join(problems))
+
+
+def write_augmentation_record(serving_model_dir: str, config: trainer_config.TrainerConfig):
+  """assets.extra/augmentation.json beside the model: the augmentation that ran, in one line."""
+  path = os.path.join(serving_model_dir, 'assets.extra', augment.RECORD_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, 'w') as f:
+    json.dump(
+      {
+        'augmentation': augment.describe(config),
+        'flip_swap_pairs': [list(pair) for pair in config.flip_swap_pairs],
+      },
+      f,
+      sort_keys=True,
+    )
+
+
 def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> tf_keras.Model:
   """Trains on `fn_args.train_files`, validates on `fn_args.eval_files`, exports the SavedModel."""
   runtime = config.runtime
@@ -92,6 +146,9 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
   distribution.configure_precision(runtime.mixed_precision)
   strategy = distribution.get_strategy(runtime.distribution)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  # Before anything trains: a flip must not teach the model that left and right are one class.
+  check_lateral_classes(config, label_positions(fn_args.train_files, tf_transform_output))
+  logging.info('Augmentation: %s', augment.describe(config))
 
   train, evaluation = data.train_and_eval(
     fn_args.train_files, fn_args.eval_files, tf_transform_output, config
@@ -127,6 +184,7 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
 
   signatures = export.add_signatures(network, tf_transform_output, resize=config.data.resize)
   network.save(fn_args.serving_model_dir, save_format='tf', signatures=signatures)
+  write_augmentation_record(fn_args.serving_model_dir, config)
   backup.clear()
   return network
 

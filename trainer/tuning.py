@@ -111,6 +111,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tf_keras.utils.set_random_seed(config.runtime.seed)
   distribution.configure_precision(config.runtime.mixed_precision)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  # The Trainer's lateral-class check, before any trial trains on mirrored classes.
+  task.check_lateral_classes(config, task.label_positions(fn_args.train_files, tf_transform_output))
   train, evaluation = data.train_and_eval(
     fn_args.train_files, fn_args.eval_files, tf_transform_output, config
   )

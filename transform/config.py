@@ -86,6 +86,13 @@ class TransformConfig:
   ignore_label: int = setting(
     data_format.DEFAULT_IGNORE_LABEL, 'mask value left out of loss and metrics'
   )
+  # One value for every stage: the Trainer (lateral pairs, docs/training.md), the Evaluator's
+  # per-class metrics and the model card read it.
+  class_names: str = setting(
+    '',
+    'comma-separated, background first; empty: class_0, class_1, ...; names with a side '
+    '(left_X/right_X, X_l/X_r, lh/rh) are swapped by a mirroring augmentation',
+  )
 
   def __post_init__(self):
     check_common(self)
@@ -103,3 +110,15 @@ class TransformConfig:
         f'{data_format.MASK_ID_RANGE - 1}, e.g. {data_format.DEFAULT_IGNORE_LABEL}'
       )
     data_format.check_label_settings(self.num_classes, self.ignore_label)
+    if self.class_names and len(self.names) != self.num_classes:
+      raise ValueError(
+        f'class_names gives {len(self.names)} names for num_classes {self.num_classes}: '
+        'one per class, background first'
+      )
+
+  @property
+  def names(self) -> tuple:
+    """The class names, in class-id order: `class_names`, or class_0, class_1, ..."""
+    if self.class_names:
+      return tuple(name.strip() for name in self.class_names.split(','))
+    return tuple(f'class_{k}' for k in range(self.num_classes))

@@ -95,6 +95,48 @@ def _check_labels(masks, filenames, config: TransformConfig):
   )
 
 
+def label_position_sums(labels, content):
+  """Per record, float32 [B, 9, K]: for each class, its pixel count and the sums of x, x^2, y, y^2
+  and of the pixels left of, right of, above and below the centre (rows `trainer.lateral.STAT_ROWS`).
+  x and y are a pixel centre over the width and height of the image's content (0..1 whatever the
+  resize mode); `labels` are one-hot [B, S, S, K] with ignored pixels all-zero, so they count
+  nowhere."""
+  size = labels.shape[1]
+  content = tf.cast(content, tf.float32)
+  rows = tf.maximum(tf.reduce_sum(content[:, :, 0], axis=1), 1.0)  # content height, [B]
+  cols = tf.maximum(tf.reduce_sum(content[:, 0, :], axis=1), 1.0)
+  centres = tf.range(size, dtype=tf.float32) + 0.5
+  x = centres[None, :] / cols[:, None]  # [B, S], by column
+  y = centres[None, :] / rows[:, None]  # by row
+
+  def by_column(values):
+    return tf.einsum('bhwk,bw->bk', labels, values)
+
+  def by_row(values):
+    return tf.einsum('bhwk,bh->bk', labels, values)
+
+  def below(values):
+    return tf.cast(values < 0.5, tf.float32)
+
+  def above(values):
+    return tf.cast(values > 0.5, tf.float32)
+
+  return tf.stack(
+    [
+      tf.reduce_sum(labels, axis=[1, 2]),
+      by_column(x),
+      by_column(x * x),
+      by_row(y),
+      by_row(y * y),
+      by_column(below(x)),
+      by_column(above(x)),
+      by_row(below(y)),
+      by_row(above(y)),
+    ],
+    axis=1,
+  )
+
+
 def _flat(x):
   """Raw features arrive as [B] or [B, 1] depending on the schema; the ops below want [B]."""
   return tf.reshape(x, [-1])
@@ -132,4 +174,12 @@ def preprocessing_fn(inputs, custom_config):
     tf.where(ignored, -1, masks), config.num_classes, dtype=tf.float32
   )
   outputs[features.WEIGHT] = 1.0 - tf.cast(ignored, tf.float32)
+  # A full pass over the train split: where each class lies, for the Trainer's lateral-class guard
+  # (trainer.lateral). Exported as a constant of the graph, one copy per record.
+  positions = tft.sum(
+    label_position_sums(outputs[features.LABEL], content), reduce_instance_dims=False
+  )
+  outputs[features.LABEL_POSITIONS] = tf.zeros_like(images[:, :1, 0, 0]) + tf.reshape(
+    positions, [1, -1]
+  )
   return outputs

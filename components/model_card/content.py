@@ -32,6 +32,8 @@ SUMMARY_METRICS = (
   (iou_metric.SOFT_IOU_LOSS, 'soft IoU loss'),
 )
 _QUARANTINE_REASONS_SHOWN = 5
+# The Trainer's record of the augmentation it ran, in the model's assets.extra/ (trainer.augment).
+AUGMENTATION_FILE = 'augmentation.json'
 
 
 def slice_name(slice_key) -> str:
@@ -257,3 +259,17 @@ def lineage_row(role: str, artifact) -> dict | None:
   if artifact is None:
     return None
   return {'role': role, 'type': artifact.type_name, 'id': artifact.id, 'uri': artifact.uri}
+
+
+def recorded_augmentation(model_uri: str | None) -> str | None:
+  """The augmentation the Trainer ran (its one line, classes swapped by a mirror included), from
+  the model artifact at `model_uri`; None when the model records none."""
+  if not model_uri:
+    return None
+  from tfx.utils import path_utils
+
+  path = os.path.join(path_utils.serving_model_path(model_uri), 'assets.extra', AUGMENTATION_FILE)
+  if not fileio.exists(path):
+    return None
+  with fileio.open(path) as f:
+    return json.load(f).get('augmentation')

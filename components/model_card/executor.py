@@ -166,7 +166,10 @@ def card_content(input_dict, exec_properties) -> dict:
     'splits': content.split_counts(
       _single(input_dict, STATISTICS_KEY), _single(input_dict, QUARANTINE_KEY), examples
     ),
-    'training': _trainer_settings(exec_properties),
+    'training': {
+      **_trainer_settings(exec_properties),
+      'augmentation': content.recorded_augmentation(model.uri if model else None),
+    },
     'started_from': content.lineage_row('started from', base_model),
     'baseline': (
       {'id': baseline_id, 'uri': _string_property(blessing, _BASELINE_URI)} if baseline_id else None

@@ -75,6 +75,7 @@ def _verdict(summary: run_summary.RunSummary) -> str:
     f'<section id="verdict" class="{"blessed" if blessed else "not-blessed"}">'
     f'<h2 id="verdict-text">{"Blessed" if blessed else "Not blessed"}</h2>'
     f'<p>{pushed}</p>'
+    f'<p id="baseline">{_escape_html(run_summary.baseline_line(summary))}</p>'
     + (f'<p>Failed rules:</p><ul id="reasons">{reasons}</ul>' if reasons else '')
     + '</section>'
   )
