@@ -47,13 +47,21 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
+# The ML Metadata server tests start a private MariaDB (Debian's package) in a temporary data dir.
+MARIADBD := /usr/sbin/mariadbd
+$(MARIADBD):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y mariadb-server
+
 # The linter and the formatter (configured in pyproject.toml) over all code, tests and benchmarks.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint $(CHROMIUM)
-	$(BIN)/python -m pytest tests
+# Two pytest workers, one test file at a time each (a file's module-scoped pipeline runs stay on
+# one worker): much of a pipeline run is one Python thread, so two files at once use both cores.
+test: install lint $(CHROMIUM) $(MARIADBD)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 # The benchmarks of docs/performance.md's headline table, with the settings it quotes, each writing
 # its table to benchmarks/results/ (docs/performance.md gives their run time and the commands of

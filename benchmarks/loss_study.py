@@ -4,6 +4,9 @@
         --json benchmarks/results/loss_study.json        # demo + nuclei, 3 seeds, to convergence
     python benchmarks/loss_study.py --quick              # CI-sized smoke run
     python benchmarks/loss_study.py --datasets nuclei --seeds 0 --losses soft_iou,cross_entropy
+    python benchmarks/loss_study.py --datasets thin --image-size 32 --max-steps 600 --jobs 3 \
+        --losses cross_entropy,soft_iou_per_class,cross_entropy+soft_iou_per_class \
+        --add-to benchmarks/results/loss_study.json --out benchmarks/results/loss_study.md
 
 Data go through the Transform's own decode/normalise/one-hot functions (`trainer.in_memory`), the
 nuclei tiles through `iouseg convert`, so no TFX run is needed per cell. Each run is the Trainer's
@@ -16,10 +19,19 @@ weights are kept. Scored as the Evaluator scores: eval mean IoU at each image's 
 (probabilities resized back as the exported model does), and the IoU of the rarest class (fewest
 train pixels). Same seed, same weights at the start, same data order and augmentation for every
 loss, so each loss is also compared with cross-entropy seed by seed (paired differences).
-Datasets run in parallel processes (`--jobs`), each on its share of the CPU threads.
+Runs go to --jobs parallel processes, each on its share of the CPU threads.
+Data sets: the demo set, the nuclei tiles, and `iouseg.demo_data`'s 'lateral' (a left and a right
+disc that only their side tells apart; named left_disc/right_disc, so the default flip swaps them)
+and 'thin' (2-3 px curved bands), both written at the model size so the bands stay 2-3 px wide.
+`--add-to JSON` adds this command's runs to a recorded study: its --render then gives the recorded
+table unchanged and each added command's table under it.
 """
 
 import argparse
+import contextlib
+import functools
+import io
+import json
 import os
 import pathlib
 import sys
@@ -33,7 +45,7 @@ import tf_keras
 from iouseg import converters, demo_data
 from trainer import augment, decode, export, in_memory, iou, schedules, task
 from trainer.config import TrainerConfig
-from trainer.losses import LOSSES
+from trainer.losses import LOSS_NAMES, LOSSES
 from transform import data_format
 from transform.config import TransformConfig
 
@@ -45,16 +57,37 @@ SAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'data' / 'samples'
 BASELINE = 'cross_entropy'
 # Every loss of trainer/losses.py, and cross-entropy then the soft IoU (Berman et al.'s advice).
 STUDY_LOSSES = tuple(LOSSES) + ('cross_entropy>soft_iou',)
-CLASS_NAMES = {'demo': demo_data.CLASS_NAMES, 'nuclei': ('background', 'nucleus')}
+CLASS_NAMES = {
+  **{kind: names for kind, (_, names) in demo_data.KINDS.items()},
+  'nuclei': ('background', 'nucleus'),
+}
+DATASETS = tuple(CLASS_NAMES)
+# The sets added for issue 21 are written at the model size (--image-size): a 2-3 px band resized
+# from the demo's 96 px would be thinner than that.
+AT_MODEL_SIZE = ('lateral', 'thin')
+
+
+def add_image_size_flag(parser) -> None:
+  """--image-size, the model input size of the studies' runs."""
+  parser.add_argument(
+    '--image-size',
+    type=int,
+    default=64,
+    help='model input size in pixels (nuclei tiles are 128) (default: %(default)s)',
+  )
 
 
 def prepare(dataset: str, workdir: str, image_size: int = 64):
-  """(TransformConfig, train arrays, eval arrays) for 'demo' or 'nuclei' at `image_size`, and the
-  eval records' file pattern."""
+  """(TransformConfig, train arrays, eval arrays) for a DATASETS name at `image_size`, and the eval
+  records' file pattern."""
   root = os.path.join(workdir, dataset)
-  if dataset == 'demo':
-    demo_data.write_demo_data(root)
-    config = TransformConfig(image_size=image_size, channels=3, num_classes=demo_data.NUM_CLASSES)
+  if dataset in demo_data.KINDS:
+    size = image_size if dataset in AT_MODEL_SIZE else 96
+    demo_data.write_demo_data(root, size=size, kind=dataset)
+    names = CLASS_NAMES[dataset]
+    config = TransformConfig(
+      image_size=image_size, channels=3, num_classes=len(names), class_names=','.join(names)
+    )
   elif dataset == 'nuclei':
     converters.convert(SAMPLES / 'nuclei', root, num_classes=2, strict=True)
     # The 128x128 tiles at 64x64 by default: nuclei stay several pixels wide, and a step costs what
@@ -151,6 +184,7 @@ def model_resolution_mean_iou(model, arrays, num_classes: int) -> float:
   return iou.mean_iou(iou.confusion_matrix(true_ids, predicted, valid, num_classes))
 
 
+@functools.lru_cache(maxsize=2)  # a --jobs worker runs several cells of one data set
 def load_in_process(dataset: str, threads: int, image_size: int = 64):
   """`prepare(dataset, image_size)` and the eval split's native masks, TensorFlow limited to `threads` CPU
   threads (0: all) in this process (a --jobs worker)."""
@@ -162,22 +196,26 @@ def load_in_process(dataset: str, threads: int, image_size: int = 64):
     return data, native_masks(eval_pattern)
 
 
-def run_dataset(dataset: str, args) -> dict:
-  """Every loss and seed on one dataset, in this process with `args.threads` CPU threads."""
-  data, masks = load_in_process(dataset, args.threads)
-  train_labels = data[1][1]
-  runs = []
-  for loss in args.losses:
-    for seed in args.seeds:
-      trainer_config = TrainerConfig(data=data[0]).replace(loss=loss)
-      runs.append({'loss': loss, **train_to_convergence(trainer_config, seed, data, masks, args)})
-      print(f'{dataset} {runs[-1]}', file=sys.stderr, flush=True)
+def run_cell(dataset: str, loss: str, seed: int, args) -> dict:
+  """One loss and seed on one dataset, in this process with `args.threads` CPU threads."""
+  data, masks = load_in_process(dataset, args.threads, args.image_size)
+  trainer_config = TrainerConfig(data=data[0]).replace(loss=loss)
+  run = {'loss': loss, **train_to_convergence(trainer_config, seed, data, masks, args)}
+  print(f'{dataset} {run}', file=sys.stderr, flush=True)
   return {
     'dataset': dataset,
     'class_names': list(CLASS_NAMES[dataset]),
-    'train_pixels_per_class': train_labels.sum((0, 1, 2)).tolist(),
-    'runs': runs,
+    'train_pixels_per_class': data[1][1].sum((0, 1, 2)).tolist(),
+    'runs': [run],
   }
+
+
+def by_dataset(cells: list) -> list:
+  """run_cell results -> one result per data set with all its runs, in the order they ran."""
+  merged = {}
+  for cell in cells:
+    merged.setdefault(cell['dataset'], {**cell, 'runs': []})['runs'] += cell['runs']
+  return list(merged.values())
 
 
 def mean_spread(values) -> str:
@@ -304,30 +342,116 @@ def table(results: list, args) -> str:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--datasets', default='demo,nuclei', help='(default: %(default)s)')
+  parser.add_argument(
+    '--datasets', default='demo,nuclei', help=f'of {", ".join(DATASETS)} (default: %(default)s)'
+  )
   parser.add_argument('--losses', default=','.join(STUDY_LOSSES), help='(default: %(default)s)')
+  add_image_size_flag(parser)
   study_cli.add_run_flags(
     parser,
     max_steps=1500,
-    jobs_help='datasets trained at once, in separate processes',
+    jobs_help='runs (data set, loss, seed) trained at once, in separate processes',
     json_help='also write every run (per-class IoU, validation curve, steps, seconds) here',
+  )
+  parser.add_argument(
+    '--add-to',
+    metavar='JSON',
+    help="add this command's runs to a recorded --json file (its 'added' list), and write "
+    'the whole of it, rendered, to --out',
   )
   args = parser.parse_args(argv)
   if args.render:
-    return study_cli.render(args.render, parser, _settings, table, args.out, 'loss_study.py')
+    return render(args.render, parser, args.out)
   args = _settings(args)
-  results = study_cli.map_in_processes(
-    run_dataset, args.jobs, args.datasets, [args] * len(args.datasets)
+  cells = [(d, loss, seed) for d in args.datasets for loss in args.losses for seed in args.seeds]
+  results = by_dataset(
+    study_cli.map_in_processes(run_cell, args.jobs, *zip(*cells), [args] * len(cells))
   )
-  return study_cli.publish(
-    results, lambda: table(results, args), args.json, args.out, 'loss_study.py'
+  if not args.add_to:
+    return study_cli.publish(
+      results, lambda: table(results, args), args.json, args.out, 'loss_study.py'
+    )
+  with tempfile.TemporaryDirectory() as workdir:
+    added = os.path.join(workdir, 'added.json')
+    study_cli.publish(results, lambda: table(results, args), added, None, 'loss_study.py')
+    recorded = json.loads(pathlib.Path(args.add_to).read_text())
+    recorded.setdefault('added', []).append(json.loads(pathlib.Path(added).read_text()))
+  pathlib.Path(args.add_to).write_text(json.dumps(recorded, indent=1) + '\n')
+  return render(args.add_to, parser, args.out)
+
+
+def render(path: str, parser, out) -> int:
+  """`study_cli.render` of a --json file's runs, then of each command --add-to added, in order,
+  each table under its own command; with added commands, then the default's rule over them all
+  (`rule_lines`)."""
+  recorded = json.loads(pathlib.Path(path).read_text())
+  parts = [recorded] + recorded.get('added', [])
+  tables = io.StringIO()
+  with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(tables):
+    for k, part in enumerate(parts):
+      part_path = os.path.join(workdir, f'{k}.json')
+      pathlib.Path(part_path).write_text(json.dumps(part))
+      if k:
+        print()
+      study_cli.render(part_path, parser, _settings, table, None, 'loss_study.py')
+    if len(parts) > 1:
+      print('\n'.join(rule_lines(parts)))
+  print(tables.getvalue(), end='')
+  if out:
+    pathlib.Path(out).write_text(tables.getvalue())
+  return 0
+
+
+def rule_lines(parts: list) -> list:
+  """The rule the default loss follows, applied to every data set of every recorded command: each
+  loss's mean paired difference from cross-entropy on each set (runs paired within a set, whichever
+  command ran them: add runs to a set only with that set's settings), their mean over the sets it
+  ran on, and whether it is never worse than cross-entropy by more than its seed spread (mean
+  paired difference >= -half its range) on any of them."""
+  runs = {}
+  for part in parts:
+    for result in part['results']:
+      runs.setdefault(result['dataset'], []).extend(result['runs'])
+  losses = dict.fromkeys(run['loss'] for found in runs.values() for run in found)
+  lines = [
+    '',
+    'The default: the loss with the best mean paired difference from cross-entropy over the sets '
+    'it ran on, never worse than cross-entropy by more than its seed spread on any set.',
+    '',
+  ] + report_table.header(
+    f'loss | {" | ".join(runs)} | sets | mean | within its spread of cross-entropy everywhere'
   )
+  for loss in losses:
+    if loss == BASELINE:
+      continue
+    cells, means, within = [], [], True
+    for found in runs.values():
+      paired = paired_differences({'runs': found}, loss)
+      if not paired:
+        cells.append('—')
+        continue
+      means.append(np.mean(paired))
+      within &= means[-1] >= -(max(paired) - min(paired)) / 2
+      cells.append(f'{means[-1]:+.3f}')
+    lines.append(
+      f'| `{loss}` | {" | ".join(cells)} | {len(means)} | {np.mean(means):+.3f} | '
+      f'{"yes" if within else "no"} |'
+    )
+  return lines
 
 
 def _settings(args):
   """Parsed flags -> the study's settings (lists, --quick applied, jobs and threads)."""
   args.datasets, args.losses = args.datasets.split(','), args.losses.split(',')
-  return study_cli.apply_run_settings(args, tasks=lambda settings: len(settings.datasets))
+  unknown = sorted(set(args.datasets) - set(DATASETS)) + sorted(set(args.losses) - set(LOSS_NAMES))
+  if unknown:
+    sys.exit(
+      f'loss_study.py: unknown {unknown}; data sets: {", ".join(DATASETS)}; '
+      f'losses: {", ".join(LOSS_NAMES)}'
+    )
+  return study_cli.apply_run_settings(
+    args, tasks=lambda settings: len(settings.datasets) * len(settings.losses) * len(settings.seeds)
+  )
 
 
 if __name__ == '__main__':

@@ -145,12 +145,7 @@ def main(argv=None) -> int:
   parser.add_argument(
     '--recipes', default=','.join(STUDY), help=f'of {", ".join(RECIPES)} (default: %(default)s)'
   )
-  parser.add_argument(
-    '--image-size',
-    type=int,
-    default=64,
-    help='model input size in pixels (nuclei tiles are 128) (default: %(default)s)',
-  )
+  loss_study.add_image_size_flag(parser)
   study_cli.add_run_flags(
     parser,
     max_steps=1000,

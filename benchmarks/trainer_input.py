@@ -13,6 +13,14 @@ and trains the Trainer's own compiled model (`trainer.task.compiled_model`) on t
 - the same without the cache (the files re-read every epoch);
 - in-memory tensors (the limit): one batch of the same shapes held in memory and repeated.
 Prints images/s of each and its ratio to the limit (targets: >= 0.95 at 64 px, >= 0.9 at 512 px).
+
+With `--resize none` (`--data scenes`: benchmarks/large_images.py's 1024x768 scenes) the feeds are
+the Trainer's crops (`trainer.crops`: one record through `tft_layer`, one random `--image-size`
+crop of it at a random scale 0.5-2, then batched), and the limit one batch of such crops held in
+memory (target >= 0.9):
+
+    .venv/bin/python benchmarks/trainer_input.py --data scenes --resize none --image-size 256 \
+        --records 24 --batch-size 8 --steps 20 --warmup 4 --repeats 2
 """
 
 import argparse
@@ -26,7 +34,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import metadata_io
 
 from iouseg import demo_data
-from trainer import data, task
+from trainer import crops, data, task
 from trainer.config import RuntimeConfig, TrainerConfig
 from transform import data_format
 from transform.config import TransformConfig
@@ -40,6 +48,12 @@ import voc_like
 TARGETS = {64: 0.95, 512: 0.9}
 TRAINER_FEED = "Trainer's feed: raw records through tft_layer"
 LIMIT = 'in-memory tensors (the limit)'
+DATA_NAMES = {
+  'demo': 'demo (96x96 PNG)',
+  'voc_like': 'VOC-like (512x384 JPEG)',
+  'scenes': 'large-image scenes (1024x768 PNG)',
+}
+CROPS_NOTE = ', one random crop each at a random scale 0.5-2 (--resize none)'
 
 
 def write_data(kind: str, directory: str, records: int) -> str:
@@ -52,6 +66,12 @@ def write_data(kind: str, directory: str, records: int) -> str:
       seed=0,
       size=96,
       ignore_label=data_format.DEFAULT_IGNORE_LABEL,
+    )
+  elif kind == 'scenes':
+    import large_images
+
+    large_images.write_split(
+      os.path.join(directory, 'train', 'scenes.tfrecord'), records, 768, 1024, seed=0
     )
   else:
     voc_like.write_split(os.path.join(directory, 'train', 'voc_like.tfrecord'), records, seed=0)
@@ -81,7 +101,8 @@ def analyse(pattern: str, config: TransformConfig, directory: str) -> tft.TFTran
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--data', choices=('demo', 'voc_like'), default='demo')
+  parser.add_argument('--data', choices=('demo', 'voc_like', 'scenes'), default='demo')
+  parser.add_argument('--resize', choices=('stretch', 'none'), default='stretch')
   parser.add_argument(
     '--records', type=int, default=192, help='train records (default: %(default)s)'
   )
@@ -94,8 +115,14 @@ def main(argv=None) -> int:
   parser.add_argument('--out', help='also write the markdown here')
   args = parser.parse_args(argv)
   config = TrainerConfig.from_flat(
-    image_size=args.image_size, num_classes=args.num_classes, batch_size=args.batch_size
+    image_size=args.image_size,
+    num_classes=args.num_classes,
+    batch_size=args.batch_size,
+    resize=args.resize,
+    random_scale=args.resize == 'none',
   )
+  # --resize none: the Trainer's train crops (trainer.crops), else whole records.
+  crop = crops.train_and_eval_options(config)[0] if args.resize == 'none' else None
   runtime, model_settings, size = config.runtime, config.model, config.data.image_size
 
   with tempfile.TemporaryDirectory() as work:
@@ -104,7 +131,7 @@ def main(argv=None) -> int:
 
     def feed(cache_mib):
       return data.make_dataset(
-        [pattern], tf_transform_output, runtime.batch_size, seed=0, cache_mib=cache_mib
+        [pattern], tf_transform_output, runtime.batch_size, seed=0, cache_mib=cache_mib, crop=crop
       )
 
     one_batch = next(iter(feed(0)))
@@ -133,7 +160,7 @@ def main(argv=None) -> int:
   lines += [
     '',
     f"Target: the Trainer's feed >= {target} x in-memory. Data: {args.records} "
-    f'{"demo (96x96 PNG)" if args.data == "demo" else "VOC-like (512x384 JPEG)"} records. '
+    f'{DATA_NAMES[args.data]} records{CROPS_NOTE if args.resize == "none" else ""}. '
     f'Model: FCN {size}x{size}x{config.data.channels}, '
     f'{config.data.num_classes} classes, base filters {model_settings.base_filters}, depth '
     f'{model_settings.depth}, batch {runtime.batch_size}; median of {args.repeats} '

@@ -1,4 +1,5 @@
-"""Reading a pipeline's ML Metadata (SQLite): its runs, their executions and the artifacts they wrote.
+"""Reading a pipeline's ML Metadata (SQLite, or a MySQL server: `pipeline.metadata`): its runs,
+their executions and the artifacts they wrote.
 
 The primitives `iouseg.run_summary` builds its summary from, and what tools that read a run directly
 (benchmarks, tests) need: each component's time span and output artifacts in the latest run.
@@ -7,15 +8,15 @@ The primitives `iouseg.run_summary` builds its summary from, and what tools that
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import metadata
+
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  return metadata_store.MetadataStore(config)
+  """The store of --metadata: an SQLite file (read-only), or a server URL."""
+  return metadata_store.MetadataStore(metadata.connection_config(metadata_path, readonly=True))
 
 
 def node_id(store, execution) -> str:

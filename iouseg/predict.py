@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import serving_dir
+from trainer import export
 from transform import data_format, image_checks
 
 
@@ -61,12 +62,27 @@ def read_checked(image: str) -> bytes:
   return data
 
 
+def load_signature(model_path: str, inference: str | None = None):
+  """The model's `serving_default`, or with `inference` ('whole' or 'slide') its serving signature
+  of that mode, which only a model trained with `--resize none` has (ValueError otherwise)."""
+  signatures = tf.saved_model.load(resolve_saved_model(model_path)).signatures
+  if inference is None:
+    return signatures[export.SERVING_SIGNATURE]
+  name = export.serving_signature(inference)
+  if name not in signatures:
+    raise ValueError(
+      f'--inference {inference}: the model has no {name} signature; only a model trained with '
+      '--resize none predicts whole images or by sliding window'
+    )
+  return signatures[name]
+
+
 def predict_files(
-  model_path: str, images: list[str], output_dir: str
+  signature, images: list[str], output_dir: str
 ) -> Iterator[tuple[str, str | None, str | None]]:
-  """(image, mask written, None) per image segmented, (image, None, reason) per image that was not:
-  a bad file is named and passed over, and the others are still written."""
-  signature = tf.saved_model.load(resolve_saved_model(model_path)).signatures['serving_default']
+  """(image, mask written, None) per image segmented by `signature` (`load_signature`), (image,
+  None, reason) per image that was not: a bad file is named and passed over, and the others are
+  still written."""
   os.makedirs(output_dir, exist_ok=True)
   for image in images:
     try:

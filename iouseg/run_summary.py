@@ -14,7 +14,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 
-from components import dedup_pusher, iou_metric
+from components import dedup_pusher, encoder_trainer, iou_metric
 
 # The TFMA output reader the model card uses too; its names are part of this module's interface.
 from components.model_card import content as model_card_content
@@ -56,6 +56,9 @@ class RunSummary:
   augmentation: str | None = None
   started_from_id: int | None = None
   started_from_uri: str | None = None
+  # The weights file the encoder started from (--encoder-weights), from the model artifact.
+  encoder_weights: str | None = None
+  encoder_weights_sha256: str | None = None
   # The Tuner's best trial (run with --tune-trials): hyperparameter -> value, its score, trials done.
   tuned: dict[str, object] = dataclasses.field(default_factory=dict)
   tuned_score: float | None = None
@@ -222,6 +225,11 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
       summary.started_from_id = base[0].id if base else None
       summary.started_from_uri = base[0].uri if base else None
       summary.augmentation = model_card_content.recorded_augmentation(_uri(outputs, 'model'))
+      for model in outputs.get('model', [])[:1]:
+        summary.encoder_weights = _string_property(model, encoder_trainer.WEIGHTS_PATH_PROPERTY)
+        summary.encoder_weights_sha256 = _string_property(
+          model, encoder_trainer.WEIGHTS_SHA256_PROPERTY
+        )
     if node == 'Evaluator' and outputs.get('evaluation'):
       _read_evaluator(
         summary, mlmd_store.artifacts(store, execution, mlmd_store.INPUT_EVENTS), outputs
@@ -305,6 +313,15 @@ def format_summary(summary: RunSummary, log_path: str | None = None) -> str:
       if summary.started_from_id is None
       else f'Started from: model {summary.started_from_id} ({summary.started_from_uri})'
     )
+    if summary.encoder_weights:  # a warm start then replaces these initial weights
+      weights = (
+        f'encoder weights {summary.encoder_weights} (sha256 {summary.encoder_weights_sha256})'
+      )
+      lines[-1] = (
+        f'Started from: {weights}'
+        if summary.started_from_id is None
+        else f'{lines[-1]}, after {weights}'
+      )
   if summary.augmentation:
     lines.append(f'Augmentation: {summary.augmentation}')
   if summary.tuned:

@@ -34,6 +34,10 @@ import yaml
 from kubeflow import resources
 from pipeline import flags, settings
 
+# On Kubeflow each task records to KFP's own ML Metadata store (the cluster's MySQL), which the
+# backend configures: nothing of a local store, least of all a password, belongs in the spec.
+_RUN_ONLY_FLAGS = ('--metadata', '--metadata-password-file')
+
 
 def add_compile_arguments(parser: argparse.ArgumentParser) -> None:
   # Open-source KFP cannot run the Resolver: the served model is the baseline unless told.
@@ -55,6 +59,9 @@ def add_compile_arguments(parser: argparse.ArgumentParser) -> None:
     help='data without train/ and eval/ folders: split all files 3:1 by hash',
   )
   resources.add_resource_arguments(parser)
+  # `iouseg run`'s metadata flags, accepted only to be refused in one line (`check_settings`).
+  for flag in _RUN_ONLY_FLAGS:
+    parser.add_argument(flag, help=argparse.SUPPRESS)
 
 
 def _split_patterns(args: argparse.Namespace) -> dict[str, str] | None:
@@ -66,6 +73,12 @@ def check_settings(args: argparse.Namespace) -> None:
   checks of `iouseg run` (a bucket data root is not looked at; the tasks read it) and --warm-start,
   which starts from the latest blessed model that only the Resolver finds."""
   flags.check_args(args)
+  for flag in _RUN_ONLY_FLAGS:
+    if getattr(args, flag[2:].replace('-', '_')) is not None:
+      raise ValueError(
+        f"{flag} is not for Kubeflow: its tasks record to KFP's own ML Metadata store, which the "
+        'cluster configures (docs/metadata.md#on-kubeflow)'
+      )
   if args.warm_start and args.baseline != settings.Baseline.RESOLVER:
     raise ValueError(
       '--warm-start needs --baseline resolver: the Trainer starts from the latest '

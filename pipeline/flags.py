@@ -292,6 +292,42 @@ def _check_data_root_exists(data_root: str) -> None:
     )
 
 
+def _nearest_existing(path: str) -> str:
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  return path
+
+
+def check_values(args, *, at_least=None, shares=(), existing=(), writable=()) -> None:
+  """ValueError naming the flag for the first bad value among these attributes of `args` (None, a
+  flag not given, passes): a number below its minimum (`at_least`: {name: minimum}), a share
+  outside 0..1 (NaN included), a local path that does not exist (`existing`), an output nothing
+  can be written under (`writable`: it, or the nearest existing path above it, cannot be written
+  by this user, a read-only mount say, or that path above is a file)."""
+  for name, minimum in (at_least or {}).items():
+    value = getattr(args, name)
+    if value is not None and not value >= minimum:
+      raise ValueError(f'{flag_name(name)} must be at least {minimum}, got {value}')
+  for name in shares:
+    value = getattr(args, name)
+    if value is not None and not 0 <= value <= 1:
+      raise ValueError(f'{flag_name(name)} must be from 0 to 1, got {value}')
+  for name in existing:
+    path = getattr(args, name)
+    if path is not None and _is_local(str(path)) and not os.path.exists(path):
+      raise ValueError(f'{flag_name(name)} {path}: no such file or folder')
+  for name in writable:
+    path = getattr(args, name)
+    if path is None or not _is_local(str(path)):
+      continue
+    above = _nearest_existing(str(path))
+    if above != os.path.abspath(path) and not os.path.isdir(above):
+      raise ValueError(f'{flag_name(name)} {path}: cannot write there ({above} is a file)')
+    if not os.access(above, os.W_OK):
+      raise ValueError(f'{flag_name(name)} {path}: cannot write there ({above} is read-only)')
+
+
 def check_data_root(data_root: str, split_patterns: dict[str, str] | None) -> None:
   """ValueError unless a local `data_root` holds records as the pipeline will read them: files
   matching each split's pattern, or for the hash split (`split_patterns` None) files directly in it.
@@ -350,7 +386,41 @@ def check_args(args: argparse.Namespace) -> None:
       f'--class-min-iou names unknown classes {", ".join(unknown)}; the classes are '
       f'{", ".join(names)}'
     )
+  _check_blessing_and_names(args, names)
   _check_data_root_exists(args.data_root)
+  _check_encoder_weights(args.encoder_weights)
+
+
+def _check_encoder_weights(path: str) -> None:
+  """A local --encoder-weights file exists and is a whole, readable Keras .h5 weights file (whether
+  its layers fit the encoder is the Trainer's check, which builds it); a URI is the Trainer's."""
+  if not path or not _is_local(path):
+    return
+  from trainer import weights_file  # h5py, no TensorFlow
+
+  try:
+    weights_file.read(path)
+  except weights_file.EncoderWeightsError as e:  # its setting's name as the flag (not in the path)
+    raise ValueError(
+      flag_name('encoder_weights') + str(e).removeprefix('encoder_weights')
+    ) from None
+
+
+def _check_blessing_and_names(args: argparse.Namespace, names) -> None:
+  """The blessing thresholds are IoUs (0..1), each --slice-by names a feature, the class names are
+  distinct and not empty (the report and the per-class metrics are keyed by them) and so is the
+  pipeline name (ML Metadata's contexts are named by it)."""
+  check_values(args, shares=('min_mean_iou', 'max_class_drop'))
+  for name, floor in args.class_min_iou.items():
+    if not 0 <= floor <= 1:
+      raise ValueError(f'--class-min-iou {name}={floor}: an IoU floor is from 0 to 1')
+  for spec in args.slice_by:
+    if not any(f.strip() for f in spec.split(',')):
+      raise ValueError(f'--slice-by {spec!r}: expected FEATURE[,FEATURE], e.g. image/source')
+  if len(set(names)) != len(names) or not all(n.strip() for n in names):
+    raise ValueError(f'--class-names {",".join(names)}: the names must be distinct and not empty')
+  if not args.pipeline_name.strip():
+    raise ValueError('--pipeline-name must not be empty')
 
 
 def create_pipeline_kwargs(args: argparse.Namespace, split_patterns: dict[str, str] | None) -> dict:

@@ -1,4 +1,5 @@
-"""Runs the pipeline on this machine: LocalDagRunner, ML Metadata in SQLite, Beam's DirectRunner."""
+"""Runs the pipeline on this machine: LocalDagRunner, ML Metadata in SQLite or on a MySQL server
+(`pipeline.metadata`), Beam's DirectRunner."""
 
 import os
 from typing import TextIO
@@ -6,7 +7,7 @@ from typing import TextIO
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
-from pipeline import beam_runners, settings
+from pipeline import beam_runners, metadata, settings
 from pipeline import pipeline as pipeline_lib
 from pipeline import progress as progress_lib
 
@@ -38,25 +39,25 @@ def run(
   part of it (TFX's partial run: the nodes between `from_nodes` and `to_nodes`, the rest of their
   inputs taken from the previous run). With a `progress` stream, prints a line to it as each
   component starts and finishes (`pipeline.progress`) and returns {node id: state}."""
-  os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
+  if not metadata.is_server(metadata_path):  # an SQLite file, made with its folder
+    os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
   pipeline = pipeline_lib.create_pipeline(
     paths,
     data,
     training,
     blessing,
     extras,
-    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-      metadata_path
-    ),
+    metadata_connection_config=metadata.connection_config(metadata_path),
     beam_pipeline_args=beam_pipeline_args or beam_runners.beam_args('in_memory'),
     enable_cache=enable_cache,
   )
   if progress is None:
-    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+    with metadata.passwords_redacted():
+      tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
     return None
   watcher = progress_lib.ComponentProgress(
     metadata_path, pipeline.pipeline_info.pipeline_name, len(pipeline.components), progress
   )
-  with watcher.attached():
+  with metadata.passwords_redacted(), watcher.attached():
     tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
   return watcher.states

@@ -21,6 +21,7 @@ from tfx.utils import proto_utils
 
 from components.anomaly_gate import AnomalyGate
 from components.dedup_pusher import DedupPusher
+from components.encoder_trainer import EncoderWeightsTrainer
 from components.mask_writer import MaskWriter
 from components.model_card import ModelCardGenerator
 from components.record_validation import RecordValidator, TolerantImportExampleGen
@@ -225,7 +226,8 @@ def _training(
     else None
   )
 
-  trainer = tfx.components.Trainer(
+  # TFX's Trainer, recording the encoder's weights file on its model artifact.
+  trainer = EncoderWeightsTrainer(
     run_fn=RUN_FN,
     hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
     examples=validation.examples,
@@ -235,7 +237,7 @@ def _training(
     eval_args=training.eval_args,
     base_model=resolver.outputs['model'] if training.warm_start else None,
     custom_config=trainer_config.to_dict(),
-  )
+  ).with_id('Trainer')
   return _Training(transform, tuner, trainer)
 
 

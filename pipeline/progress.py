@@ -45,15 +45,13 @@ def log_path_for(pipeline_root: str) -> str:
 
 def _node_executions(metadata_path: str, pipeline_name: str, node_id: str) -> list:
   """Every execution ML Metadata holds of `node_id` of the pipeline, any run."""
-  if not os.path.exists(metadata_path):
+  from pipeline import metadata
+
+  if not metadata.is_server(metadata_path) and not os.path.exists(metadata_path):
     return []
   from ml_metadata.metadata_store import metadata_store
-  from ml_metadata.proto import metadata_store_pb2
 
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  store = metadata_store.MetadataStore(config)
+  store = metadata_store.MetadataStore(metadata.connection_config(metadata_path, readonly=True))
   context = store.get_context_by_type_and_name('node', f'{pipeline_name}.{node_id}')
   return store.get_executions_by_context(context.id) if context else []
 

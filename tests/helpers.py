@@ -271,3 +271,88 @@ def unlabelled_record(image_bytes: bytes, filename: str | None = None) -> bytes:
       bytes_list=tf.train.BytesList(value=[filename.encode()])
     )
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def run_watched(argv: list, react, timeout_s: float = 900) -> dict:
+  """Runs `argv` in a process group of its own, its stdout and stderr read line by line as they
+  come; `react(line)` sees each line of either, in the order they arrive, and returning True
+  SIGKILLs the whole group (Beam and TensorFlow threads with it). Returns the exit status and both
+  outputs."""
+  import queue
+  import signal
+  import subprocess
+  import threading
+
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1', PYTHONUNBUFFERED='1')
+  process = subprocess.Popen(
+    argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+  )
+  lines, texts = queue.Queue(), {'stdout': [], 'stderr': []}
+
+  def read(name, stream):
+    for line in stream:
+      lines.put((name, line))
+    lines.put((name, None))
+
+  readers = [
+    threading.Thread(target=read, args=(name, getattr(process, name)), daemon=True)
+    for name in texts
+  ]
+  for reader in readers:
+    reader.start()
+  kill = lambda: os.killpg(process.pid, signal.SIGKILL)  # noqa: E731
+  watchdog = threading.Timer(timeout_s, kill)
+  watchdog.start()
+  try:
+    open_streams, killed = len(readers), False
+    while open_streams:
+      name, line = lines.get()
+      if line is None:
+        open_streams -= 1
+        continue
+      texts[name].append(line)
+      if not killed and react(line.rstrip('\n')):
+        kill()
+        killed = True
+    rc = process.wait()
+  finally:
+    watchdog.cancel()
+  return {'rc': rc, **{name: ''.join(text) for name, text in texts.items()}}
+
+
+def torn_outputs(metadata: str, serving: str) -> list:
+  """What a later run would take as good but is not: an artifact ML Metadata holds as LIVE whose
+  folder is missing or empty, a Model or TransformGraph without its SavedModel, a blessing or a push
+  whose model has no `saved_model.pb`, a numbered folder in the serving dir that is no complete
+  version."""
+  import glob
+
+  from ml_metadata.proto import metadata_store_pb2
+
+  from iouseg import mlmd_store
+
+  def saved_model_in(path):
+    return bool(glob.glob(os.path.join(path, '**', 'saved_model.pb'), recursive=True))
+
+  store = mlmd_store.open_store(metadata)
+  types = {t.id: t.name for t in store.get_artifact_types()}
+  torn = []
+  for artifact in store.get_artifacts():
+    if artifact.state != metadata_store_pb2.Artifact.LIVE:
+      continue
+    kind, uri, props = types[artifact.type_id], artifact.uri, artifact.custom_properties
+    if kind == 'PushedModel':  # its folder is empty when the push found the model served already
+      pushed = props['pushed_destination'].string_value if props['pushed'].int_value else ''
+      if pushed and not os.path.exists(os.path.join(pushed, 'saved_model.pb')):
+        torn.append(f'push {uri} to a version without saved_model.pb')
+    elif not os.path.exists(uri) or (os.path.isdir(uri) and not os.listdir(uri)):
+      torn.append(f'{kind} {uri}: missing or empty')
+    elif kind in ('Model', 'TransformGraph') and not saved_model_in(uri):
+      torn.append(f'{kind} {uri}: no saved_model.pb')
+    elif kind == 'ModelBlessing' and props['blessed'].int_value == 1:
+      if not saved_model_in(props['current_model'].string_value):
+        torn.append(f'blessing {uri} of a model without saved_model.pb')
+  for name in os.listdir(serving) if os.path.isdir(serving) else []:
+    if name.isdigit() and not os.path.exists(os.path.join(serving, name, 'saved_model.pb')):
+      torn.append(f'serving version {name} without saved_model.pb')
+  return torn

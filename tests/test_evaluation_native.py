@@ -1,4 +1,5 @@
-"""Real TFMA evaluates a trained tiny model, exported by `trainer.export` with either resize mode,
+"""Real TFMA evaluates a trained tiny model, exported by `trainer.export` with each resize mode
+(`none`: whole-image inference at each image's own size, most larger than the model),
 on raw records of mixed sizes and aspect ratios: its numbers equal an independent numpy computation
 from `serving_default`'s class ids and each mask decoded by PIL at its own size (and, at the model's
 resolution, from `model_resolution` and `transform_features`); the evaluation signatures return no
@@ -136,7 +137,7 @@ def evaluated_models(tmp_path_factory):
     resize: _transform_output(
       records, TransformConfig(MODEL_SIZE, 3, len(MODEL_CLASSES), resize=resize), base
     )
-    for resize in ('stretch', 'pad')
+    for resize in ('stretch', 'pad', 'none')
   }
   dataset = data.make_dataset(
     [data_path], outputs['stretch'], trainer_config.runtime.batch_size, seed=0
@@ -174,6 +175,8 @@ def _content_size(height, width, resize):
   else the long side scaled to the model size, aspect kept."""
   if resize == 'stretch':
     return MODEL_SIZE, MODEL_SIZE
+  if resize == 'none':  # the image at its own size: the prediction is made there (whole)
+    return height, width
   scale = MODEL_SIZE / max(height, width)
   return (
     min(MODEL_SIZE, max(1, int(np.round(height * scale)))),
@@ -234,7 +237,7 @@ def _expected_model_metrics(examples):
   )
 
 
-@pytest.mark.parametrize('resize', ['stretch', 'pad'])
+@pytest.mark.parametrize('resize', ['stretch', 'pad', 'none'])
 def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_models, resize):
   examples = _numpy_evaluation(evaluated_models[resize]['model'], resize)
   if resize == 'pad':  # the aspect ratio is kept: a wide image fills the model input's top rows
@@ -260,7 +263,10 @@ def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_
   for name, metrics in expected.items():
     assert_metrics_equal(slices[name][run_summary.CANDIDATE], metrics, rel=0, abs_=1e-6)
   overall = slices[run_summary.OVERALL][run_summary.CANDIDATE]
-  assert 0 < overall['mean_iou'] < 1 and overall['mean_iou'] != overall['mean_iou_model_resolution']
+  assert 0 < overall['mean_iou'] < 1
+  # With `none` the model's resolution is the image's own: both scores are one confusion matrix.
+  same = overall['mean_iou'] == overall['mean_iou_model_resolution']
+  assert same == (resize == 'none')
 
 
 def test_evaluation_signatures_return_no_per_pixel_tensor_and_chunks_add_up(evaluated_models):

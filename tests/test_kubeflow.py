@@ -375,36 +375,11 @@ def test_launcher_wires_inputs_as_the_spec_does(tmp_path, monkeypatch):
   assert evaluator['artifacts']['baseline_model'] == {}
   trainer_model = outputs['Trainer']['model'].artifacts[0].uri
   assert evaluator['artifacts']['model']['artifacts'][0]['uri'] == trainer_model
-  trainer = invocation['tfx.components.trainer.executor.GenericExecutor']['inputs']
+  trainer = invocation['components.encoder_trainer.Executor']['inputs']
   assert trainer['parameterValues']['train_args'] == '{"num_steps": 7}'
   example_gen = invocation['components.record_validation.tolerant_import.Executor']
   assert example_gen['inputs']['parameterValues']['input_base'] == 'gs://bucket/data'
   assert example_gen['inputs']['parameterValues']['output_data_format'] == 6  # an integer, as KFP
-
-
-@pytest.mark.e2e
-def test_compiled_spec_runs_locally_and_pushes_a_blessed_model(tmp_path):
-  """Every task of the spec a user submits, through its own command, on a tiny data set."""
-  from iouseg import demo_data
-
-  data = tmp_path / 'data'
-  demo_data.write_demo_data(str(data), train_count=16, eval_count=8, size=32)
-  serving = tmp_path / 'serving'
-  spec_file = compile_file(tmp_path / 'p.yaml', '--serving-dir', str(serving))
-  # As a user would submit it: the compiled threshold (0.5) would not bless 10 steps of training.
-  arguments = parameters.submission_arguments(
-    str(spec_file), [f'data_root={data}'], train_steps=10, min_mean_iou=0.0
-  )
-
-  outputs = local_launcher.run_pipeline_spec(str(spec_file), str(tmp_path / 'root'), arguments)
-
-  blessing = outputs['Evaluator']['blessing'].artifacts[0]
-  assert blessing.metadata['blessed'] == 1
-  assert (pathlib.Path(blessing.uri) / 'BLESSED').exists()
-  pushed = outputs['Pusher']['pushed_model'].artifacts[0]
-  assert pushed.metadata['pushed'] == 1
-  version = pathlib.Path(pushed.metadata['pushed_destination'])
-  assert version.parent == serving and (version / 'saved_model.pb').exists()
 
 
 # --- the served model as the baseline (no Resolver) -----------------------------------------------
@@ -452,37 +427,66 @@ def test_baseline_none_compiles_without_a_baseline(tmp_path):
 
 
 @pytest.mark.e2e
-def test_compiled_spec_refuses_a_candidate_worse_than_the_served_model(tmp_path):
-  """Two runs of compiled specs through the local launcher, sharing one serving dir and no Resolver:
-  the first (nothing served: the baseline task's declared artifact stays empty, as on KFP's backend)
-  is blessed and pushed with its warm-up file and model card; the second, a worse candidate (one step
-  at a learning rate of 1e-12: the initial weights), is compared with the served version and
+def test_compiled_specs_run_locally_push_a_blessed_model_and_refuse_a_worse_one(tmp_path):
+  """Every task of the specs a user submits, through their own commands, on a tiny data set: two
+  runs of compiled specs through the local launcher, sharing one serving dir and no Resolver.
+
+  The first (nothing served: the baseline task's declared artifact stays empty, as on KFP's
+  backend; with --tune-trials 1 and --infer-data, so the Tuner and batch inference run too) is
+  blessed and pushed with its warm-up file and model card, its Trainer trains with the Tuner's
+  values and MaskWriter writes one mask per unlabelled record. The second, a worse candidate (one
+  step at a learning rate of 1e-12: the initial weights), is compared with the served version and
   refused."""
   from iouseg import demo_data
 
   data = tmp_path / 'data'
   demo_data.write_demo_data(str(data), train_count=16, eval_count=8, size=32)
+  unlabelled = tmp_path / 'unlabelled'
+  unlabelled.mkdir()
+  # The eval records as they are: BulkInferrer and the `masks` signature read image/encoded only.
+  shutil.copy(data / 'eval' / 'demo.tfrecord', unlabelled / 'part-0.tfrecord')
   serving = tmp_path / 'serving'
 
   def run(name, train_steps, *flags):
     spec_file = compile_file(tmp_path / f'{name}.yaml', '--serving-dir', str(serving), *flags)
+    # As a user would submit it: the compiled threshold (0.5) would not bless this little training.
     arguments = parameters.submission_arguments(
       str(spec_file), [f'data_root={data}'], train_steps=train_steps, min_mean_iou=0.0
     )
     return local_launcher.run_pipeline_spec(str(spec_file), str(tmp_path / name), arguments)
 
-  first = run('first', 30)
+  first = run(
+    'first', 30, '--infer-data', str(unlabelled), '--tune-trials', '1', '--tune-steps', '2'
+  )
   (empty,) = first[SERVED_BASELINE]['model'].artifacts
   assert empty.metadata['served_version'] == ''
   assert not os.path.exists(os.path.join(empty.uri, 'Format-Serving'))
-  assert 'baseline_model' not in first['Evaluator']['blessing'].artifacts[0].metadata
-  assert first['Evaluator']['blessing'].artifacts[0].metadata['blessed'] == 1
+  blessing = first['Evaluator']['blessing'].artifacts[0]
+  assert 'baseline_model' not in blessing.metadata
+  assert blessing.metadata['blessed'] == 1
+  assert (pathlib.Path(blessing.uri) / 'BLESSED').exists()
   pushed = first['Pusher']['pushed_model'].artifacts[0]
+  assert pushed.metadata['pushed'] == 1
   version = pathlib.Path(pushed.metadata['pushed_destination'])
-  assert version.parent == serving
+  assert version.parent == serving and (version / 'saved_model.pb').exists()
   assert (version / 'assets.extra' / 'tf_serving_warmup_requests').exists()
   assert (version / 'assets.extra' / 'model_card.md').exists()
   assert (version / 'assets.extra' / 'model_card.html').exists()
+  # The Tuner's best values are the ones the Trainer trained with.
+  best = first['Tuner']['best_hyperparameters'].artifacts[0]
+  with open(os.path.join(best.uri, 'best_hyperparameters.txt')) as f:
+    tuned = json.load(f)['values']
+  model = first['Trainer']['model'].artifacts[0]
+  with open(
+    os.path.join(model.uri, 'Format-Serving', 'assets.extra', 'tuned_hyperparameters.json')
+  ) as f:
+    assert json.load(f)['hyperparameters'] == tuned
+  masks = first['MaskWriter']['masks'].artifacts[0]
+  assert masks.metadata['mask_count'] == 8
+  with open(os.path.join(masks.uri, 'index.csv')) as f:
+    rows = f.read().splitlines()
+  assert rows[0] == 'record,mask,height,width,error' and len(rows) == 9
+  assert len(os.listdir(os.path.join(masks.uri, 'masks'))) == 8
 
   worse = run('worse', 1, '--learning-rate', '1e-12')
   (baseline,) = worse[SERVED_BASELINE]['model'].artifacts
@@ -559,52 +563,3 @@ def test_infer_data_and_tune_trials_add_their_tasks(tmp_path):
 def test_default_spec_has_neither_tuner_nor_inference(spec):
   assert not (INFERENCE_TASKS | {'Tuner'}) & set(spec.root.dag.tasks)
   assert 'infer_data_root' not in spec.root.input_definitions.parameters
-
-
-@pytest.mark.e2e
-def test_compiled_spec_with_tuner_and_inference_runs_locally(tmp_path):
-  """Every task of a spec with --tune-trials 1 and --infer-data through its own command: the
-  Trainer trains with the Tuner's values and MaskWriter writes one mask per unlabelled record."""
-  from iouseg import demo_data
-
-  data = tmp_path / 'data'
-  demo_data.write_demo_data(str(data), train_count=16, eval_count=8, size=32)
-  unlabelled = tmp_path / 'unlabelled'
-  unlabelled.mkdir()
-  # The eval records as they are: BulkInferrer and the `masks` signature read image/encoded only.
-  shutil.copy(data / 'eval' / 'demo.tfrecord', unlabelled / 'part-0.tfrecord')
-  # No baseline task: the first run's absolute threshold blesses; the baseline is checked above.
-  spec_file = compile_file(
-    tmp_path / 'p.yaml',
-    '--serving-dir',
-    str(tmp_path / 'serving'),
-    '--baseline',
-    'none',
-    '--infer-data',
-    str(unlabelled),
-    '--tune-trials',
-    '1',
-    '--tune-steps',
-    '2',
-  )
-  arguments = parameters.submission_arguments(
-    str(spec_file), [f'data_root={data}'], train_steps=4, min_mean_iou=0.0
-  )
-
-  outputs = local_launcher.run_pipeline_spec(str(spec_file), str(tmp_path / 'root'), arguments)
-
-  best = outputs['Tuner']['best_hyperparameters'].artifacts[0]
-  with open(os.path.join(best.uri, 'best_hyperparameters.txt')) as f:
-    tuned = json.load(f)['values']
-  model = outputs['Trainer']['model'].artifacts[0]
-  with open(
-    os.path.join(model.uri, 'Format-Serving', 'assets.extra', 'tuned_hyperparameters.json')
-  ) as f:
-    assert json.load(f)['hyperparameters'] == tuned
-  assert outputs['Evaluator']['blessing'].artifacts[0].metadata['blessed'] == 1
-  masks = outputs['MaskWriter']['masks'].artifacts[0]
-  assert masks.metadata['mask_count'] == 8
-  with open(os.path.join(masks.uri, 'index.csv')) as f:
-    rows = f.read().splitlines()
-  assert rows[0] == 'record,mask,height,width,error' and len(rows) == 9
-  assert len(os.listdir(os.path.join(masks.uri, 'masks'))) == 8

@@ -3,7 +3,10 @@ the flags, Transform's position analyzer against numpy, and the Trainer's guard 
 written by TFT's Beam implementation, for a lateral set, the demo set and the nuclei tiles."""
 
 import glob
+import json
 import os
+import subprocess
+import sys
 
 import apache_beam as beam
 import numpy as np
@@ -21,7 +24,7 @@ from transform import data_format, features
 from transform.config import TransformConfig
 from transform.preprocessing import preprocessing_fn
 
-from helpers import SAMPLES, tiny_model_flags, tiny_run_args
+from helpers import BENCHMARKS, SAMPLES, benchmark_module, tiny_model_flags, tiny_run_args
 
 RAW_SPEC = data_format.raw_feature_spec()
 
@@ -112,19 +115,6 @@ def test_a_pair_given_both_ways_must_agree_at_parse_time(tiny_demo_data, tmp_pat
 # --- positions --------------------------------------------------------------------------------------
 
 
-def _example(image, mask, name):
-  height, width = mask.shape
-  return data_format.make_example(
-    data_format.encode_png(image),
-    'png',
-    height,
-    width,
-    image.shape[-1],
-    name,
-    data_format.encode_png(mask),
-  )
-
-
 def _raw(image, mask, name):
   return {
     data_format.IMAGE_ENCODED: data_format.encode_png(image),
@@ -197,21 +187,9 @@ def test_label_positions_match_numpy(resize, tmp_path):
 
 
 def write_lateral_split(path, count, seed, size=32):
-  """A lateral set: class 1 a disc in the left third of every image, class 2 a disc of the same
-  size in the right third, on noise; a mirror of one is the other."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[:size, :size]
-  with tf.io.TFRecordWriter(str(path)) as writer:
-    for i in range(count):
-      image = rng.integers(60, 120, size=(size, size, 3)).astype(np.uint8)
-      mask = np.zeros((size, size), np.uint8)
-      r = size / 8
-      for class_id, (low, high) in ((1, (r, size / 3)), (2, (2 * size / 3, size - r))):
-        cx, cy = rng.uniform(low, high), rng.uniform(r, size - r)
-        disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
-        mask[disc] = class_id
-        image[disc] = (200, 80, 60) if class_id == 1 else (60, 80, 200)
-      writer.write(_example(image, mask, f'lateral/{i}.png').SerializeToString())
+  """The lateral set of `iouseg.demo_data` (a left-only and a right-only disc that look the same)
+  at `size` px, as one TFRecord file."""
+  demo_data.write_split(str(path), count, seed, size, data_format.DEFAULT_IGNORE_LABEL, 'lateral')
 
 
 def _transform_output(train_files, tmp_path, config: TransformConfig):
@@ -369,3 +347,39 @@ def test_flip_swap_takes_ids_names_and_default_names():
   assert config.flip_swap_pairs == ((1, 2), (3, 4))
   with pytest.raises(ValueError, match="'e' is neither a class id"):
     TrainerConfig.from_flat(num_classes=5, class_names='bg,a,b,c,d', flip_swap='a:e')
+
+
+@pytest.mark.slow
+def test_lateral_study_quick_tables_every_recipe_against_the_default(tmp_path, monkeypatch):
+  """`benchmarks/lateral_study.py --quick`: one row per recipe, each with the augmentation the
+  summary would print, paired against the default run, and --render giving back the table."""
+  study = benchmark_module(monkeypatch, 'lateral_study')
+  script = str(BENCHMARKS / 'lateral_study.py')
+  out, runs, rendered = tmp_path / 'table.md', tmp_path / 'runs.json', tmp_path / 'again.md'
+  flags = ['--quick', '--image-size', '32', '--jobs', '1']
+  subprocess.run(
+    [sys.executable, script, *flags, '--out', str(out), '--json', str(runs)], check=True
+  )
+  rows = [
+    [cell.strip() for cell in line.split('|')[1:-1]]
+    for line in out.read_text().splitlines()
+    if line.startswith('| ') and not line.startswith(('| recipe', '| ---'))
+  ]
+  assert [row[0] for row in rows] == list(study.RECIPES)
+  said = {row[0]: row[1] for row in rows}
+  assert said['default'] == 'horizontal flip; a mirror swaps left_disc<->right_disc'
+  assert said['no-flip'] == 'none'
+  assert said['flip-swap'] == 'horizontal flip; a mirror swaps class_1<->class_2'
+  assert said['unswapped'].startswith('horizontal flip; a mirror swaps no classes')
+  by_recipe = {run['recipe']: run for run in json.loads(runs.read_text())['results'][0]['runs']}
+  for row in rows:
+    if row[0] == 'default':
+      assert row[3] == '—'
+    else:  # one seed: the paired difference is the difference
+      assert float(row[3].split('±')[0]) == pytest.approx(
+        by_recipe[row[0]]['mean_iou'] - by_recipe['default']['mean_iou'], abs=1e-3
+      )
+  subprocess.run(
+    [sys.executable, script, '--render', str(runs), '--out', str(rendered)], check=True
+  )
+  assert rendered.read_text() == out.read_text()

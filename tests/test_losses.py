@@ -207,6 +207,21 @@ def test_cross_entropy_weight_scales_the_cross_entropy_term():
   )
 
 
+def test_cross_entropy_plus_per_class_soft_iou_is_the_sum_by_numpy():
+  """nnU-Net's compound with the per-class soft IoU for Dice: weighted BCE + per-class 1 - I/U."""
+  y, x, w = _random_batch(11)
+  bce = -(y * np.log(x) + (1 - y) * np.log(1 - x))
+  cross_entropy = np.sum(w[..., None] * bce) / (w.sum() * y.shape[-1])
+  for weight in (1.0, 0.25):
+    np.testing.assert_allclose(
+      losses.get_loss('cross_entropy+soft_iou_per_class', cross_entropy_weight=weight)(
+        y, x, w
+      ).numpy(),
+      weight * cross_entropy + seed_soft_iou_per_class(y, x, w),
+      rtol=1e-5,
+    )
+
+
 def test_trainer_model_trains_on_cross_entropy_then_on_soft_iou_after_loss_switch():
   """`--loss cross_entropy>soft_iou --loss-switch 0.5` over 4 steps: the loss Keras minimises is
   cross-entropy at steps 1-2 and the soft IoU at steps 3-4 (a learning rate of 1e-12, the config

@@ -171,7 +171,7 @@ def _warp(images, transforms, size: int, interpolation: str, fill_mode: str = 'C
     interpolation=interpolation,
     fill_mode=fill_mode,
   )
-  return tf.ensure_shape(warped, images.shape)
+  return tf.ensure_shape(warped, [images.shape[0], size, size, images.shape[-1]])
 
 
 def _swap_table(num_classes: int, pairs) -> tf.Tensor:
@@ -188,13 +188,25 @@ def geometric(image, label, weight, options: AugmentOptions, seed):
   if size is None or image.shape[2] != size:
     raise ValueError(f'augmentation needs square images of static size, not {image.shape}')
   transforms, mirrored = _geometry(tf.shape(image)[0], size, options, seed)
-  # Class ids + 1, 0 where the label row is all zero (ignored pixels).
-  ids = tf.where(
-    tf.reduce_sum(label, axis=-1) > 0, tf.cast(tf.argmax(label, axis=-1), tf.int32) + 1, 0
-  )
+  ids = class_ids_plus_one(label)
   if options.flip_swap:
     swapped = tf.gather(_swap_table(num_classes, options.flip_swap), ids)
     ids = tf.where(mirrored[:, None, None], swapped, ids)
+  return warp_aligned(image, ids, weight, transforms, size, label)
+
+
+def class_ids_plus_one(label):
+  """One-hot [B, H, W, K] -> int32 [B, H, W]: class id + 1, 0 where the row is all zero (ignored)."""
+  return tf.where(
+    tf.reduce_sum(label, axis=-1) > 0, tf.cast(tf.argmax(label, axis=-1), tf.int32) + 1, 0
+  )
+
+
+def warp_aligned(image, ids, weight, transforms, size: int, label):
+  """image [B, H, W, C], `class_ids_plus_one` ids and weight [B, H, W] -> (image, one-hot label,
+  weight) [B, size, size, ...] by the affine `transforms` [B, 8] (output pixel -> input pixel);
+  `label` gives the class count and dtype. Any H x W: crops of a larger image too (`trainer.crops`)."""
+  num_classes = label.shape[-1]
   # Ids, weights and an in-image indicator travel together through one nearest-neighbour warp
   # (exact in float32); outside the source image all three are 0.
   nearest = _warp(

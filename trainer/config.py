@@ -19,6 +19,13 @@ HEAD_INITS = ('zeros', 'prior')
 DISTRIBUTIONS = ('mirrored', 'multi_worker')
 # Learning-rate schedules over the run's train steps (trainer/schedules.py).
 LR_SCHEDULES = ('constant', 'poly', 'cosine')
+# The network's encoder: 'fcn' is trainer/model.py's own, the others tf_keras applications under a
+# U-Net decoder (trainer/encoders.py).
+ENCODERS = ('fcn', 'mobilenet_v2', 'resnet50', 'efficientnet_b0')
+# What every application encoder divides the image size by: five stride-2 stages.
+APPLICATION_STRIDE = 32
+# How a model trained on crops (`--resize none`) predicts an image of any size (trainer/inference.py).
+INFERENCE_MODES = ('whole', 'slide')
 
 
 def parse_flip_swap(text: str, names) -> tuple:
@@ -83,12 +90,47 @@ class ModelConfig:
   head_init: str = setting(
     'zeros', "initial sigmoid bias: 0 for every class, or each class's pixel frequency", HEAD_INITS
   )
+  encoder: str = setting(
+    'fcn',
+    "the network's encoder: fcn (this project's small U-Net, sized by --base-filters and "
+    '--depth) or a tf_keras application under a U-Net decoder --base-filters wide '
+    '(docs/encoders.md)',
+    ENCODERS,
+  )
+  encoder_weights: str = setting(
+    '',
+    'a Keras .h5 weights file of the --encoder application without its top (as tf_keras caches '
+    'them in ~/.keras/models), or assets.extra/encoder_weights.h5 of a model this project '
+    "exported; a local path or a URI the Trainer reads (gs://...). '': random initial weights",
+  )
+  freeze_encoder_steps: int = setting(
+    0, 'the encoder is frozen (batch norm in inference mode) for the first this many train steps'
+  )
+  inference: str = setting(
+    'whole',
+    'with --resize none, how the exported model predicts an image of its own size: whole (the '
+    'network on the whole image, padded to a multiple of its stride) or slide (--image-size '
+    'windows, probabilities averaged where they overlap; bounded memory for any size)',
+    INFERENCE_MODES,
+  )
+  slide_overlap: float = setting(
+    1 / 3, 'with --inference slide, the fraction of a window its neighbour overlaps'
+  )
 
   def __post_init__(self):
     check_choices(self)
     _at_least_one(self, 'base_filters')
     if self.depth < 0:
       raise ValueError(f'depth must be >= 0, got {self.depth}')
+    if self.freeze_encoder_steps < 0:
+      raise ValueError(f'freeze_encoder_steps must be >= 0, got {self.freeze_encoder_steps}')
+    if self.encoder == 'fcn' and (self.encoder_weights or self.freeze_encoder_steps):
+      raise ValueError(
+        'encoder_weights and freeze_encoder_steps need an application encoder: add --encoder '
+        f'{" or --encoder ".join(ENCODERS[1:])}'
+      )
+    if not 0 <= self.slide_overlap < 1:
+      raise ValueError(f'slide_overlap must be from 0 to below 1, got {self.slide_overlap}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +186,9 @@ class LossConfig:
     0.3, "fraction of the train steps a 'FIRST>SECOND' loss trains with FIRST"
   )
   cross_entropy_weight: float = setting(
-    1.0, "weight of the cross-entropy term of 'cross_entropy+soft_iou'"
+    1.0,
+    "weight of the cross-entropy term of 'cross_entropy+soft_iou' and "
+    "'cross_entropy+soft_iou_per_class'",
   )
 
   def __post_init__(self):
@@ -174,6 +218,9 @@ class OptimizerConfig:
   weight_decay: float = setting(
     0.0, 'decoupled weight decay (AdamW) when > 0; batch-norm and bias variables are not decayed'
   )
+  encoder_lr_multiplier: float = setting(
+    1.0, "the application encoder's learning rate is the learning rate times this (0 < x <= 1)"
+  )
 
   def __post_init__(self):
     check_choices(self)
@@ -182,6 +229,10 @@ class OptimizerConfig:
     if self.warmup_steps < 0 or not self.weight_decay >= 0:
       raise ValueError(
         f'warmup_steps and weight_decay must be >= 0, got {self.warmup_steps}, {self.weight_decay}'
+      )
+    if not 0 < self.encoder_lr_multiplier <= 1:  # NaN too
+      raise ValueError(
+        f'encoder_lr_multiplier must be > 0 and <= 1, got {self.encoder_lr_multiplier}; e.g. 0.1'
       )
 
 
@@ -265,16 +316,27 @@ class TrainerConfig:
           f'TrainerConfig.{group} must be a {settings.__name__}, got '
           f'{type(getattr(self, group)).__name__}'
         )
-    size, depth = self.data.image_size, self.model.depth
-    multiple = 2**depth
-    if size % multiple:  # the encoder halves the size `depth` times
+    size, depth, encoder = self.data.image_size, self.model.depth, self.model.encoder
+    multiple = 2**depth if encoder == 'fcn' else APPLICATION_STRIDE
+    if size % multiple:  # the encoder halves the size `depth` times (an application's: 5 times)
       lower = size - size % multiple
       sizes = f'{lower} or {lower + multiple}' if lower else str(multiple)
-      raise ValueError(
-        f'image_size {size} must be a multiple of {multiple} (2 to the power of '
-        f'depth, {depth}): use {sizes}, or a smaller depth'
+      why, other = (
+        (f'2 to the power of depth, {depth}', 'a smaller depth')
+        if encoder == 'fcn'
+        else (f'the stride of encoder {encoder}', 'encoder fcn')
       )
+      raise ValueError(
+        f'image_size {size} must be a multiple of {multiple} ({why}): use {sizes}, or {other}'
+      )
+    if encoder == 'fcn' and self.optimizer.encoder_lr_multiplier != 1:
+      raise ValueError('encoder_lr_multiplier needs an application encoder, not fcn: add --encoder')
     self.flip_swap_pairs  # noqa: B018  (checks flip_swap, and that it agrees with the names)
+    if self.model.inference == 'slide' and self.data.resize != 'none':
+      raise ValueError(
+        f'inference slide needs resize none (resize {self.data.resize} brings every image to the '
+        'model size: there is nothing to slide over)'
+      )
 
   @property
   def flip_swap_pairs(self) -> tuple:

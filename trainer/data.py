@@ -12,7 +12,7 @@ grow with the class count or with float32 pixels.
 import tensorflow as tf
 from tfx_bsl.tfxio import dataset_util
 
-from trainer import augment
+from trainer import augment, crops
 from trainer import config as trainer_config
 from transform import data_format, features
 
@@ -57,6 +57,15 @@ def transform_batch(tft_layer, raw_spec: dict, serialized):
   return transformed[features.IMAGE], transformed[features.LABEL], transformed[features.WEIGHT]
 
 
+def transform_record(tft_layer, raw_spec: dict, serialized):
+  """One serialized raw record -> (image [H, W, C], label [H, W, K], weight [H, W]) at the
+  image's own size (`--resize none`: the graph's outputs are ragged; one record is dense)."""
+  return tuple(
+    tensor.to_tensor()[0] if isinstance(tensor, tf.RaggedTensor) else tensor[0]
+    for tensor in transform_batch(tft_layer, raw_spec, serialized[None])
+  )
+
+
 def make_dataset(
   file_pattern,
   tf_transform_output,
@@ -65,6 +74,7 @@ def make_dataset(
   shuffle: bool = True,
   cache_mib: int = 0,
   augmentation: augment.AugmentOptions | None = None,
+  crop: crops.CropOptions | None = None,
 ) -> tf.data.Dataset:
   """An endless, batched dataset of (image, label, weight) from raw records.
 
@@ -73,6 +83,9 @@ def make_dataset(
   is by record before batching, with a buffer of the whole split when cached (a true shuffle each
   epoch) and of 1,024 records otherwise. `augmentation` (the train split's; None for eval) runs on
   each transformed batch, seeded by `seed` and the batch's index (`trainer.augment`).
+
+  `crop` (`--resize none`, images at their own sizes): each record goes through the graph alone
+  and one crop of it (`trainer.crops.cut`, seeded by `seed` and the draw's index) joins the batch.
   """
   tft_layer = tf_transform_output.transform_features_layer()
   # The schema's spec (its shapes are what the graph was traced with) for the features it reads.
@@ -89,14 +102,30 @@ def make_dataset(
     records = records.shuffle(
       cached_count or _SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True
     )
-  batches = (
-    records.repeat()
-    .batch(batch_size, drop_remainder=True)
-    .map(
-      lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
-      num_parallel_calls=tf.data.AUTOTUNE,
+  if crop is None:
+    batches = (
+      records.repeat()
+      .batch(batch_size, drop_remainder=True)
+      .map(
+        lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
+        num_parallel_calls=tf.data.AUTOTUNE,
+      )
     )
-  )
+  else:
+    batches = (
+      records.repeat()
+      .enumerate()
+      .map(
+        lambda index, serialized: crops.cut(
+          *transform_record(tft_layer, raw_spec, serialized),
+          crop,
+          tf.stack([tf.cast(seed, tf.int64), index]),
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+      )
+      .batch(batch_size, drop_remainder=True)
+    )
   return augment.augment_dataset(batches, augmentation, seed).prefetch(_BATCHES_AHEAD)
 
 
@@ -115,13 +144,20 @@ def train_and_eval(
   """(train, eval) datasets of a run: the train split shuffled and augmented by the config's
   recipe, the eval split in order and never augmented; both cached within `runtime.cache_mib`."""
   runtime = config.runtime
+  augmentation = augment.AugmentOptions.from_config(config)
+  train_crop, eval_crop = {}, {}
+  if config.data.resize == 'none':  # images at their own size: crops of the model size
+    train_options, eval_options, augmentation = crops.train_and_eval_options(config)
+    # Passed only when there are crops: make_dataset's callers without crops stay as they were.
+    train_crop, eval_crop = {'crop': train_options}, {'crop': eval_options}
   train = make_dataset(
     train_files,
     tf_transform_output,
     runtime.batch_size,
     runtime.seed,
     cache_mib=runtime.cache_mib,
-    augmentation=augment.AugmentOptions.from_config(config),
+    augmentation=augmentation,
+    **train_crop,
   )
   evaluation = make_dataset(
     eval_files,
@@ -130,5 +166,6 @@ def train_and_eval(
     runtime.seed,
     shuffle=False,
     cache_mib=runtime.cache_mib,
+    **eval_crop,
   )
   return train, evaluation

@@ -33,15 +33,26 @@
 `serving_default`, `evaluation_sums` and `masks` bring the prediction back to the image's size with
 one function, `to_native_resolution`, so the Evaluator scores exactly what serving returns.
 
+With `resize='none'` (a model trained on crops of images kept at their own size) every signature
+takes one example at a time and predicts it at its own size with `trainer.inference` (the Trainer's
+`inference` setting, `whole` or `slide`): there is no model-size copy of the image, so
+`model_resolution` returns `serving_default`'s outputs and `confusion_matrix_model_resolution`
+equals `confusion_matrix`; `transform_features` pads the batch to its largest image (weight 0).
+Such a model also has `serving_whole` and `serving_slide`, `serving_default` with either mode, for
+`iouseg predict --inference`.
+
 One builder function per signature returns its `tf.function`; `add_signatures` attaches the
 Transform layer to the model and collects them.
 """
+
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from trainer import decode, iou, losses
+from trainer import config as trainer_config
+from trainer import decode, inference, iou, losses
 from transform import data_format, features, preprocessing
 
 SERVING_SIGNATURE = 'serving_default'
@@ -61,6 +72,12 @@ CONFUSION_MATRIX_MODEL_RESOLUTION = 'confusion_matrix_model_resolution'
 SOFT_IOU_INTERSECTION = 'soft_iou_intersection'
 SOFT_IOU_UNION = 'soft_iou_union'
 CLASS_PRESENCE = 'class_presence'
+
+
+def serving_signature(mode: str) -> str:
+  """The name of a `resize='none'` model's `serving_default` with inference `mode`."""
+  return f'serving_{mode}'
+
 
 # What `evaluation_sums` may hold at once of per-pixel float32 tensors at the model's resolution.
 EVALUATION_BATCH_BYTES = 256 * 2**20
@@ -347,14 +364,17 @@ def image_errors(encoded_images):
 _PLACEHOLDER_PNG = data_format.encode_png(np.zeros((1, 1), np.uint8))
 
 
-def _masks_fn(model: tf_keras.Model, tf_transform_output, resize: str, chunk_size: int):
+def _masks_fn(
+  model: tf_keras.Model, tf_transform_output, resize: str, chunk_size: int, chunk_masks=None
+):
   """`masks`: per example a PNG of its class ids at the image's own size, its filename and size,
-  and '' or why its image could not be segmented."""
+  and '' or why its image could not be segmented. `chunk_masks` (a `resize='none'` model's, one
+  image at a time) replaces the model-size prediction resized back."""
   image_size = model.input_shape[1]
   png_specs = (tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.int32))
   image_shape = tf_transform_output.raw_feature_spec()[data_format.IMAGE_ENCODED].shape
 
-  def chunk_masks(images):
+  def resized_masks(images):
     raw = {data_format.IMAGE_ENCODED: tf.reshape(images, [-1, *image_shape])}
     return tf.map_fn(
       lambda args: _native_png(*args, image_size, resize),
@@ -362,6 +382,8 @@ def _masks_fn(model: tf_keras.Model, tf_transform_output, resize: str, chunk_siz
       fn_output_signature=png_specs,
       parallel_iterations=1,
     )
+
+  chunk_masks = chunk_masks or resized_masks
 
   @tf.function(input_signature=_EXAMPLES_SPEC)
   def masks(examples):
@@ -390,23 +412,177 @@ def _masks_fn(model: tf_keras.Model, tf_transform_output, resize: str, chunk_siz
   return masks
 
 
+def _dense(tensor):
+  """A Transform output of a `resize='none'` graph (ragged: images keep their sizes) as a dense
+  tensor padded with zeros (weight 0, all-zero label rows)."""
+  return tensor.to_tensor() if isinstance(tensor, tf.RaggedTensor) else tensor
+
+
+def _native_in_turn(fn, examples, output_specs):
+  """`resize='none'`: fn(one serialized example) for each, one after the other (an image at its own
+  size is the unit of memory), concatenated."""
+  return _in_chunks(fn, examples, 1, output_specs)
+
+
+def _native_prediction(model, raw, options: inference.InferenceOptions):
+  """(probabilities [1, H, W, K] at the image's own size, the transformed features [1, H, W, ...])
+  of one parsed raw example."""
+  transformed = {key: _dense(value) for key, value in model.tft_layer(raw).items()}
+  image = transformed[features.IMAGE][0]
+  return inference.native_probabilities(model, image, options)[None], transformed
+
+
+def _native_serving_fn(model: tf_keras.Model, tf_transform_output, options):
+  """`serving_default` of a `resize='none'` model: each image predicted at its own size by
+  `options`, the batch padded to its largest image."""
+  num_classes = model.output_shape[-1]
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
+  def serving_default(examples):
+    keep = {data_format.IMAGE_ENCODED}
+    encoded = _flat(
+      _parse_raw(examples, tf_transform_output, keep_keys=keep), data_format.IMAGE_ENCODED
+    )
+    sizes = tf.map_fn(
+      lambda e: tf.shape(tf.io.decode_image(e, expand_animations=False))[:2],
+      encoded,
+      fn_output_signature=tf.int32,
+    )
+    largest = tf.reduce_max(sizes, axis=0)
+
+    def one(example):
+      raw = _parse_raw(example, tf_transform_output, keep_keys=keep)
+      probabilities = _native_prediction(model, raw, options)[0]
+      return (tf.image.pad_to_bounding_box(probabilities, 0, 0, largest[0], largest[1]),)
+
+    (probabilities,) = _native_in_turn(
+      one, examples, (tf.TensorSpec([None, None, num_classes], tf.float32),)
+    )
+    return {
+      'probabilities': probabilities,
+      'class_ids': decode.class_ids_tf(probabilities),
+      'height': sizes[:, 0],
+      'width': sizes[:, 1],
+    }
+
+  return serving_default
+
+
+def _native_model_resolution_fn(serving_default):
+  """`model_resolution` of a `resize='none'` model: the model's resolution is the image's own."""
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
+  def model_resolution(examples):
+    outputs = serving_default(examples)
+    return {key: outputs[key] for key in ('probabilities', 'class_ids')}
+
+  return model_resolution
+
+
+def _native_transform_features_fn(model: tf_keras.Model, tf_transform_output):
+  """`transform_features` of a `resize='none'` graph: its ragged outputs padded to the batch."""
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
+  def transform_features(examples):
+    transformed = model.tft_layer(_parse_raw(examples, tf_transform_output))
+    return {key: _dense(value) for key, value in transformed.items()}
+
+  return transform_features
+
+
+def _native_evaluation_sums_fn(model: tf_keras.Model, tf_transform_output, options):
+  """`evaluation_sums` of a `resize='none'` model, one example at a time at its own size: the
+  prediction against the transformed label (the record's mask, one-hot, the ignore label weight
+  0), so both confusion matrices are the native one."""
+  num_classes = model.output_shape[-1]
+  matrix_spec = tf.TensorSpec([num_classes, num_classes], tf.int64)
+  sum_spec = tf.TensorSpec([], tf.float64)
+
+  def one(example):
+    probabilities, transformed = _native_prediction(
+      model, _parse_raw(example, tf_transform_output), options
+    )
+    labels, weights = transformed[features.LABEL], transformed[features.WEIGHT]
+    matrices = iou.confusion_matrices_tf(
+      tf.argmax(labels, axis=-1), decode.class_ids_tf(probabilities), weights > 0, num_classes
+    )
+    intersection, union = losses.soft_iou_sums(
+      labels, probabilities, weights, axis=[1, 2, 3], dtype=tf.float64
+    )
+    return matrices, matrices, intersection, union
+
+  @tf.function(input_signature=_EXAMPLES_SPEC)
+  def evaluation_sums(examples):
+    outputs = _native_in_turn(one, examples, (matrix_spec, matrix_spec, sum_spec, sum_spec))
+    names = (
+      CONFUSION_MATRIX,
+      CONFUSION_MATRIX_MODEL_RESOLUTION,
+      SOFT_IOU_INTERSECTION,
+      SOFT_IOU_UNION,
+    )
+    return dict(zip(names, outputs))
+
+  return evaluation_sums
+
+
+def _native_png_of(model: tf_keras.Model, tf_transform_output, options):
+  """fn(one encoded image, [1]) -> ([1] PNG of its class ids at its own size, [1, 2] that size)
+  for a `resize='none'` model: the `masks` signature's per-chunk step."""
+  image_shape = tf_transform_output.raw_feature_spec()[data_format.IMAGE_ENCODED].shape
+
+  def one(images):
+    raw = {data_format.IMAGE_ENCODED: tf.reshape(images, [-1, *image_shape])}
+    class_ids = decode.class_ids_tf(_native_prediction(model, raw, options)[0][0])
+    png = tf.io.encode_png(tf.cast(class_ids, tf.uint8)[..., None])
+    return png[None], tf.shape(class_ids)[None]
+
+  return one
+
+
+def _native_signatures(model, tf_transform_output, options, num_classes: int) -> dict:
+  """Every signature of a `resize='none'` model (see the module's docstring)."""
+  serving = {
+    mode: _native_serving_fn(model, tf_transform_output, dataclasses.replace(options, mode=mode))
+    for mode in trainer_config.INFERENCE_MODES
+  }
+  return {
+    SERVING_SIGNATURE: serving[options.mode],
+    **{serving_signature(mode): function for mode, function in serving.items()},
+    MODEL_RESOLUTION_SIGNATURE: _native_model_resolution_fn(serving[options.mode]),
+    TRANSFORM_SIGNATURE: _native_transform_features_fn(model, tf_transform_output),
+    EVALUATION_SIGNATURE: _native_evaluation_sums_fn(model, tf_transform_output, options),
+    PRESENCE_SIGNATURE: _class_presence_fn(tf_transform_output, num_classes),
+    MASKS_SIGNATURE: _masks_fn(
+      model, tf_transform_output, 'none', 1, _native_png_of(model, tf_transform_output, options)
+    ),
+  }
+
+
 def add_signatures(
   model: tf_keras.Model,
   tf_transform_output,
   resize: str = 'stretch',
   evaluation_batch_bytes: int = EVALUATION_BATCH_BYTES,
+  inference_mode: str = 'whole',
+  slide_overlap: float = 1 / 3,
 ) -> dict:
   """Signatures for `model.save(..., signatures=...)`; attaches the Transform layer to the model.
 
-  `resize` is the Transform's `TransformConfig.resize` ('stretch' or 'pad'): how images were placed
-  in the model input, so how predictions go back to each image's own size.
-  `evaluation_batch_bytes`: see `evaluation_batch_size`.
+  `resize` is the Transform's `TransformConfig.resize` ('stretch', 'pad' or 'none'): how images were
+  placed in the model input, so how predictions go back to each image's own size.
+  `evaluation_batch_bytes`: see `evaluation_batch_size`; with 'none' it bounds the windows a slide
+  runs at once. `inference_mode` and `slide_overlap` (the Trainer's `inference` settings): how a
+  'none' model predicts an image at its own size (`trainer.inference`).
   """
   num_classes = model.output_shape[-1]
   chunk_size = evaluation_batch_size(
     model.input_shape[1], num_classes, activations_per_pixel(model), evaluation_batch_bytes
   )
   model.tft_layer = tf_transform_output.transform_features_layer()
+  if resize == 'none':
+    options = inference.InferenceOptions(inference_mode, slide_overlap, chunk_size)
+    functions = _native_signatures(model, tf_transform_output, options, num_classes)
+    return {name: function.get_concrete_function() for name, function in functions.items()}
   functions = {
     SERVING_SIGNATURE: _serving_default_fn(model, tf_transform_output, resize),
     MODEL_RESOLUTION_SIGNATURE: _model_resolution_fn(model, tf_transform_output),

@@ -111,13 +111,28 @@ def lovasz_sigmoid_loss(y_true, y_pred, sample_weight=None):
   return tf.reduce_sum(per_class * present) / tf.maximum(tf.reduce_sum(present), 1.0)
 
 
+def _plus_cross_entropy(iou_loss, y_true, y_pred, sample_weight, cross_entropy_weight: float):
+  """`cross_entropy_weight` x sigmoid cross-entropy + `iou_loss`."""
+  return cross_entropy_weight * sigmoid_cross_entropy_loss(
+    y_true, y_pred, sample_weight
+  ) + iou_loss(y_true, y_pred, sample_weight)
+
+
 def cross_entropy_plus_soft_iou_loss(
   y_true, y_pred, sample_weight=None, cross_entropy_weight: float = 1.0
 ):
   """`cross_entropy_weight` x sigmoid cross-entropy + the batch-level soft IoU loss."""
-  return cross_entropy_weight * sigmoid_cross_entropy_loss(
-    y_true, y_pred, sample_weight
-  ) + soft_iou_loss(y_true, y_pred, sample_weight)
+  return _plus_cross_entropy(soft_iou_loss, y_true, y_pred, sample_weight, cross_entropy_weight)
+
+
+def cross_entropy_plus_soft_iou_per_class_loss(
+  y_true, y_pred, sample_weight=None, cross_entropy_weight: float = 1.0
+):
+  """`cross_entropy_weight` x sigmoid cross-entropy + the per-class soft IoU loss: nnU-Net's
+  cross-entropy + Dice compound, with the per-class soft IoU in the place of Dice."""
+  return _plus_cross_entropy(
+    soft_iou_per_class_loss, y_true, y_pred, sample_weight, cross_entropy_weight
+  )
 
 
 # The losses by name, each with its function: the one place a loss is named.
@@ -128,6 +143,7 @@ LOSSES = {
   'lovasz': lovasz_sigmoid_loss,
   'cross_entropy': sigmoid_cross_entropy_loss,
   'cross_entropy+soft_iou': cross_entropy_plus_soft_iou_loss,
+  'cross_entropy+soft_iou_per_class': cross_entropy_plus_soft_iou_per_class_loss,
 }
 # 'FIRST>SECOND': FIRST for the first `loss_switch` of the train steps, SECOND for the rest.
 # Berman et al. (Lovász-Softmax, CVPR 2018) start multi-class models on cross-entropy and then

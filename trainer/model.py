@@ -14,7 +14,9 @@ import tf_keras
 from tf_keras import layers
 
 
-def _conv_block(x, filters: int, name: str):
+def conv_block(x, filters: int, name: str):
+  """Two 3x3 convolutions, each with batch norm and ReLU: every stage of the FCN, and each decoder
+  stage of the application encoders' U-Net (trainer/encoders.py)."""
   for i in (1, 2):
     x = layers.Conv2D(filters, 3, padding='same', use_bias=False, name=f'{name}_conv{i}')(x)
     x = layers.BatchNormalization(name=f'{name}_bn{i}')(x)
@@ -45,17 +47,22 @@ def build_fcn(
   x = inputs
   skips = []
   for level in range(depth):
-    x = _conv_block(x, base_filters * 2**level, name=f'enc{level}')
+    x = conv_block(x, base_filters * 2**level, name=f'enc{level}')
     skips.append(x)
     x = layers.MaxPool2D(name=f'pool{level}')(x)
-  x = _conv_block(x, base_filters * 2**depth, name='bottleneck')
+  x = conv_block(x, base_filters * 2**depth, name='bottleneck')
   for level in reversed(range(depth)):
     x = layers.Conv2DTranspose(base_filters * 2**level, 2, strides=2, name=f'up{level}')(x)
     x = layers.Concatenate(name=f'skip{level}')([x, skips[level]])
-    x = _conv_block(x, base_filters * 2**level, name=f'dec{level}')
+    x = conv_block(x, base_filters * 2**level, name=f'dec{level}')
+  return tf_keras.Model(inputs, sigmoid_head(x, num_classes, class_priors), name='fcn')
+
+
+def sigmoid_head(x, num_classes: int, class_priors: Sequence[float] | None = None):
+  """Decoder features -> per-class probabilities: the head of every network here (the encoders'
+  of trainer/encoders.py too), so losses, metrics and warm start see the same layer names."""
   # float32 head: under mixed precision the sigmoid and the IoU sums stay in full precision.
   logits = layers.Conv2D(
     num_classes, 1, bias_initializer=head_bias(class_priors), dtype='float32', name='logits'
   )(x)
-  probabilities = layers.Activation('sigmoid', dtype='float32', name='probabilities')(logits)
-  return tf_keras.Model(inputs, probabilities, name='fcn')
+  return layers.Activation('sigmoid', dtype='float32', name='probabilities')(logits)

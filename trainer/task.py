@@ -14,11 +14,13 @@ from trainer import (
   continuation,
   data,
   distribution,
+  encoder_weights,
+  encoders,
   export,
+  fine_tuning,
   lateral,
   losses,
   metrics,
-  model,
   schedules,
   tensorboard_images,
   tracing,
@@ -61,20 +63,18 @@ class SegmentationLoss(tf_keras.losses.Loss):
 def compiled_model(
   config: trainer_config.TrainerConfig, class_priors=None, total_steps=None
 ) -> tf_keras.Model:
-  """The FCN, compiled with the configured loss, Adam (AdamW with weight decay) and the thresholded
-  mean IoU metric; the learning-rate schedule runs over `total_steps` (None: constant rate), and a
+  """The network (`encoders.build_network`), compiled with the configured loss, Adam (AdamW with
+  weight decay; the encoder's rate scaled by `encoder_lr_multiplier`) and the thresholded mean IoU
+  metric; the learning-rate schedule runs over `total_steps` (None: constant rate), and a
   'FIRST>SECOND' loss switches after `loss_switch` of them (it needs `total_steps`)."""
   tracing.skip_tf_keras_conversion()  # before the first traced step (trainer/tracing.py)
   data_settings, losses_settings = config.data, config.losses
-  network = model.build_fcn(
-    data_settings.image_size,
-    data_settings.channels,
-    data_settings.num_classes,
-    config.model.base_filters,
-    config.model.depth,
-    class_priors=class_priors,
+  network = encoders.build_network(config, class_priors)
+  optimizer = fine_tuning.scale_encoder_rate(
+    schedules.optimizer(config.optimizer, total_steps),
+    network,
+    config.optimizer.encoder_lr_multiplier,
   )
-  optimizer = schedules.optimizer(config.optimizer, total_steps)
   switch_step = None if total_steps is None else round(losses_settings.loss_switch * total_steps)
   network.compile(
     optimizer=optimizer,
@@ -162,6 +162,8 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
   steps_per_epoch = max(1, fn_args.train_steps // epochs)
   with strategy.scope():
     network = compiled_model(config, priors, total_steps=epochs * steps_per_epoch)
+  # Refused in one line before any step when the file is missing, damaged or does not fit.
+  weights_file = encoder_weights.initialise(network, config.model, config.data.channels)
   continuation.warm_start(network, fn_args.base_model)  # None: a cold start
   backup = continuation.backup_callback(fn_args, config, epochs)  # resumes a killed run
 
@@ -178,13 +180,27 @@ def train_and_export(fn_args: FnArgs, config: trainer_config.TrainerConfig) -> t
       ),
     ]
     + ([] if runtime.keep_last_weights else [schedules.BestWeights()])
-    + [backup],
+    + [backup]
+    # After the backup's restore: it reads the step the run resumes at.
+    + (
+      [fine_tuning.EncoderFreeze(config.model.freeze_encoder_steps)]
+      if config.model.freeze_encoder_steps
+      else []
+    ),
     verbose=2,
   )
 
-  signatures = export.add_signatures(network, tf_transform_output, resize=config.data.resize)
+  signatures = export.add_signatures(
+    network,
+    tf_transform_output,
+    resize=config.data.resize,
+    inference_mode=config.model.inference,
+    slide_overlap=config.model.slide_overlap,
+  )
   network.save(fn_args.serving_model_dir, save_format='tf', signatures=signatures)
   write_augmentation_record(fn_args.serving_model_dir, config)
+  encoder_weights.save(network, fn_args.serving_model_dir)  # for fine-tuning from this model
+  encoder_weights.write_record(fn_args.serving_model_dir, weights_file)
   backup.clear()
   return network
 

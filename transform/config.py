@@ -18,8 +18,10 @@ from transform import data_format
 
 CHANNEL_COUNTS = (1, 3)
 # 'stretch' resizes every image to SxS; 'pad' scales its long side to S, keeps the aspect ratio and
-# pads the bottom and right (padded pixels are ignored in loss and metrics).
-RESIZE_MODES = ('stretch', 'pad')
+# pads the bottom and right (padded pixels are ignored in loss and metrics); 'none' keeps each image
+# at its own size (the Trainer cuts SxS crops of it, inference runs on the whole image:
+# docs/training.md#images-larger-than-the-model).
+RESIZE_MODES = ('stretch', 'pad', 'none')
 
 
 class LazyChoices(collections.abc.Sequence):
@@ -80,7 +82,8 @@ class TransformConfig:
   resize: str = setting(
     'stretch',
     'stretch every image to the model size, or pad: scale the long '
-    'side to it, keep the aspect ratio, pad the rest (ignored)',
+    'side to it, keep the aspect ratio, pad the rest (ignored), or none: keep each image at its '
+    'own size (the Trainer trains on --image-size crops of it)',
     RESIZE_MODES,
   )
   ignore_label: int = setting(

@@ -12,6 +12,8 @@ from transform.config import TransformConfig
 
 # Keeps the normalisation finite for a constant channel (e.g. a blank synthetic set).
 VARIANCE_EPSILON = 1e-6
+# Rows of `label_position_sums` per class (named in `trainer.lateral.STAT_ROWS`).
+POSITION_ROWS = 9
 
 
 def content_size(height, width, image_size: int, resize: str):
@@ -101,13 +103,12 @@ def label_position_sums(labels, content):
   x and y are a pixel centre over the width and height of the image's content (0..1 whatever the
   resize mode); `labels` are one-hot [B, S, S, K] with ignored pixels all-zero, so they count
   nowhere."""
-  size = labels.shape[1]
   content = tf.cast(content, tf.float32)
   rows = tf.maximum(tf.reduce_sum(content[:, :, 0], axis=1), 1.0)  # content height, [B]
   cols = tf.maximum(tf.reduce_sum(content[:, 0, :], axis=1), 1.0)
-  centres = tf.range(size, dtype=tf.float32) + 0.5
-  x = centres[None, :] / cols[:, None]  # [B, S], by column
-  y = centres[None, :] / rows[:, None]  # by row
+  # The grid's own height and width: S x S, or an image at its own size (resize 'none').
+  x = (tf.range(tf.shape(labels)[2], dtype=tf.float32) + 0.5)[None, :] / cols[:, None]  # by column
+  y = (tf.range(tf.shape(labels)[1], dtype=tf.float32) + 0.5)[None, :] / rows[:, None]  # by row
 
   def by_column(values):
     return tf.einsum('bhwk,bw->bk', labels, values)
@@ -142,8 +143,93 @@ def _flat(x):
   return tf.reshape(x, [-1])
 
 
+def _one_hot_and_weight(masks, config: TransformConfig):
+  """Class-id masks -> (one-hot labels, ignored pixels all-zero rows; weights, 0 where ignored)."""
+  ignored = tf.equal(masks, config.ignore_label)
+  # one_hot of -1 is an all-zero row: ignored pixels belong to no class.
+  labels = tf.one_hot(tf.where(ignored, -1, masks), config.num_classes, dtype=tf.float32)
+  return labels, 1.0 - tf.cast(ignored, tf.float32)
+
+
+def _decode_native_image(encoded, config: TransformConfig):
+  """resize 'none': one image at its own size, float32 [H, W, C] in [0, 255], as a ragged
+  [H, (W), C] (a batch of them is ragged)."""
+  image = tf.cast(
+    tf.io.decode_image(encoded, channels=config.channels, expand_animations=False), tf.float32
+  )
+  image.set_shape([None, None, config.channels])
+  return tf.RaggedTensor.from_tensor(image)
+
+
+def _decode_native_mask(encoded, config: TransformConfig):
+  """resize 'none': one mask at its own size, int32 [H, (W)] ragged. Empty bytes (a request
+  without a mask, whose label nothing reads) give an empty mask."""
+  mask = tf.cond(
+    tf.strings.length(encoded) > 0,
+    lambda: tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8)[..., 0], tf.int32),
+    lambda: tf.zeros([0, 0], tf.int32),
+  )
+  return tf.RaggedTensor.from_tensor(mask)
+
+
+def _native_positions(mask, config: TransformConfig):
+  """One mask at its own size (ragged [H, (W)]) -> its label position sums [9, K]."""
+  mask = mask.to_tensor(default_value=config.ignore_label)
+  labels = _one_hot_and_weight(mask, config)[0]
+  return label_position_sums(labels[None], tf.ones_like(mask, tf.bool)[None])[0]
+
+
+def _native_outputs(inputs, config: TransformConfig):
+  """resize 'none': every image at its own size, so a batch of records is ragged: image, label and
+  weight are RaggedTensors [B, (H), (W), ...] (TFT exports them as ragged features); the Trainer
+  feeds the graph one record at a time and cuts crops of the model size (`trainer.crops`)."""
+  channels = config.channels
+  # Image and mask in maps of their own: the Transform layer drops every output that depends on a
+  # feature a request lacks, and serving requests carry no mask.
+  images = tf.map_fn(
+    lambda encoded: _decode_native_image(encoded, config),
+    _flat(inputs[data_format.IMAGE_ENCODED]),
+    fn_output_signature=tf.RaggedTensorSpec([None, None, channels], tf.float32, ragged_rank=1),
+  )
+  masks = tf.map_fn(
+    lambda encoded: _decode_native_mask(encoded, config),
+    _flat(inputs[data_format.MASK_ENCODED]),
+    fn_output_signature=tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1),
+  )
+  # Every pixel of every train image, each once (flat_values: no padding exists).
+  pixels = images.flat_values
+  mean = tft.mean(pixels, reduce_instance_dims=False)
+  variance = tft.var(pixels, reduce_instance_dims=False)
+  outputs = {
+    features.IMAGE: tf.ragged.map_flat_values(
+      lambda values: (values - mean) * tf.math.rsqrt(variance + VARIANCE_EPSILON), images
+    )
+  }
+  # Padded with the ignore label only for the check: padding holds no unknown id.
+  dense = masks.to_tensor(default_value=config.ignore_label)
+  with tf.control_dependencies(
+    [_check_labels(dense, _flat(inputs[data_format.IMAGE_FILENAME]), config)]
+  ):
+    flat_masks = tf.identity(masks.flat_values)
+  labels, weights = _one_hot_and_weight(flat_masks, config)
+  outputs[features.LABEL] = masks.with_flat_values(labels)
+  outputs[features.WEIGHT] = masks.with_flat_values(weights)
+  # Only the analyzer reads the per-record sums: the exported graph holds their total, a constant,
+  # so serving and training never compute them.
+  positions = tf.map_fn(
+    lambda mask: _native_positions(mask, config),
+    masks,
+    fn_output_signature=tf.TensorSpec([POSITION_ROWS, config.num_classes], tf.float32),
+  )
+  totals = tf.reshape(tft.sum(positions, reduce_instance_dims=False), [1, -1])
+  outputs[features.LABEL_POSITIONS] = tf.zeros([masks.nrows(), 1]) + totals
+  return outputs
+
+
 def preprocessing_fn(inputs, custom_config):
   config = TransformConfig(**(custom_config or {}))
+  if config.resize == 'none':
+    return _native_outputs(inputs, config)
   images, content = tf.map_fn(
     lambda b: decode_image_and_content(b, config),
     _flat(inputs[data_format.IMAGE_ENCODED]),
@@ -168,12 +254,7 @@ def preprocessing_fn(inputs, custom_config):
   with tf.control_dependencies(
     [_check_labels(masks, _flat(inputs[data_format.IMAGE_FILENAME]), config)]
   ):
-    ignored = tf.equal(masks, config.ignore_label)
-  # one_hot of -1 is an all-zero row: ignored pixels belong to no class.
-  outputs[features.LABEL] = tf.one_hot(
-    tf.where(ignored, -1, masks), config.num_classes, dtype=tf.float32
-  )
-  outputs[features.WEIGHT] = 1.0 - tf.cast(ignored, tf.float32)
+    outputs[features.LABEL], outputs[features.WEIGHT] = _one_hot_and_weight(masks, config)
   # A full pass over the train split: where each class lies, for the Trainer's lateral-class guard
   # (trainer.lateral). Exported as a constant of the graph, one copy per record.
   positions = tft.sum(

@@ -15,7 +15,7 @@ from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
-from components import dedup_pusher, serving_warmup
+from components import dedup_pusher, encoder_trainer, serving_warmup
 from components.model_card import content
 from trainer import config as trainer_config
 
@@ -169,6 +169,10 @@ def card_content(input_dict, exec_properties) -> dict:
     'training': {
       **_trainer_settings(exec_properties),
       'augmentation': content.recorded_augmentation(model.uri if model else None),
+      # What the Trainer recorded on its model artifact (components.encoder_trainer).
+      'encoder_weights': model and _string_property(model, encoder_trainer.WEIGHTS_PATH_PROPERTY),
+      'encoder_weights_sha256': model
+      and _string_property(model, encoder_trainer.WEIGHTS_SHA256_PROPERTY),
     },
     'started_from': content.lineage_row('started from', base_model),
     'baseline': (

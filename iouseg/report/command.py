@@ -9,7 +9,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     '--metadata',
     default='runs/metadata.sqlite',
-    help='ML Metadata SQLite file of the runs (default: %(default)s)',
+    help=(
+      'ML Metadata of the runs: an SQLite file or mysql://USER@HOST[:PORT]/DB '
+      '(docs/metadata.md) (default: %(default)s)'
+    ),
   )
   parser.add_argument(
     '--pipeline-name',
@@ -18,7 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   )
   parser.add_argument(
     '--output',
-    help='HTML file to write (default: <pipeline-name>-report.html beside the metadata file)',
+    help=(
+      'HTML file to write (default: <pipeline-name>-report.html beside the SQLite file, or in '
+      'the current folder for a server)'
+    ),
   )
   parser.add_argument(
     '--max-images',

@@ -1,0 +1,325 @@
+"""Images larger than the model (`--resize none`): crops for training, whole-image and sliding-window
+inference, and the settings carried to Kubeflow.
+
+The crop, `whole` and `slide` tests run the project's functions on a tiny untrained FCN (its weights
+are random: what is checked is the geometry, not the quality); a numpy re-implementation of the
+window grid and the averaging checks `slide`. One tiny pipeline run (e2e) trains on crops of
+images of mixed sizes, and `iouseg predict --inference slide` segments them at their own sizes.
+TFMA's native mean IoU in `none` mode against numpy is in tests/test_evaluation_native.py.
+"""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from iouseg import cli, demo_data
+from kubeflow import compile as compile_lib
+from kubeflow import local_launcher
+from trainer import crops, inference, model
+from trainer.config import ModelConfig, TrainerConfig
+from transform import data_format
+
+from helpers import encoded, run_tiny_pipeline
+
+WINDOW, CLASSES, DEPTH = 32, 4, 2
+IGNORE = data_format.DEFAULT_IGNORE_LABEL
+
+
+@pytest.fixture(scope='module')
+def network():
+  """A tiny FCN with random weights and moved batch-norm statistics (so padding is not neutral)."""
+  tf_keras.utils.set_random_seed(3)
+  net = model.build_fcn(WINDOW, 3, CLASSES, base_filters=4, depth=DEPTH)
+  for layer in net.layers:
+    if isinstance(layer, tf_keras.layers.BatchNormalization):
+      gamma, beta, mean, variance = layer.get_weights()
+      rng = np.random.default_rng(len(layer.name))
+      layer.set_weights(
+        [gamma, rng.normal(size=beta.shape), rng.normal(size=mean.shape), variance + 0.5]
+      )
+  return net
+
+
+def _record(height: int, width: int, seed: int):
+  """A labelled scene: image [H, W, 3] float32 whose channels are (class id, row + 1, column + 1),
+  so 0 in the last two marks padding; one-hot label [H, W, K] with some ignored pixels (all-zero
+  rows); weight [H, W]."""
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(0, CLASSES, (height, width))
+  ignored = rng.random((height, width)) < 0.1
+  rows, cols = np.mgrid[0:height, 0:width]
+  image = np.stack([ids, rows + 1, cols + 1], axis=-1).astype(np.float32)
+  label = np.eye(CLASSES, dtype=np.float32)[ids] * ~ignored[..., None]
+  return image, label, (~ignored).astype(np.float32)
+
+
+def test_a_crop_at_scale_one_copies_pixels_and_pads_with_weight_zero():
+  # Taller than the crop, narrower: every crop holds a window of 32 rows and all 24 columns, and 8
+  # columns of padding.
+  image, label, weight = _record(40, 24, seed=0)
+  tops = set()
+  for seed in range(8):
+    out_image, out_label, out_weight = (
+      t.numpy() for t in crops.cut(image, label, weight, crops.CropOptions(WINDOW), [seed, 0])
+    )
+    on_image = out_image[..., 2] > 0
+    rows, cols = out_image[..., 1].astype(int) - 1, out_image[..., 2].astype(int) - 1
+    src = (rows[on_image], cols[on_image])
+    np.testing.assert_array_equal(out_label[on_image], label[src])
+    np.testing.assert_array_equal(out_weight[on_image], weight[src])
+    np.testing.assert_array_equal(out_image[on_image][:, 0], image[src][:, 0])
+    top = rows[0, np.argmax(on_image[0])]
+    np.testing.assert_array_equal(rows[:, np.argmax(on_image[0])], np.arange(top, top + WINDOW))
+    assert on_image.sum() == WINDOW * 24
+    tops.add(int(top))
+    # The padding: weight 0, no class, image 0.
+    assert not out_weight[~on_image].any() and not out_label[~on_image].any()
+    assert not out_image[~on_image].any()
+  assert len(tops) > 1  # the window moves with the seed
+
+
+def test_a_crop_at_a_random_scale_keeps_label_and_weight_on_the_image_pixel_it_samples():
+  image, label, weight = _record(50, 70, seed=1)
+  options = crops.CropOptions(WINDOW, min_scale=0.5, max_scale=2.0)
+  mask = np.where(weight > 0, label.argmax(-1), -1)
+  padding_seen = 0
+  for seed in range(12):
+    out_image, out_label, out_weight = (
+      t.numpy() for t in crops.cut(image, label, weight, options, [seed, 7])
+    )
+    # Rows and columns are linear: bilinear sampling gives back each crop pixel's source point.
+    transform = crops.crop_transform(50, 70, options, [seed, 7]).numpy()
+    ys, xs = np.mgrid[0:WINDOW, 0:WINDOW].astype(np.float64)
+    src_x = transform[0] * xs + transform[2]
+    src_y = transform[4] * ys + transform[5]
+    inside = (np.round(src_x) >= 0) & (np.round(src_x) < 70) & (np.round(src_y) >= 0)
+    inside &= np.round(src_y) < 50
+    # Away from a rounding tie, the nearest source pixel decides class and weight.
+    clear = (np.abs(src_x % 1 - 0.5) > 1e-3) & (np.abs(src_y % 1 - 0.5) > 1e-3)
+    row = np.clip(np.round(src_y), 0, 49).astype(int)
+    col = np.clip(np.round(src_x), 0, 69).astype(int)
+    expected = np.where(inside, mask[row, col], -1)
+    got = np.where(out_weight > 0, out_label.argmax(-1), -1)
+    np.testing.assert_array_equal(got[clear], expected[clear])
+    np.testing.assert_array_equal(out_weight[clear], np.where(inside, weight[row, col], 0)[clear])
+    assert not out_label[~inside].any() and not out_image[~inside].any()
+    padding_seen += int((~inside).sum())
+  assert padding_seen > 0  # scales below 0.7 make the crop larger than the scaled image
+
+
+def test_whole_equals_the_keras_model_on_the_padded_image_cropped_back(network):
+  image = tf.random.stateless_normal([45, 70, 3], seed=[1, 2])
+  stride = inference.output_stride(network)
+  assert stride == 2**DEPTH
+  # The same network built for the padded size (48 x 72), with the same weights.
+  direct = tf_keras.models.clone_model(network, input_tensors=tf_keras.Input((48, 72, 3)))
+  direct.set_weights(network.get_weights())
+  padded = tf.pad(image, [[0, 3], [0, 2], [0, 0]])
+  expected = direct.predict(padded[None], verbose=0)[0, :45, :70]
+  got = inference.whole(network, image, stride).numpy()
+  assert got.shape == (45, 70, CLASSES)
+  np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_slide_with_one_window_of_the_image_size_equals_whole(network):
+  image = tf.random.stateless_normal([WINDOW, WINDOW, 3], seed=[3, 4])
+  np.testing.assert_allclose(
+    inference.slide(network, image, 1 / 3, 4).numpy(),
+    inference.whole(network, image, inference.output_stride(network)).numpy(),
+    atol=1e-5,
+  )
+
+
+def _numpy_slide(network, image: np.ndarray, overlap: float) -> np.ndarray:
+  """MMSegmentation's slide_inference written out: a grid of windows `step` apart, the last one of
+  each row and column ending at the edge; per pixel the mean of the windows' probabilities."""
+  height, width, _ = image.shape
+  step = max(1, round(WINDOW * (1 - overlap)))
+  sums = np.zeros((height, width, CLASSES))
+  counts = np.zeros((height, width))
+  for i in range(max(height - WINDOW + step - 1, 0) // step + 1):
+    for j in range(max(width - WINDOW + step - 1, 0) // step + 1):
+      top = min(i * step, height - WINDOW)
+      left = min(j * step, width - WINDOW)
+      window = image[top : top + WINDOW, left : left + WINDOW]
+      sums[top : top + WINDOW, left : left + WINDOW] += network.predict(window[None], verbose=0)[0]
+      counts[top : top + WINDOW, left : left + WINDOW] += 1
+  return sums / counts[..., None]
+
+
+@pytest.mark.parametrize('overlap', [1 / 3, 0.5])
+def test_slide_on_three_windows_each_way_averages_as_numpy_does(network, overlap):
+  image = tf.random.stateless_normal([3 * WINDOW, 3 * WINDOW, 3], seed=[5, 6])
+  # 4 windows at a time: the 25 (or 36) windows end with a partial batch.
+  got = inference.slide(network, image, overlap, 4).numpy()
+  np.testing.assert_allclose(got, _numpy_slide(network, image.numpy(), overlap), atol=1e-5)
+  # Overlapping windows disagree near their edges: the average is not any one window's output.
+  assert not np.allclose(got, inference.whole(network, image, 4).numpy(), atol=1e-3)
+
+
+def test_slide_on_an_image_smaller_than_a_window_pads_it_to_one(network):
+  image = tf.random.stateless_normal([20, 50, 3], seed=[7, 8])
+  got = inference.slide(network, image, 1 / 3, 2).numpy()
+  padded = np.pad(image.numpy(), [[0, WINDOW - 20], [0, 0], [0, 0]])
+  np.testing.assert_allclose(got, _numpy_slide(network, padded, 1 / 3)[:20], atol=1e-5)
+
+
+def test_the_compiled_kubeflow_spec_carries_the_native_resolution_settings(tmp_path):
+  from test_kubeflow import TINY
+
+  parser = argparse.ArgumentParser()
+  compile_lib.add_compile_arguments(parser)
+  path = tmp_path / 'p.yaml'
+  flags = ['--resize', 'none', '--inference', 'slide', '--slide-overlap', '0.25']
+  flags += ['--random-scale', '--min-scale', '0.75', '--max-scale', '1.5']
+  assert compile_lib.compile_main(parser.parse_args(TINY + flags + ['--output', str(path)])) == 0
+  tasks = local_launcher.load_spec(str(path)).root.dag.tasks
+
+  def custom_config(task):
+    return json.loads(
+      tasks[task].inputs.parameters['custom_config'].runtime_value.constant.string_value
+    )
+
+  trainer = custom_config('Trainer')
+  assert trainer['data']['resize'] == 'none' and custom_config('Transform')['resize'] == 'none'
+  assert trainer['model']['inference'] == 'slide' and trainer['model']['slide_overlap'] == 0.25
+  assert trainer['augmentation']['random_scale'] is True
+  assert (trainer['augmentation']['min_scale'], trainer['augmentation']['max_scale']) == (0.75, 1.5)
+
+
+def test_slide_inference_without_resize_none_is_refused_in_one_line(tmp_path, capsys):
+  from test_kubeflow import TINY
+
+  argv = ['compile-kubeflow', *TINY, '--inference', 'slide', '--output', str(tmp_path / 'p.yaml')]
+  assert cli.main(argv) == 2
+  assert not (tmp_path / 'p.yaml').exists()
+  error = capsys.readouterr().err.strip()
+  assert len(error.splitlines()) == 1 and '--inference slide needs --resize none' in error
+
+
+@pytest.mark.slow
+def test_transform_keeps_each_size_normalises_over_every_pixel_and_one_hot_encodes(tmp_path):
+  """Transform's analyzers (TFT on Beam) over records of three sizes, with `--resize none`."""
+  from test_evaluation_native import _transform_output
+
+  from transform.config import TransformConfig
+  from transform.preprocessing import VARIANCE_EPSILON
+
+  rng = np.random.default_rng(4)
+  pairs, records = [], []
+  for k, (height, width) in enumerate([(40, 56), (33, 47), (64, 20)]):
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = rng.integers(0, CLASSES, (height, width)).astype(np.uint8)
+    mask[rng.random((height, width)) < 0.1] = IGNORE
+    pairs.append((image, mask))
+    records.append(
+      data_format.make_example(
+        encoded(image), 'png', height, width, 3, f'{k}.png', data_format.encode_png(mask)
+      ).SerializeToString()
+    )
+  output = _transform_output(records, TransformConfig(WINDOW, 3, CLASSES, resize='none'), tmp_path)
+  layer = output.transform_features_layer()
+  pixels = np.concatenate([image.reshape(-1, 3) for image, _ in pairs]).astype(np.float64)
+  mean, variance = pixels.mean(0), pixels.var(0)
+  for record, (image, mask) in zip(records, pairs):
+    transformed = layer(tf.io.parse_example(tf.constant([record]), output.raw_feature_spec()))
+    got = {
+      key: value.to_tensor()[0].numpy()
+      for key, value in transformed.items()
+      if key != 'label_positions'
+    }
+    assert got['image'].shape == image.shape  # its own size
+    np.testing.assert_allclose(
+      got['image'], (image - mean) / np.sqrt(variance + VARIANCE_EPSILON), atol=1e-4
+    )
+    ignored = mask == IGNORE
+    np.testing.assert_array_equal(got['label'].argmax(-1)[~ignored], mask[~ignored])
+    assert not got['label'][ignored].any() and got['label'].sum(-1)[~ignored].min() == 1
+    np.testing.assert_array_equal(got['weight'], (~ignored).astype(np.float32))
+
+
+# --- one tiny pipeline: crops of images of mixed sizes, then `iouseg predict --inference slide` ---
+
+# (rows, columns) of the records: all larger than the 32 px model, none square but one.
+TRAIN_SIZES = [(64, 96), (80, 64), (100, 72), (72, 72)] * 3
+EVAL_SIZES = [(70, 90), (96, 66)]
+
+
+def _write_split(path, sizes, seed: int):
+  rng = np.random.default_rng(seed)
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for k, (height, width) in enumerate(sizes):
+      image, mask = demo_data.make_pair(rng, max(height, width), IGNORE)
+      image, mask = image[:height, :width], mask[:height, :width]
+      writer.write(
+        data_format.make_example(
+          encoded(image), 'png', height, width, 3, f'{k}.png', data_format.encode_png(mask)
+        ).SerializeToString()
+      )
+
+
+@pytest.fixture(scope='module')
+def native_run(tmp_path_factory):
+  """A `--resize none` pipeline run (whole inference, the default) on images of mixed sizes."""
+  base = tmp_path_factory.mktemp('native_run')
+  for split, sizes, seed in (('train', TRAIN_SIZES, 0), ('eval', EVAL_SIZES, 1)):
+    (base / 'data' / split).mkdir(parents=True)
+    _write_split(base / 'data' / split / 'records.tfrecord', sizes, seed)
+  metadata = run_tiny_pipeline(
+    base,
+    base / 'data',
+    'native',
+    train_steps=8,
+    trainer_overrides={'resize': 'none', 'random_scale': True, 'batch_size': 4},
+  )
+  return base, metadata
+
+
+@pytest.mark.e2e
+def test_iouseg_predict_slide_writes_masks_of_each_images_own_size(native_run, tmp_path):
+  from PIL import Image
+
+  base, _ = native_run
+  rng = np.random.default_rng(9)
+  paths = []
+  for k, (height, width) in enumerate([(50, 130), (97, 41), (32, 32)]):
+    image, _ = demo_data.make_pair(rng, max(height, width), IGNORE)
+    path = tmp_path / f'image_{k}.png'
+    path.write_bytes(encoded(image[:height, :width]))
+    paths.append((path, (height, width)))
+  for mode in ('slide', 'whole'):
+    out = tmp_path / mode
+    argv = ['predict', '--model', str(base / 'serving'), '--output', str(out)]
+    assert cli.main(argv + ['--inference', mode] + [str(p) for p, _ in paths]) == 0
+    for path, size in paths:
+      mask = np.asarray(Image.open(out / f'{path.stem}.mask.png'))
+      assert mask.shape == size and mask.max() < CLASSES
+
+
+def test_the_random_scale_moves_from_the_augmentation_into_the_train_crop():
+  config = TrainerConfig.from_flat(
+    resize='none', image_size=64, random_scale=True, min_scale=0.75, photometric=True
+  )
+  train, evaluation, rest = crops.train_and_eval_options(config)
+  assert (train.size, train.min_scale, train.max_scale, train.random) == (64, 0.75, 2.0, True)
+  assert (evaluation.min_scale, evaluation.max_scale, evaluation.random) == (1.0, 1.0, False)
+  assert (
+    (rest.min_scale, rest.max_scale) == (1.0, 1.0) and rest.horizontal_flip and rest.photometric
+  )
+  # Nothing left to do on the batch: no augmentation after the crop; --no-augment: crops at scale 1.
+  assert (
+    crops.train_and_eval_options(config.replace(horizontal_flip=False, photometric=False))[2]
+    is None
+  )
+  train, _, rest = crops.train_and_eval_options(config.replace(augment=False))
+  assert (train.min_scale, train.max_scale, rest) == (1.0, 1.0, None)
+
+
+@pytest.mark.parametrize('overlap', [-0.1, 1.0])
+def test_slide_overlap_is_a_fraction_below_one(overlap):
+  with pytest.raises(ValueError, match='slide_overlap'):
+    ModelConfig(slide_overlap=overlap)

@@ -1,0 +1,104 @@
+"""Training on crops of images kept at their own size (`--resize none`).
+
+Transform leaves each image at its own size, so records cannot be batched as they come: the Trainer
+runs the transform graph on one record at a time and cuts one crop of the model size out of it
+(`cut`), and the crops are batched. A train crop is taken at a random scale s in [min_scale,
+max_scale] (the augmentation's `--random-scale`, MMSegmentation's and Model Garden's recipe): the
+image is scaled by s and a random S x S window of the scaled image is kept, so the crop covers S / s
+pixels of the original. The eval split's crop (validation during training, the best-epoch choice) is
+the image's centre at scale 1, the same every epoch; the Evaluator scores whole images
+(`trainer.inference`). Where the window reaches past the image the crop is padding: weight 0, an
+all-zero label row, image 0 (the channel mean), as ignored pixels are.
+
+Image, label and weight go through one affine resampling (`augment.warp_aligned`): the image
+bilinear, label ids and weights nearest-neighbour, so every crop pixel takes the class and weight of
+exactly one source pixel.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from trainer import augment
+from trainer import config as trainer_config
+
+
+@dataclasses.dataclass(frozen=True)
+class CropOptions:
+  """One crop per record: `size` x `size`, at a random scale and place (`random`), or the centre."""
+
+  size: int
+  min_scale: float = 1.0
+  max_scale: float = 1.0
+  random: bool = True
+
+
+def train_and_eval_options(config: 'trainer_config.TrainerConfig'):
+  """(train CropOptions, eval CropOptions, the train augmentation left to run on the batched
+  crops): the random scale moves from the augmentation into the crop (it picks how much of the
+  image a crop covers), flips, turns and photometric changes stay."""
+  augmentation = augment.AugmentOptions.from_config(config)
+  size = config.data.image_size
+  if augmentation is None:
+    return CropOptions(size), CropOptions(size, random=False), None
+  train = CropOptions(size, augmentation.min_scale, augmentation.max_scale)
+  rest = dataclasses.replace(augmentation, min_scale=1.0, max_scale=1.0)
+  return train, CropOptions(size, random=False), rest if rest.enabled else None
+
+
+def _random_offset(length, size: int, scale, draw):
+  """The crop's offset in the scaled image along a side of `length` source pixels: anywhere the
+  crop stays inside the image, or anywhere the image stays inside the crop when it is the smaller
+  (`draw` uniform in [0, 1)); whole steps from the low end, so a crop at scale 1 copies pixels."""
+  slack = tf.cast(length, tf.float32) * scale - size
+  low, high = tf.minimum(slack, 0.0), tf.maximum(slack, 0.0)
+  return low + tf.floor(draw * (tf.floor(high - low) + 1.0))
+
+
+def crop_transform(height, width, options: CropOptions, seed):
+  """float32 [8]: the map from crop pixels to source pixels (`ImageProjectiveTransformV3`'s form)
+  for an image of `height` x `width`; `seed` a [2] integer tensor (stateless)."""
+  if options.random:
+    seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3))
+    # A scale range of one value draws it (stateless_uniform needs low < high).
+    spread = max(options.max_scale - options.min_scale, 0.0)
+    scale = options.min_scale + spread * tf.random.stateless_uniform([], seeds[0])
+    offset_x = _random_offset(width, options.size, scale, tf.random.stateless_uniform([], seeds[1]))
+    offset_y = _random_offset(
+      height, options.size, scale, tf.random.stateless_uniform([], seeds[2])
+    )
+  else:  # the centre at scale 1: the slack split in half, rounded down
+    scale = tf.constant(1.0)
+    offset_x = tf.floor((tf.cast(width, tf.float32) - options.size) / 2.0)
+    offset_y = tf.floor((tf.cast(height, tf.float32) - options.size) / 2.0)
+  # Crop pixel x (centre x + 0.5) is point x + 0.5 + offset of the scaled image, point
+  # (x + 0.5 + offset) / scale of the source.
+  zero = tf.zeros([])
+  return tf.stack(
+    [
+      1.0 / scale,
+      zero,
+      (0.5 + offset_x) / scale - 0.5,
+      zero,
+      1.0 / scale,
+      (0.5 + offset_y) / scale - 0.5,
+      zero,
+      zero,
+    ]
+  )
+
+
+def cut(image, label, weight, options: CropOptions, seed):
+  """One record at its own size, image [H, W, C], one-hot label [H, W, K], weight [H, W] -> its
+  crop, [S, S, C], [S, S, K], [S, S]."""
+  shape = tf.shape(image)
+  transform = crop_transform(shape[0], shape[1], options, seed)
+  cropped = augment.warp_aligned(
+    image[None],
+    augment.class_ids_plus_one(label[None]),
+    weight[None],
+    transform[None],
+    options.size,
+    label[None],
+  )
+  return tuple(tensor[0] for tensor in cropped)
