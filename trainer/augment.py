@@ -92,6 +92,21 @@ def _matrices(rows):
   return tf.reshape(tf.stack(list(rows) + [zeros, zeros, ones], axis=-1), [-1, 3, 3])
 
 
+def scaled_window_rows(scale, offset_x, offset_y, zeros) -> list:
+  """The first six entries (a0, a1, a2, b0, b1, b2) of the affine map from the pixels of a window
+  cut at `offset` out of the image scaled by `scale` to the image's own pixels: window pixel x
+  (centre x + 0.5) is point x + 0.5 + offset of the scaled image, point (x + 0.5 + offset) / scale
+  of the image (offset < 0: padding). `zeros`: zeros of the entries' shape."""
+  return [
+    1.0 / scale,
+    zeros,
+    (0.5 + offset_x) / scale - 0.5,
+    zeros,
+    1.0 / scale,
+    (0.5 + offset_y) / scale - 0.5,
+  ]
+
+
 def _geometry(batch_size, size: int, options: AugmentOptions, seed):
   """(transforms [B, 8] mapping output pixels to input pixels, mirrored [B] bool)."""
   seeds = _seeds(seed, 6)
@@ -111,24 +126,14 @@ def _geometry(batch_size, size: int, options: AugmentOptions, seed):
       tf.zeros(shape),
     ]
   )
-  # Scale, then crop or pad back to size: output pixel x (centre x + 0.5) is point x + 0.5 + o of
-  # the scaled image, point (x + 0.5 + o) / scale of the input; o is the crop offset (< 0: padding).
+  # Scale, then crop or pad back to size.
   scale = options.min_scale + uniform(0) * (options.max_scale - options.min_scale)
   slack = s * scale - s
   low, high = tf.minimum(slack, 0.0), tf.maximum(slack, 0.0)
   offset_x = low + uniform(1) * (high - low)
   offset_y = low + uniform(2) * (high - low)
   zeros = tf.zeros(shape)
-  scaling = _matrices(
-    [
-      1.0 / scale,
-      zeros,
-      (0.5 + offset_x) / scale - 0.5,
-      zeros,
-      1.0 / scale,
-      (0.5 + offset_y) / scale - 0.5,
-    ]
-  )
+  scaling = _matrices(scaled_window_rows(scale, offset_x, offset_y, zeros))
   # Symmetries of the output grid, applied to output coordinates first.
   symmetry = identity
   mirrored = tf.zeros(shape, tf.bool)

@@ -71,21 +71,8 @@ def crop_transform(height, width, options: CropOptions, seed):
     scale = tf.constant(1.0)
     offset_x = tf.floor((tf.cast(width, tf.float32) - options.size) / 2.0)
     offset_y = tf.floor((tf.cast(height, tf.float32) - options.size) / 2.0)
-  # Crop pixel x (centre x + 0.5) is point x + 0.5 + offset of the scaled image, point
-  # (x + 0.5 + offset) / scale of the source.
   zero = tf.zeros([])
-  return tf.stack(
-    [
-      1.0 / scale,
-      zero,
-      (0.5 + offset_x) / scale - 0.5,
-      zero,
-      1.0 / scale,
-      (0.5 + offset_y) / scale - 0.5,
-      zero,
-      zero,
-    ]
-  )
+  return tf.stack(augment.scaled_window_rows(scale, offset_x, offset_y, zero) + [zero, zero])
 
 
 def cut(image, label, weight, options: CropOptions, seed):

@@ -226,6 +226,17 @@ def _native_png(probabilities, encoded_image, image_size: int, resize: str):
   return tf.io.encode_png(tf.cast(class_ids, tf.uint8)[..., None]), size
 
 
+def _serving_outputs(probabilities, sizes) -> dict:
+  """What `serving_default` returns for [B, H, W, K] probabilities at the images' own sizes (padded
+  to the largest) and their [B, 2] sizes."""
+  return {
+    'probabilities': probabilities,
+    'class_ids': decode.class_ids_tf(probabilities),
+    'height': sizes[:, 0],
+    'width': sizes[:, 1],
+  }
+
+
 def _serving_default_fn(model: tf_keras.Model, tf_transform_output, resize: str):
   """`serving_default`: probabilities and class ids at each image's own size."""
   image_size = model.input_shape[1]
@@ -236,12 +247,7 @@ def _serving_default_fn(model: tf_keras.Model, tf_transform_output, resize: str)
     probabilities, sizes = _resize_to_inputs(
       _predict(model, raw), _flat(raw, data_format.IMAGE_ENCODED), image_size, resize
     )
-    return {
-      'probabilities': probabilities,
-      'class_ids': decode.class_ids_tf(probabilities),
-      'height': sizes[:, 0],
-      'width': sizes[:, 1],
-    }
+    return _serving_outputs(probabilities, sizes)
 
   return serving_default
 
@@ -458,12 +464,7 @@ def _native_serving_fn(model: tf_keras.Model, tf_transform_output, options):
     (probabilities,) = _native_in_turn(
       one, examples, (tf.TensorSpec([None, None, num_classes], tf.float32),)
     )
-    return {
-      'probabilities': probabilities,
-      'class_ids': decode.class_ids_tf(probabilities),
-      'height': sizes[:, 0],
-      'width': sizes[:, 1],
-    }
+    return _serving_outputs(probabilities, sizes)
 
   return serving_default
 
