@@ -106,9 +106,11 @@ def label_position_sums(labels, content):
   content = tf.cast(content, tf.float32)
   rows = tf.maximum(tf.reduce_sum(content[:, :, 0], axis=1), 1.0)  # content height, [B]
   cols = tf.maximum(tf.reduce_sum(content[:, 0, :], axis=1), 1.0)
-  # The grid's own height and width: S x S, or an image at its own size (resize 'none').
-  x = (tf.range(tf.shape(labels)[2], dtype=tf.float32) + 0.5)[None, :] / cols[:, None]  # by column
-  y = (tf.range(tf.shape(labels)[1], dtype=tf.float32) + 0.5)[None, :] / rows[:, None]  # by row
+  # The grid's own height and width: S x S (static), or an image at its own size (resize 'none').
+  height = labels.shape[1] if labels.shape[1] is not None else tf.shape(labels)[1]
+  width = labels.shape[2] if labels.shape[2] is not None else tf.shape(labels)[2]
+  x = (tf.range(width, dtype=tf.float32) + 0.5)[None, :] / cols[:, None]  # by column
+  y = (tf.range(height, dtype=tf.float32) + 0.5)[None, :] / rows[:, None]  # by row
 
   def by_column(values):
     return tf.einsum('bhwk,bw->bk', labels, values)
@@ -254,7 +256,8 @@ def preprocessing_fn(inputs, custom_config):
   with tf.control_dependencies(
     [_check_labels(masks, _flat(inputs[data_format.IMAGE_FILENAME]), config)]
   ):
-    outputs[features.LABEL], outputs[features.WEIGHT] = _one_hot_and_weight(masks, config)
+    masks = tf.identity(masks)
+  outputs[features.LABEL], outputs[features.WEIGHT] = _one_hot_and_weight(masks, config)
   # A full pass over the train split: where each class lies, for the Trainer's lateral-class guard
   # (trainer.lateral). Exported as a constant of the graph, one copy per record.
   positions = tft.sum(
