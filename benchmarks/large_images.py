@@ -13,8 +13,11 @@ S x S crops at a random scale 0.5 to 2, the Trainer's `--random-scale`), then ex
 `trainer.export` and segments the eval images through its serving signatures: `stretch` (the
 prediction resized back), `none` + `whole` and `none` + `slide`. It prints the eval mean IoU and
 per-class IoU at each image's own size (the Evaluator's `mean_iou`: one confusion matrix over the
-split, `trainer.iou`), the seconds per eval image, and the peak resident memory of predicting one
-image with `slide` at --memory-sizes (and `whole` at the smallest), each in a fresh process.
+split, `trainer.iou`), the seconds per eval image, and the peak resident memory of one prediction
+at the smallest model size, each in a fresh process: `serving_slide` at --memory-sizes,
+`serving_whole` at --whole-memory-sizes, `evaluation_sums` (a record with its mask, the model
+exported with `slide`) at --eval-memory-sizes and (exported with `whole`) at the smallest of them,
+with the ratio of the largest side's peak to the smallest's.
 """
 
 import argparse
@@ -91,16 +94,23 @@ def write_split(path: str, count: int, height: int, width: int, seed: int) -> li
   return pairs
 
 
-def train_and_export(config: TrainerConfig, train_pattern, eval_pattern, steps, work) -> str:
-  """The Trainer's feed and model for `steps` steps, exported with every signature."""
+def train_and_export(config: TrainerConfig, train_pattern, eval_pattern, steps, work) -> dict:
+  """The Trainer's feed and model for `steps` steps, exported with every signature: {inference
+  mode: SavedModel path}, one per mode for `--resize none` (they differ in `serving_default` and
+  `evaluation_sums`), one ('whole') for the other resizes."""
   output = trainer_input.analyse(train_pattern, config.data, os.path.join(work, 'transform'))
   train, _ = data.train_and_eval([train_pattern], [eval_pattern], output, config)
   network = task.compiled_model(config, total_steps=steps)
   network.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
-  model_dir = os.path.join(work, 'model')
-  signatures = export.add_signatures(network, output, resize=config.data.resize)
-  network.save(model_dir, save_format='tf', signatures=signatures)
-  return model_dir
+  modes = ('whole', 'slide') if config.data.resize == 'none' else ('whole',)
+  model_dirs = {}
+  for mode in modes:
+    model_dirs[mode] = os.path.join(work, f'model_{mode}')
+    signatures = export.add_signatures(
+      network, output, resize=config.data.resize, inference_mode=mode
+    )
+    network.save(model_dirs[mode], save_format='tf', signatures=signatures)
+  return model_dirs
 
 
 def evaluate(model_dir: str, signature: str, pairs) -> dict:
@@ -130,22 +140,86 @@ def request(png: bytes) -> bytes:
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _peak_child(model_dir: str, signature: str, side: int) -> dict:
-  """Peak resident memory (VmHWM, MiB) of a fresh process that loads the model and segments one
-  side x side scene, and its memory just before the prediction."""
+def _peak_child(model_dir: str, signature: str, side: int, work: str) -> dict:
+  """Peak resident memory (MiB) of a fresh process that loads the model and runs `signature` on one
+  side x side scene (with its mask for `evaluation_sums`), and its memory just before. The request
+  is written here, so making the scene is no part of the child's peak; the child resets its peak
+  (/proc/self/clear_refs) after loading, so the peak is the prediction's."""
+  image, mask = make_scene(np.random.default_rng(0), side, side)
+  png = tf.io.encode_png(image).numpy()
+  if signature == export.EVALUATION_SIGNATURE:  # the Evaluator's input: a whole record
+    body = data_format.make_example(
+      png, 'png', side, side, 3, 'scene.png', data_format.encode_png(mask)
+    ).SerializeToString()
+  else:
+    body = request(png)
+  path = os.path.join(work, f'request_{side}.pb')
+  with open(path, 'wb') as f:
+    f.write(body)
   code = (
-    'import sys, json, numpy as np; sys.path.insert(0, "benchmarks"); import tf_env; '
+    'import sys, json; sys.path.insert(0, "benchmarks"); import tf_env; '
     'import tensorflow as tf; import large_images as L; '
-    f'png = tf.io.encode_png(L.make_scene(np.random.default_rng(0), {side}, {side})[0]).numpy(); '
+    f'body = open({path!r}, "rb").read(); '
     f'serve = tf.saved_model.load({model_dir!r}).signatures[{signature!r}]; '
-    'before = L.resident_mib("VmRSS"); '
-    'serve(examples=tf.constant([L.request(png)])); '
+    'before = L.resident_mib("VmRSS"); open("/proc/self/clear_refs", "w").write("5"); '
+    'serve(examples=tf.constant([body])); '
     'print(json.dumps({"before": before, "peak": L.resident_mib("VmHWM")}))'
   )
   result = subprocess.run(
-    [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=os.getcwd()
+    [sys.executable, '-c', code], capture_output=True, text=True, cwd=os.getcwd()
   )
+  if result.returncode:
+    raise RuntimeError(f'{signature} on {side}x{side} failed: {result.stderr[-2000:]}')
   return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def memory_runs(model_dirs: dict, args, work: str) -> dict:
+  """{row name: peak memory} of each prediction the table reports, each in a fresh process."""
+  runs = [
+    *(
+      (model_dirs['whole'], export.serving_signature('slide'), 'serving, slide', side)
+      for side in _sides(args.memory_sizes)
+    ),
+    *(
+      (model_dirs['whole'], export.serving_signature('whole'), 'serving, whole', side)
+      for side in _sides(args.whole_memory_sizes)
+    ),
+    *(
+      (model_dirs['slide'], export.EVALUATION_SIGNATURE, 'evaluation_sums, slide', side)
+      for side in _sides(args.eval_memory_sizes)
+    ),
+    *(
+      (model_dirs['whole'], export.EVALUATION_SIGNATURE, 'evaluation_sums, whole', side)
+      for side in _sides(args.eval_memory_sizes)[:1]
+    ),
+  ]
+  memory = {}
+  for model_dir, signature, name, side in runs:
+    memory[f'{name} {side}x{side}'] = _peak_child(model_dir, signature, side, work)
+    print(name, side, memory[f'{name} {side}x{side}'], flush=True)
+  return memory
+
+
+def _sides(text: str) -> list:
+  return [int(s) for s in text.split(',')]
+
+
+def _ratio_lines(memory: dict, args) -> list:
+  """The peak at the largest side over the peak at the smallest, per prediction that has both."""
+  lines = []
+  for name, sizes in (
+    ('serving, slide', args.memory_sizes),
+    ('serving, whole', args.whole_memory_sizes),
+    ('evaluation_sums, slide', args.eval_memory_sizes),
+  ):
+    small, large = _sides(sizes)[0], _sides(sizes)[-1]
+    peak = [memory[f'{name} {side}x{side}']['peak'] for side in (small, large)]
+    pixels = (large / small) ** 2
+    lines.append(
+      f'- {name}: {large}x{large} ({pixels:.0f} x the pixels of {small}x{small}) peaks at '
+      f'{peak[1] / peak[0]:.2f} x the memory'
+    )
+  return lines
 
 
 def resident_mib(field: str) -> float:
@@ -167,6 +241,12 @@ def main(argv=None) -> int:
   parser.add_argument('--width', type=int, default=1024)
   parser.add_argument('--height', type=int, default=768)
   parser.add_argument('--memory-sizes', default='1024,4096', help='slide peak memory image sides')
+  parser.add_argument(
+    '--whole-memory-sizes', default='1024,2048', help='whole-image peak memory image sides'
+  )
+  parser.add_argument(
+    '--eval-memory-sizes', default='1000,4000', help='evaluation_sums peak memory image sides'
+  )
   parser.add_argument('--out', help='also write the markdown here')
   args = parser.parse_args(argv)
   sizes = [int(s) for s in args.sizes.split(',')]
@@ -192,46 +272,44 @@ def main(argv=None) -> int:
           random_scale=resize == 'none',
           seed=0,
         )
-        model_dir = train_and_export(
+        model_dirs = train_and_export(
           config, train_pattern, eval_pattern, args.steps, os.path.join(work, f'{resize}{size}')
         )
-        modes = {'stretch': 'serving_default'} if resize == 'stretch' else {}
-        modes.update(
+        modes = (
           {f'none + {m}': export.serving_signature(m) for m in ('whole', 'slide')}
           if resize == 'none'
-          else {}
+          else {'stretch': 'serving_default'}
         )
         for mode, signature in modes.items():
-          scores = evaluate(model_dir, signature, pairs)
+          scores = evaluate(model_dirs['whole'], signature, pairs)
           cells = ' | '.join(f'{v:.3f}' for v in scores['per_class'])
           lines.append(
             f'| {size} | {mode} | **{scores["mean_iou"]:.3f}** | {cells} | {scores["seconds"]:.2f} |'
           )
           print(lines[-1], flush=True)
         if resize == 'none' and size == sizes[0]:
-          sides = [int(s) for s in args.memory_sizes.split(',')]
-          for side in sides:
-            memory[f'slide {side}x{side}'] = _peak_child(model_dir, 'serving_slide', side)
-          memory[f'whole {sides[0]}x{sides[0]}'] = _peak_child(model_dir, 'serving_whole', sides[0])
-          print(memory, flush=True)
+          memory = memory_runs(model_dirs, args, work)
   lines += [
     '',
     *report_table.header(
-      f'prediction (model size {sizes[0]}) | peak MiB | before MiB | growth MiB'
+      f'prediction (model size {sizes[0]}, one image) | peak MiB | before MiB | growth MiB'
     ),
   ]
   lines += [
     f'| {name} | {m["peak"]:.0f} | {m["before"]:.0f} | {m["peak"] - m["before"]:.0f} |'
     for name, m in memory.items()
   ]
+  lines += ['', *_ratio_lines(memory, args)]
   lines += [
     '',
     f'Data: {args.train} train and {args.eval} eval scenes of {args.width}x{args.height} px. Each '
     f'model: FCN (base filters 16, depth 3), {args.steps} steps of batch {args.batch_size}, the '
-    "project's default loss and recipe (none: random scale 0.5-2 crops). IoU at each image's own "
+    f"loss {TrainerConfig().losses.loss} and the project's default recipe (none: random scale "
+    "0.5-2 crops). IoU at each image's own "
     'size over the eval split; s / image: one image through the serving signature (CPU). Memory: '
-    'VmHWM of a fresh process that loads the model and segments one scene; growth = peak - '
-    'resident before the prediction.',
+    'VmHWM of a fresh process that loads the model, its peak reset after the load, running the '
+    'signature on one scene (evaluation_sums: with its mask, exported with that inference mode); '
+    'growth = peak - resident before the prediction.',
   ]
   return report_table.publish(lines, args.out, 'large_images.py')
 

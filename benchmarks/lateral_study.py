@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from trainer import augment
+from trainer import augment, losses
 from trainer.config import TrainerConfig
 
 import loss_study
@@ -45,15 +45,16 @@ RECIPES = {
 }
 
 
-def recipe_config(data_config, recipe: str) -> TrainerConfig:
-  """The Trainer's defaults on `data_config` (the lateral set's), with the recipe's change."""
-  return TrainerConfig(data=data_config).replace(**RECIPES[recipe])
+def recipe_config(data_config, recipe: str, loss: str) -> TrainerConfig:
+  """The Trainer's defaults on `data_config` (the lateral set's) with `loss`, and the recipe's
+  change."""
+  return TrainerConfig(data=data_config).replace(loss=loss, **RECIPES[recipe])
 
 
 def run_recipe(recipe: str, seed: int, args) -> dict:
   """One seed of one recipe, in this process with `args.threads` CPU threads."""
   data, masks = loss_study.load_in_process(DATASET, args.threads, args.image_size)
-  trainer_config = recipe_config(data[0], recipe)
+  trainer_config = recipe_config(data[0], recipe, args.loss)
   run = {
     'recipe': recipe,
     'augmentation': augment.describe(trainer_config),
@@ -82,7 +83,7 @@ def table(results: list, args) -> list:
   lines.append(
     f'Each run: the lateral set (192 train, 48 eval, written at {args.image_size} px), batch '
     f'{args.batch_size}, the '
-    f"Trainer's defaults (`{TrainerConfig().losses.loss}`) but for the recipe's change, "
+    f"Trainer's defaults with `--loss {args.loss}`, but for the recipe's change, "
     f'validation every {args.eval_every} steps, stopped after {args.patience} without a better '
     f'validation mean IoU (or at {args.max_steps} steps: "capped"), best validation weights kept; '
     f'seeds {", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution; mean ± '
@@ -98,6 +99,12 @@ def main(argv=None) -> int:
     '--recipes', default=','.join(RECIPES), help=f'of {", ".join(RECIPES)} (default: %(default)s)'
   )
   loss_study.add_image_size_flag(parser)
+  parser.add_argument(
+    '--loss',
+    default=TrainerConfig().losses.loss,
+    choices=losses.LOSS_NAMES,
+    help="every recipe's loss (default: the Trainer's, %(default)s)",
+  )
   study_cli.add_run_flags(
     parser,
     max_steps=1200,

@@ -32,8 +32,11 @@ def artifacts(store, execution, event_types) -> dict[str, list]:
   by_id = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
   by_key = {}
   for event in events:
-    key = event.path.steps[0].key if event.path.steps else ''
-    by_key.setdefault(key, []).append(by_id[event.artifact_id])
+    # TFX writes one (key, index) step pair per key an artifact is under: an Evaluator's model that
+    # is also its baseline has one event with the steps model, 0, baseline_model, 0.
+    keys = [step.key for step in event.path.steps if step.HasField('key')] or ['']
+    for key in keys:
+      by_key.setdefault(key, []).append(by_id[event.artifact_id])
   return by_key
 
 

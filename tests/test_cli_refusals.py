@@ -80,6 +80,8 @@ PIPELINE_VALUES = {
   '--freeze-encoder-steps': ['-1'],
   '--encoder-lr-multiplier': ['0', '1.5'],
   '--slide-overlap': ['-0.1', '1'],
+  # Out of range, and below 1 without --resize none (the base command line stretches).
+  '--crop-cat-max-ratio': ['0', '1.5', 'nan', '0.75'],
 }
 BAD_VALUES = {
   'demo-data': {

@@ -16,11 +16,11 @@ import pytest
 import tf_keras
 
 from iouseg import cli, run_summary
-from trainer import encoder_weights, encoders, fine_tuning, task
+from trainer import continuation, encoder_weights, encoders, fine_tuning, task
 from trainer.config import TrainerConfig
 from trainer.weights_file import EncoderWeightsError
 
-from helpers import recorded_artifacts, run_tiny_pipeline, tiny_run_args
+from helpers import TINY_CLASSES, recorded_artifacts, run_tiny_pipeline, tiny_run_args
 
 SIZE, CLASSES, WIDTH = 32, 2, 2
 BETA_1, BETA_2 = 0.9, 0.999  # tf_keras Adam's defaults
@@ -225,6 +225,67 @@ def test_the_input_map_gives_the_weights_their_scale():
     np.testing.assert_allclose(mapped, expected, rtol=1e-5, atol=1e-4)
 
 
+# --- resume: a killed run continues from its backup ---------------------------------------------
+
+EPOCHS, KILLED_AFTER = 3, 2  # one step an epoch
+
+
+class Killed(Exception):
+  """Stands for the kill: `fit` ends at an epoch's end, after the backup was written."""
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_from_its_backup(tmp_path, capsys):
+  """The Trainer's backup callback and fine-tuning controls on mobilenet_v2: a run killed after
+  epoch 2 and started again, from other random weights, resumes with the weights and Adam state it
+  had, at its step, the frozen step behind it, and trains only epoch 3."""
+  settings = config('mobilenet_v2', freeze_encoder_steps=1, encoder_lr_multiplier=0.5)
+  images, labels, weights = batch(3)
+  state = {}
+
+  def snapshot(network, name):
+    state[name] = {
+      'weights': layer_weights(network),
+      'adam': [v.numpy() for v in network.optimizer.variables],
+      'encoder_trainable': encoders.encoder_of(network).trainable,
+    }
+
+  class Kill(tf_keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      if epoch + 1 == KILLED_AFTER:
+        snapshot(self.model, 'killed')
+        raise Killed
+
+  class Resumed(tf_keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):  # after the backup's restore and the freeze's check
+      snapshot(self.model, 'resumed')
+
+  def train(seed, last):
+    tf_keras.utils.set_random_seed(seed)
+    network = task.compiled_model(settings, total_steps=EPOCHS)
+    callbacks = [
+      continuation.ResumableBackup(str(tmp_path / 'backup'), EPOCHS),
+      fine_tuning.EncoderFreeze(settings.model.freeze_encoder_steps),
+      last,
+    ]
+    history = network.fit(
+      images, labels, sample_weight=weights, batch_size=2, epochs=EPOCHS, callbacks=callbacks
+    )
+    return network, history
+
+  with pytest.raises(Killed):
+    train(seed=0, last=Kill())
+  network, history = train(seed=1, last=Resumed())
+  killed, resumed = state['killed'], state['resumed']
+  assert same(resumed['weights'], killed['weights'])  # the encoder's batch-norm statistics too
+  assert len(resumed['adam']) == len(killed['adam']) > 100
+  assert all(np.array_equal(a, b) for a, b in zip(resumed['adam'], killed['adam'], strict=True))
+  assert int(network.optimizer.iterations) == EPOCHS  # the step went on from 2
+  assert resumed['encoder_trainable']  # its 1 frozen step lies behind it: not frozen again
+  assert len(history.history['loss']) == EPOCHS - KILLED_AFTER
+  assert f'Resuming after epoch {KILLED_AFTER}/{EPOCHS}' in capsys.readouterr().out
+
+
 # --- refused files: one line, before any step ----------------------------------------------------
 
 
@@ -353,3 +414,23 @@ def test_the_exported_model_carries_its_encoder_for_fine_tuning(pipeline_run):
   fresh = encoders.build_encoder('mobilenet_v2', 3, SIZE)
   encoder_weights.load(fresh, weights, 'mobilenet_v2', 3)
   assert same(layer_weights(fresh), layer_weights(trained))
+
+
+@pytest.mark.e2e
+def test_a_warm_start_begins_from_the_exported_application_model(pipeline_run):
+  """`continuation.warm_start`, as the Trainer calls it with `--warm-start`, on the model the
+  Trainer exported: every weight of a fresh mobilenet_v2 network (encoder, input map, decoder,
+  head) becomes the base model's."""
+  from tfx.utils import path_utils
+
+  _, outputs, _ = recorded_artifacts(pipeline_run['metadata'], 'Trainer')
+  exported = path_utils.serving_model_path(outputs['model'][0].uri)
+  base = layer_weights(tf_keras.models.load_model(exported, compile=False))
+  network = task.compiled_model(
+    TrainerConfig.from_flat(
+      encoder='mobilenet_v2', image_size=SIZE, num_classes=TINY_CLASSES, base_filters=WIDTH
+    )
+  )
+  assert not same(layer_weights(network), base)
+  assert continuation.warm_start(network, exported)
+  assert same(layer_weights(network), base)

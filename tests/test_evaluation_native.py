@@ -1,5 +1,6 @@
 """Real TFMA evaluates a trained tiny model, exported by `trainer.export` with each resize mode
-(`none`: whole-image inference at each image's own size, most larger than the model),
+(`none`: whole-image and sliding-window inference at each image's own size, most larger than the
+model, the native sums counted in bands of rows),
 on raw records of mixed sizes and aspect ratios: its numbers equal an independent numpy computation
 from `serving_default`'s class ids and each mask decoded by PIL at its own size (and, at the model's
 resolution, from `model_resolution` and `transform_features`); the evaluation signatures return no
@@ -41,8 +42,18 @@ JPEG_IMAGE = 5
 # The pad model's `evaluation_sums` runs 2 examples at a time, so that batches are split in chunks.
 PAD_CHUNK = 2
 
+# `none` predicts whole images, `none_slide` slides windows of the model size over them; both count
+# the prediction against the mask in bands of rows (trainer.native_export), several per image here.
+MODES = ('stretch', 'pad', 'none', 'none_slide')
+
 # A model trained for the evaluation, and TFMA run over it twice.
 pytestmark = pytest.mark.slow
+
+
+def _resize_and_inference(mode: str):
+  """A MODES entry -> (Transform's resize, the exported inference mode)."""
+  resize, _, inference_mode = mode.partition('_')
+  return resize, inference_mode or 'whole'
 
 
 def _raw_records():
@@ -119,7 +130,7 @@ def _model_eval_config():
 
 @pytest.fixture(scope='module')
 def evaluated_models(tmp_path_factory):
-  """resize mode -> {'model': SavedModel path, 'tfma': TFMA output path}: one tiny model trained
+  """MODES entry -> {'model': SavedModel path, 'tfma': TFMA output path}: one tiny model trained
   (briefly, with 'stretch') on the records, exported over each mode's transform graph, and
   evaluated by TFMA with the project's EvalConfig on the raw records of mixed sizes."""
   base = tmp_path_factory.mktemp('model_eval')
@@ -145,18 +156,23 @@ def evaluated_models(tmp_path_factory):
   network.fit(dataset, steps_per_epoch=60, epochs=1, verbose=0)
   per_example = 4 * MODEL_SIZE**2 * (export.activations_per_pixel(network) + len(MODEL_CLASSES) + 1)
   evaluated = {}
-  for resize, tf_transform_output in outputs.items():
+  for mode in MODES:
+    resize, inference_mode = _resize_and_inference(mode)
     budget = PAD_CHUNK * per_example if resize == 'pad' else export.EVALUATION_BATCH_BYTES
-    model_dir = str(base / f'model_{resize}')
+    model_dir = str(base / f'model_{mode}')
     network.save(
       model_dir,
       save_format='tf',
       signatures=export.add_signatures(
-        network, tf_transform_output, resize, evaluation_batch_bytes=budget
+        network,
+        outputs[resize],
+        resize,
+        evaluation_batch_bytes=budget,
+        inference_mode=inference_mode,
       ),
     )
     config = _model_eval_config()
-    evaluated[resize] = {'model': model_dir, 'tfma': str(base / f'tfma_{resize}')}
+    evaluated[mode] = {'model': model_dir, 'tfma': str(base / f'tfma_{mode}')}
     tfma.run_model_analysis(
       eval_shared_model=tfma.default_eval_shared_model(
         eval_saved_model_path=model_dir, eval_config=config
@@ -164,7 +180,7 @@ def evaluated_models(tmp_path_factory):
       eval_config=config,
       data_location=data_path,
       schema=_raw_schema(),
-      output_path=evaluated[resize]['tfma'],
+      output_path=evaluated[mode]['tfma'],
       pipeline_options=PipelineOptions(['--direct_running_mode=in_memory']),
     )
   return evaluated
@@ -237,9 +253,10 @@ def _expected_model_metrics(examples):
   )
 
 
-@pytest.mark.parametrize('resize', ['stretch', 'pad', 'none'])
-def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_models, resize):
-  examples = _numpy_evaluation(evaluated_models[resize]['model'], resize)
+@pytest.mark.parametrize('mode', MODES)
+def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_models, mode):
+  resize = _resize_and_inference(mode)[0]
+  examples = _numpy_evaluation(evaluated_models[mode]['model'], resize)
   if resize == 'pad':  # the aspect ratio is kept: a wide image fills the model input's top rows
     assert examples[3]['rows_cols'] == (14, MODEL_SIZE)
     assert not examples[3]['weight'][14:].any() and examples[3]['weight'][:14].mean() > 0.9
@@ -258,7 +275,7 @@ def test_tfma_iou_at_each_images_own_size_equals_numpy_on_mixed_sizes(evaluated_
     if any(member)
   }
   assert len(expected) >= 8  # the presence slices split the images both ways
-  slices = run_summary.sliced_metrics(evaluated_models[resize]['tfma'])
+  slices = run_summary.sliced_metrics(evaluated_models[mode]['tfma'])
   assert set(slices) == set(expected)
   for name, metrics in expected.items():
     assert_metrics_equal(slices[name][run_summary.CANDIDATE], metrics, rel=0, abs_=1e-6)

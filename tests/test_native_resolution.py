@@ -3,8 +3,11 @@ inference, and the settings carried to Kubeflow.
 
 The crop, `whole` and `slide` tests run the project's functions on a tiny untrained FCN (its weights
 are random: what is checked is the geometry, not the quality); a numpy re-implementation of the
-window grid and the averaging checks `slide`. One tiny pipeline run (e2e) trains on crops of
-images of mixed sizes, and `iouseg predict --inference slide` segments them at their own sizes.
+window grid and the averaging checks `slide`; `--crop-cat-max-ratio` crops pass MMSegmentation's
+test, counted by numpy; a MobileNetV2 encoder trains on the Trainer's crops and its exported model
+predicts a whole image of a size no multiple of its stride (slow). One tiny pipeline run (e2e)
+trains on crops of images of mixed sizes, and `iouseg predict --inference slide` segments them at
+their own sizes.
 TFMA's native mean IoU in `none` mode against numpy is in tests/test_evaluation_native.py.
 """
 
@@ -109,6 +112,49 @@ def test_a_crop_at_a_random_scale_keeps_label_and_weight_on_the_image_pixel_it_s
     assert not out_label[~inside].any() and not out_image[~inside].any()
     padding_seen += int((~inside).sum())
   assert padding_seen > 0  # scales below 0.7 make the crop larger than the scaled image
+
+
+def _numpy_passes_cat_max_ratio(label: np.ndarray, weight: np.ndarray, ratio: float) -> bool:
+  """MMSegmentation's test of a crop: more than one class among its labelled pixels (ignored and
+  padding pixels left out) and the largest below `ratio` of them."""
+  counts = np.bincount(label.argmax(-1)[weight > 0], minlength=CLASSES)
+  return np.count_nonzero(counts) > 1 and counts.max() < ratio * counts.sum()
+
+
+def test_cat_max_ratio_draws_a_crop_again_until_no_class_covers_the_fraction():
+  # 32 x 64: columns 0-15 ignored, 16-31 class 1, 32-63 class 0. At scale 1 a crop starts at one of
+  # 33 columns x; it passes 0.75 for x in 6..23 only. Counting the ignored pixels as a class would
+  # pass x = 0..5 as well.
+  image, label, weight = _record(WINDOW, 2 * WINDOW, seed=2)
+  ids = np.where(np.arange(2 * WINDOW) < WINDOW, 1, 0)[None].repeat(WINDOW, axis=0)
+  label = np.eye(CLASSES, dtype=np.float32)[ids]
+  label[:, :16], weight = 0, np.ones_like(weight)
+  weight[:, :16] = 0
+  passed, starts = {}, {}
+  for ratio in (1.0, 0.75):
+    options = crops.CropOptions(WINDOW, cat_max_ratio=ratio)
+    passed[ratio], starts[ratio] = [], []
+    for seed in range(16):
+      out_image, out_label, out_weight = (
+        t.numpy() for t in crops.cut(image, label, weight, options, [seed, 1])
+      )
+      # Still one window of the image: label and weight those of the pixel the image came from.
+      cols = out_image[..., 2].astype(int) - 1
+      np.testing.assert_array_equal(out_label, label[:, cols[0]])
+      np.testing.assert_array_equal(out_weight, weight[:, cols[0]])
+      passed[ratio].append(_numpy_passes_cat_max_ratio(out_label, out_weight, 0.75))
+      starts[ratio].append(int(cols[0, 0]))
+  assert all(passed[0.75])
+  assert 0 < sum(passed[1.0]) < 16  # without it some crops are one class or mostly one
+  # The first draw keeps the seed: a crop that passes is the one drawn without the option.
+  for seed, ok in enumerate(passed[1.0]):
+    assert not ok or starts[0.75][seed] == starts[1.0][seed]
+
+
+@pytest.mark.parametrize('ratio', [0.0, 1.5, float('nan')])
+def test_crop_cat_max_ratio_is_a_fraction_above_zero(ratio):
+  with pytest.raises(ValueError, match='crop_cat_max_ratio'):
+    TrainerConfig.from_flat(resize='none', crop_cat_max_ratio=ratio)
 
 
 def test_whole_equals_the_keras_model_on_the_padded_image_cropped_back(network):
@@ -323,3 +369,51 @@ def test_the_random_scale_moves_from_the_augmentation_into_the_train_crop():
 def test_slide_overlap_is_a_fraction_below_one(overlap):
   with pytest.raises(ValueError, match='slide_overlap'):
     ModelConfig(slide_overlap=overlap)
+
+
+@pytest.mark.slow
+def test_an_application_encoder_trains_on_crops_and_predicts_a_whole_image_of_any_size(tmp_path):
+  """`--encoder mobilenet_v2 --resize none`: the Trainer's feed of crops, then the exported
+  `serving_default` (whole) on an image whose sides are no multiple of the crop or the stride."""
+  from test_evaluation_native import _transform_output
+
+  from trainer import data, export, task
+  from transform.config import TransformConfig
+
+  path = tmp_path / 'train.tfrecord'
+  _write_split(path, TRAIN_SIZES[:4], seed=2)
+  records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+  config = TrainerConfig.from_flat(
+    resize='none',
+    image_size=WINDOW,
+    num_classes=CLASSES,
+    encoder='mobilenet_v2',
+    base_filters=2,
+    batch_size=2,
+    random_scale=True,
+    seed=0,
+  )
+  output = _transform_output(records, TransformConfig(WINDOW, 3, CLASSES, resize='none'), tmp_path)
+  train, _ = data.train_and_eval([str(path)], [str(path)], output, config)
+  images, labels, _ = next(iter(train))
+  assert images.shape == (2, WINDOW, WINDOW, 3) and labels.shape == (2, WINDOW, WINDOW, CLASSES)
+  network = task.compiled_model(config, total_steps=2)
+  history = network.fit(train, steps_per_epoch=2, epochs=1, verbose=0)
+  assert np.isfinite(history.history['loss']).all()
+  assert inference.output_stride(network) == 32
+  serving = export.add_signatures(network, output, resize='none')['serving_default']
+  rng = np.random.default_rng(3)
+  image, mask = demo_data.make_pair(rng, 70, IGNORE)
+  request = data_format.make_example(
+    encoded(image[:45, :70]), 'png', 45, 70, 3, 'x.png', data_format.encode_png(mask[:45, :70])
+  ).SerializeToString()
+  served = serving(examples=tf.constant([request]))
+  assert served['probabilities'].shape == (1, 45, 70, CLASSES)
+  assert (served['height'].numpy(), served['width'].numpy()) == ([45], [70])
+  # The whole image at once: the network on it padded to 64 x 96, cropped back.
+  normalised = output.transform_features_layer()(
+    tf.io.parse_example(tf.constant([request]), output.raw_feature_spec())
+  )['image'].to_tensor()[0]
+  np.testing.assert_allclose(
+    served['probabilities'][0].numpy(), inference.whole(network, normalised, 32).numpy(), atol=1e-5
+  )

@@ -46,7 +46,7 @@ def test_search_runs_and_the_trainer_trains_with_the_best_values(run):
   assert {'learning_rate', 'loss', 'base_filters'} <= set(best)
   assert best['loss'] in tuning.LOSSES
   assert best['base_filters'] in tuning.width_choices(TINY_MODEL['base_filters'])
-  assert ('cross_entropy_weight' in best) == (best['loss'] == tuning.WEIGHTED_LOSS)
+  assert ('cross_entropy_weight' in best) == (best['loss'] in tuning.WEIGHTED_LOSSES)
 
   trainer_inputs, trainer_outputs, _ = recorded_artifacts(metadata, 'Trainer')
   assert trainer_inputs['hyperparameters'][0].uri == tuner_outputs['best_hyperparameters'][0].uri
@@ -86,12 +86,12 @@ def test_defaults_are_the_configuration_and_the_space_is_as_documented():
   assert space['learning_rate'].sampling == 'log'
   assert list(space['loss'].values) == list(tuning.LOSSES)
   assert list(space['base_filters'].values) == [4, 8, 16]
-  assert not hp.is_active(space['cross_entropy_weight'])  # only with cross_entropy+soft_iou
+  assert not hp.is_active(space['cross_entropy_weight'])  # only with a cross-entropy term
 
-  hp.values['loss'] = tuning.WEIGHTED_LOSS
+  hp.values['loss'] = tuning.WEIGHTED_LOSSES[0]
   hp.values['cross_entropy_weight'] = 0.5
   tuned = tuning.search_space(config, hp)
-  assert (tuned.losses.loss, tuned.losses.cross_entropy_weight) == (tuning.WEIGHTED_LOSS, 0.5)
+  assert (tuned.losses.loss, tuned.losses.cross_entropy_weight) == (tuning.WEIGHTED_LOSSES[0], 0.5)
   # With a warm start the width is the base model's.
   narrow = keras_tuner.HyperParameters()
   tuning.search_space(config, narrow, search_width=False)

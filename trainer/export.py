@@ -34,15 +34,13 @@
 one function, `to_native_resolution`, so the Evaluator scores exactly what serving returns.
 
 With `resize='none'` (a model trained on crops of images kept at their own size) every signature
-takes one example at a time and predicts it at its own size with `trainer.inference` (the Trainer's
-`inference` setting, `whole` or `slide`): there is no model-size copy of the image, so
-`model_resolution` returns `serving_default`'s outputs and `confusion_matrix_model_resolution`
-equals `confusion_matrix`; `transform_features` pads the batch to its largest image (weight 0).
-Such a model also has `serving_whole` and `serving_slide`, `serving_default` with either mode, for
-`iouseg predict --inference`.
+takes one example at a time and predicts it at its own size (`trainer.native_export`, with the
+Trainer's `inference` setting, `whole` or `slide`). Such a model also has `serving_whole` and
+`serving_slide`, `serving_default` with either mode, for `iouseg predict --inference`.
 
-One builder function per signature returns its `tf.function`; `add_signatures` attaches the
-Transform layer to the model and collects them.
+One builder function per signature returns its `tf.function` (here for a model of a fixed input
+size, in `trainer.native_export` for `resize='none'`); `add_signatures` attaches the Transform layer
+to the model and collects them.
 """
 
 import dataclasses
@@ -52,7 +50,17 @@ import tensorflow as tf
 import tf_keras
 
 from trainer import config as trainer_config
-from trainer import decode, inference, iou, losses
+from trainer import decode, inference, iou, losses, native_export
+from trainer import signature_common as common
+
+# The outputs of EVALUATION_SIGNATURE, named in trainer.signature_common (both families return
+# them); callers read them here, beside the signatures' names.
+from trainer.signature_common import (  # noqa: F401  (re-exported)
+  CONFUSION_MATRIX,
+  CONFUSION_MATRIX_MODEL_RESOLUTION,
+  SOFT_IOU_INTERSECTION,
+  SOFT_IOU_UNION,
+)
 from transform import data_format, features, preprocessing
 
 SERVING_SIGNATURE = 'serving_default'
@@ -66,11 +74,7 @@ MASKS, FILENAME, HEIGHT, WIDTH, ERROR = 'masks', 'filename', 'height', 'width', 
 # The channel counts an input image may have (grayscale, RGB, RGBA), as the converter accepts.
 IMAGE_CHANNELS = (1, 3, 4)
 UNDECODABLE = 'the image is missing or does not decode as PNG or JPEG'
-# The outputs of EVALUATION_SIGNATURE and PRESENCE_SIGNATURE.
-CONFUSION_MATRIX = 'confusion_matrix'
-CONFUSION_MATRIX_MODEL_RESOLUTION = 'confusion_matrix_model_resolution'
-SOFT_IOU_INTERSECTION = 'soft_iou_intersection'
-SOFT_IOU_UNION = 'soft_iou_union'
+# The output of PRESENCE_SIGNATURE.
 CLASS_PRESENCE = 'class_presence'
 
 
@@ -81,21 +85,6 @@ def serving_signature(mode: str) -> str:
 
 # What `evaluation_sums` may hold at once of per-pixel float32 tensors at the model's resolution.
 EVALUATION_BATCH_BYTES = 256 * 2**20
-
-# Every signature's input: a batch of serialized `tf.Example`s.
-_EXAMPLES_SPEC = [tf.TensorSpec([None], tf.string, name='examples')]
-
-
-def _parse_raw(serialized, tf_transform_output, keep_keys=None):
-  spec = tf_transform_output.raw_feature_spec()
-  if keep_keys is not None:
-    spec = {k: v for k, v in spec.items() if k in keep_keys}
-  return tf.io.parse_example(serialized, spec)
-
-
-def _flat(raw, key):
-  """A raw bytes feature as [B], whether the schema made it [B] or [B, 1]."""
-  return tf.reshape(raw[key], [-1])
 
 
 def to_native_resolution(probabilities, height, width, image_size: int, resize: str):
@@ -160,32 +149,6 @@ def evaluation_batch_size(
   return max(1, int(budget_bytes // per_example))
 
 
-def _in_chunks(fn, examples, chunk_size: int, output_specs):
-  """fn(examples[i:i + chunk_size]) for consecutive chunks, one after the other, concatenated;
-  `output_specs`: one tf.TensorSpec (its shape without the batch dimension) per output of fn."""
-  count = tf.size(examples)
-  arrays = tuple(
-    tf.TensorArray(
-      spec.dtype,
-      size=0,
-      dynamic_size=True,
-      infer_shape=False,
-      element_shape=tf.TensorShape([None]).concatenate(spec.shape),
-    )
-    for spec in output_specs
-  )
-
-  def body(chunk, arrays):
-    outputs = fn(examples[chunk * chunk_size : (chunk + 1) * chunk_size])
-    return chunk + 1, tuple(a.write(chunk, o) for a, o in zip(arrays, outputs))
-
-  chunks = (count + chunk_size - 1) // chunk_size
-  _, arrays = tf.while_loop(
-    lambda chunk, _: chunk < chunks, body, (tf.constant(0), arrays), parallel_iterations=1
-  )
-  return tuple(a.concat() for a in arrays)
-
-
 def _predict(model: tf_keras.Model, raw):
   """The model's probabilities [B, S, S, C] at its input size for parsed raw examples."""
   return model(model.tft_layer(raw)[features.IMAGE])
@@ -226,28 +189,17 @@ def _native_png(probabilities, encoded_image, image_size: int, resize: str):
   return tf.io.encode_png(tf.cast(class_ids, tf.uint8)[..., None]), size
 
 
-def _serving_outputs(probabilities, sizes) -> dict:
-  """What `serving_default` returns for [B, H, W, K] probabilities at the images' own sizes (padded
-  to the largest) and their [B, 2] sizes."""
-  return {
-    'probabilities': probabilities,
-    'class_ids': decode.class_ids_tf(probabilities),
-    'height': sizes[:, 0],
-    'width': sizes[:, 1],
-  }
-
-
 def _serving_default_fn(model: tf_keras.Model, tf_transform_output, resize: str):
   """`serving_default`: probabilities and class ids at each image's own size."""
   image_size = model.input_shape[1]
 
-  @tf.function(input_signature=_EXAMPLES_SPEC)
+  @tf.function(input_signature=common.EXAMPLES_SPEC)
   def serving_default(examples):
-    raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
+    raw = common.parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
     probabilities, sizes = _resize_to_inputs(
-      _predict(model, raw), _flat(raw, data_format.IMAGE_ENCODED), image_size, resize
+      _predict(model, raw), common.flat(raw, data_format.IMAGE_ENCODED), image_size, resize
     )
-    return _serving_outputs(probabilities, sizes)
+    return common.serving_outputs(probabilities, sizes)
 
   return serving_default
 
@@ -255,9 +207,9 @@ def _serving_default_fn(model: tf_keras.Model, tf_transform_output, resize: str)
 def _model_resolution_fn(model: tf_keras.Model, tf_transform_output):
   """`model_resolution`: probabilities and class ids at the model's input size."""
 
-  @tf.function(input_signature=_EXAMPLES_SPEC)
+  @tf.function(input_signature=common.EXAMPLES_SPEC)
   def model_resolution(examples):
-    raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
+    raw = common.parse_raw(examples, tf_transform_output, keep_keys={data_format.IMAGE_ENCODED})
     probabilities = _predict(model, raw)
     return {'probabilities': probabilities, 'class_ids': decode.class_ids_tf(probabilities)}
 
@@ -267,9 +219,9 @@ def _model_resolution_fn(model: tf_keras.Model, tf_transform_output):
 def _transform_features_fn(model: tf_keras.Model, tf_transform_output):
   """`transform_features`: the Transform's outputs for raw examples."""
 
-  @tf.function(input_signature=_EXAMPLES_SPEC)
+  @tf.function(input_signature=common.EXAMPLES_SPEC)
   def transform_features(examples):
-    return model.tft_layer(_parse_raw(examples, tf_transform_output))
+    return model.tft_layer(common.parse_raw(examples, tf_transform_output))
 
   return transform_features
 
@@ -281,7 +233,7 @@ def _evaluation_sums_fn(model: tf_keras.Model, tf_transform_output, resize: str,
   num_classes = model.output_shape[-1]
 
   def chunk_sums(examples):
-    raw = _parse_raw(examples, tf_transform_output)
+    raw = common.parse_raw(examples, tf_transform_output)
     transformed = model.tft_layer(raw)
     probabilities = model(transformed[features.IMAGE])
     labels, weights = transformed[features.LABEL], transformed[features.WEIGHT]
@@ -293,31 +245,16 @@ def _evaluation_sums_fn(model: tf_keras.Model, tf_transform_output, resize: str,
     )
     native_matrices = tf.map_fn(
       lambda args: _native_confusion(*args, image_size, num_classes, resize),
-      (probabilities, _flat(raw, data_format.MASK_ENCODED)),
+      (probabilities, common.flat(raw, data_format.MASK_ENCODED)),
       fn_output_signature=tf.TensorSpec([num_classes, num_classes], tf.int64),
       parallel_iterations=1,
     )
     return native_matrices, model_matrices, intersection, union
 
-  matrix_spec = tf.TensorSpec([num_classes, num_classes], tf.int64)
-  sum_spec = tf.TensorSpec([], tf.float64)
-
-  @tf.function(input_signature=_EXAMPLES_SPEC)
+  @tf.function(input_signature=common.EXAMPLES_SPEC)
   def evaluation_sums(examples):
-    outputs = _in_chunks(
-      chunk_sums, examples, chunk_size, (matrix_spec, matrix_spec, sum_spec, sum_spec)
-    )
-    return dict(
-      zip(
-        (
-          CONFUSION_MATRIX,
-          CONFUSION_MATRIX_MODEL_RESOLUTION,
-          SOFT_IOU_INTERSECTION,
-          SOFT_IOU_UNION,
-        ),
-        outputs,
-      )
-    )
+    outputs = common.in_chunks(chunk_sums, examples, chunk_size, common.sum_specs(num_classes))
+    return dict(zip(common.SUM_NAMES, outputs))
 
   return evaluation_sums
 
@@ -325,13 +262,13 @@ def _evaluation_sums_fn(model: tf_keras.Model, tf_transform_output, resize: str,
 def _class_presence_fn(tf_transform_output, num_classes: int):
   """`class_presence`: which classes each example's mask holds."""
 
-  @tf.function(input_signature=_EXAMPLES_SPEC)
+  @tf.function(input_signature=common.EXAMPLES_SPEC)
   def class_presence(examples):
-    raw = _parse_raw(examples, tf_transform_output, keep_keys={data_format.MASK_ENCODED})
+    raw = common.parse_raw(examples, tf_transform_output, keep_keys={data_format.MASK_ENCODED})
     return {
       CLASS_PRESENCE: tf.map_fn(
         lambda encoded: _present_classes(encoded, num_classes),
-        _flat(raw, data_format.MASK_ENCODED),
+        common.flat(raw, data_format.MASK_ENCODED),
         fn_output_signature=tf.TensorSpec([num_classes], tf.int64),
       )
     }
@@ -391,7 +328,7 @@ def _masks_fn(
 
   chunk_masks = chunk_masks or resized_masks
 
-  @tf.function(input_signature=_EXAMPLES_SPEC)
+  @tf.function(input_signature=common.EXAMPLES_SPEC)
   def masks(examples):
     parsed = tf.io.parse_example(
       examples,
@@ -405,7 +342,7 @@ def _masks_fn(
     images = tf.where(good, parsed[data_format.IMAGE_ENCODED], _PLACEHOLDER_PNG)
     # BulkInferrer hands the signature whatever batch Beam made (up to thousands of records): walk
     # it in chunks of the same size as evaluation_sums (which also holds the label: an upper bound).
-    pngs, sizes = _in_chunks(chunk_masks, images, chunk_size, png_specs)
+    pngs, sizes = common.in_chunks(chunk_masks, images, chunk_size, png_specs)
     sizes = tf.where(good[:, None], sizes, 0)
     return {
       MASKS: tf.where(good, pngs, '')[:, None],
@@ -418,144 +355,25 @@ def _masks_fn(
   return masks
 
 
-def _dense(tensor):
-  """A Transform output of a `resize='none'` graph (ragged: images keep their sizes) as a dense
-  tensor padded with zeros (weight 0, all-zero label rows)."""
-  return tensor.to_tensor() if isinstance(tensor, tf.RaggedTensor) else tensor
-
-
-def _native_in_turn(fn, examples, output_specs):
-  """`resize='none'`: fn(one serialized example) for each, one after the other (an image at its own
-  size is the unit of memory), concatenated."""
-  return _in_chunks(fn, examples, 1, output_specs)
-
-
-def _native_prediction(model, raw, options: inference.InferenceOptions):
-  """(probabilities [1, H, W, K] at the image's own size, the transformed features [1, H, W, ...])
-  of one parsed raw example."""
-  transformed = {key: _dense(value) for key, value in model.tft_layer(raw).items()}
-  image = transformed[features.IMAGE][0]
-  return inference.native_probabilities(model, image, options)[None], transformed
-
-
-def _native_serving_fn(model: tf_keras.Model, tf_transform_output, options):
-  """`serving_default` of a `resize='none'` model: each image predicted at its own size by
-  `options`, the batch padded to its largest image."""
+def _native_signatures(model, tf_transform_output, options) -> dict:
+  """Every signature of a `resize='none'` model (`trainer.native_export`), `serving_default` by
+  `options.mode` and `serving_whole` / `serving_slide` by either."""
   num_classes = model.output_shape[-1]
-
-  @tf.function(input_signature=_EXAMPLES_SPEC)
-  def serving_default(examples):
-    keep = {data_format.IMAGE_ENCODED}
-    encoded = _flat(
-      _parse_raw(examples, tf_transform_output, keep_keys=keep), data_format.IMAGE_ENCODED
-    )
-    sizes = tf.map_fn(
-      lambda e: tf.shape(tf.io.decode_image(e, expand_animations=False))[:2],
-      encoded,
-      fn_output_signature=tf.int32,
-    )
-    largest = tf.reduce_max(sizes, axis=0)
-
-    def one(example):
-      raw = _parse_raw(example, tf_transform_output, keep_keys=keep)
-      probabilities = _native_prediction(model, raw, options)[0]
-      return (tf.image.pad_to_bounding_box(probabilities, 0, 0, largest[0], largest[1]),)
-
-    (probabilities,) = _native_in_turn(
-      one, examples, (tf.TensorSpec([None, None, num_classes], tf.float32),)
-    )
-    return _serving_outputs(probabilities, sizes)
-
-  return serving_default
-
-
-def _native_model_resolution_fn(serving_default):
-  """`model_resolution` of a `resize='none'` model: the model's resolution is the image's own."""
-
-  @tf.function(input_signature=_EXAMPLES_SPEC)
-  def model_resolution(examples):
-    outputs = serving_default(examples)
-    return {key: outputs[key] for key in ('probabilities', 'class_ids')}
-
-  return model_resolution
-
-
-def _native_transform_features_fn(model: tf_keras.Model, tf_transform_output):
-  """`transform_features` of a `resize='none'` graph: its ragged outputs padded to the batch."""
-
-  @tf.function(input_signature=_EXAMPLES_SPEC)
-  def transform_features(examples):
-    transformed = model.tft_layer(_parse_raw(examples, tf_transform_output))
-    return {key: _dense(value) for key, value in transformed.items()}
-
-  return transform_features
-
-
-def _native_evaluation_sums_fn(model: tf_keras.Model, tf_transform_output, options):
-  """`evaluation_sums` of a `resize='none'` model, one example at a time at its own size: the
-  prediction against the transformed label (the record's mask, one-hot, the ignore label weight
-  0), so both confusion matrices are the native one."""
-  num_classes = model.output_shape[-1]
-  matrix_spec = tf.TensorSpec([num_classes, num_classes], tf.int64)
-  sum_spec = tf.TensorSpec([], tf.float64)
-
-  def one(example):
-    probabilities, transformed = _native_prediction(
-      model, _parse_raw(example, tf_transform_output), options
-    )
-    labels, weights = transformed[features.LABEL], transformed[features.WEIGHT]
-    matrices = iou.confusion_matrices_tf(
-      tf.argmax(labels, axis=-1), decode.class_ids_tf(probabilities), weights > 0, num_classes
-    )
-    intersection, union = losses.soft_iou_sums(
-      labels, probabilities, weights, axis=[1, 2, 3], dtype=tf.float64
-    )
-    return matrices, matrices, intersection, union
-
-  @tf.function(input_signature=_EXAMPLES_SPEC)
-  def evaluation_sums(examples):
-    outputs = _native_in_turn(one, examples, (matrix_spec, matrix_spec, sum_spec, sum_spec))
-    names = (
-      CONFUSION_MATRIX,
-      CONFUSION_MATRIX_MODEL_RESOLUTION,
-      SOFT_IOU_INTERSECTION,
-      SOFT_IOU_UNION,
-    )
-    return dict(zip(names, outputs))
-
-  return evaluation_sums
-
-
-def _native_png_of(model: tf_keras.Model, tf_transform_output, options):
-  """fn(one encoded image, [1]) -> ([1] PNG of its class ids at its own size, [1, 2] that size)
-  for a `resize='none'` model: the `masks` signature's per-chunk step."""
-  image_shape = tf_transform_output.raw_feature_spec()[data_format.IMAGE_ENCODED].shape
-
-  def one(images):
-    raw = {data_format.IMAGE_ENCODED: tf.reshape(images, [-1, *image_shape])}
-    class_ids = decode.class_ids_tf(_native_prediction(model, raw, options)[0][0])
-    png = tf.io.encode_png(tf.cast(class_ids, tf.uint8)[..., None])
-    return png[None], tf.shape(class_ids)[None]
-
-  return one
-
-
-def _native_signatures(model, tf_transform_output, options, num_classes: int) -> dict:
-  """Every signature of a `resize='none'` model (see the module's docstring)."""
   serving = {
-    mode: _native_serving_fn(model, tf_transform_output, dataclasses.replace(options, mode=mode))
+    mode: native_export.serving_fn(
+      model, tf_transform_output, dataclasses.replace(options, mode=mode)
+    )
     for mode in trainer_config.INFERENCE_MODES
   }
+  png_of = native_export.png_of(model, tf_transform_output, options)
   return {
     SERVING_SIGNATURE: serving[options.mode],
     **{serving_signature(mode): function for mode, function in serving.items()},
-    MODEL_RESOLUTION_SIGNATURE: _native_model_resolution_fn(serving[options.mode]),
-    TRANSFORM_SIGNATURE: _native_transform_features_fn(model, tf_transform_output),
-    EVALUATION_SIGNATURE: _native_evaluation_sums_fn(model, tf_transform_output, options),
+    MODEL_RESOLUTION_SIGNATURE: native_export.model_resolution_fn(serving[options.mode]),
+    TRANSFORM_SIGNATURE: native_export.transform_features_fn(model, tf_transform_output),
+    EVALUATION_SIGNATURE: native_export.evaluation_sums_fn(model, tf_transform_output, options),
     PRESENCE_SIGNATURE: _class_presence_fn(tf_transform_output, num_classes),
-    MASKS_SIGNATURE: _masks_fn(
-      model, tf_transform_output, 'none', 1, _native_png_of(model, tf_transform_output, options)
-    ),
+    MASKS_SIGNATURE: _masks_fn(model, tf_transform_output, 'none', 1, png_of),
   }
 
 
@@ -582,7 +400,7 @@ def add_signatures(
   model.tft_layer = tf_transform_output.transform_features_layer()
   if resize == 'none':
     options = inference.InferenceOptions(inference_mode, slide_overlap, chunk_size)
-    functions = _native_signatures(model, tf_transform_output, options, num_classes)
+    functions = _native_signatures(model, tf_transform_output, options)
     return {name: function.get_concrete_function() for name, function in functions.items()}
   functions = {
     SERVING_SIGNATURE: _serving_default_fn(model, tf_transform_output, resize),

@@ -7,8 +7,14 @@ Two ways, the Trainer's `inference` setting, exported with the model:
 - `slide` (MMSegmentation's `slide_inference`): windows of the model's input size on a grid whose
   step leaves `overlap` of a window to its neighbour, the last window of a row or column moved back
   to end at the image's edge; the probabilities of the windows covering a pixel are averaged. A
-  bounded number of windows runs at once, so the memory beyond the image and its probabilities does
-  not grow with the image. An image smaller than a window is padded to one.
+  bounded number of windows runs at once, one row of the grid at a time, and the rows no later
+  window covers are finished then (`slide_bands`): beyond the image and (for `slide`, which returns
+  them) its probabilities, what is held grows with the image's width, not its pixels. An image
+  smaller than a window is padded to one.
+
+`native_bands` hands either prediction out in bands of rows, for what needs only sums over the
+pixels (the Evaluator's `evaluation_sums`, `trainer.native_export`): with `slide` the whole image's
+probabilities are then never held.
 
 Any Keras model taking [B, H, W, C] normalised images and returning [B, H, W, K] probabilities works:
 nothing here knows the network's layers beyond their output shapes.
@@ -79,9 +85,15 @@ def _coverage(length, offsets, window: int):
   return tf.reduce_sum(tf.cast(inside, tf.float32), axis=1)
 
 
-def slide(model: tf_keras.Model, image, overlap: float, windows_at_once: int):
-  """image [H, W, C] -> probabilities [H, W, K]: the model on windows of its input size, the
-  probabilities of overlapping windows averaged; `windows_at_once` windows at a time."""
+def slide_bands(model: tf_keras.Model, image, overlap: float, windows_at_once: int, consume, state):
+  """The slide over image [H, W, C], handed out as it finishes, one band of rows at a time:
+  `state = consume(state, band, top)` for each band [h, W, K] of averaged probabilities whose first
+  row is `top`, top to bottom, the bands covering the image once. Returns the last state.
+
+  The windows run one row of the grid at a time, `windows_at_once` at once, into a sum of `window`
+  rows (where that grid row's windows and the earlier ones still overlap); the rows no later window
+  covers are averaged and handed out, and the sum moves down. Beyond the image, what is held grows
+  with its width, never with its pixels."""
   window = model.input_shape[1]
   num_classes = model.output_shape[-1]
   channels = image.shape[-1]
@@ -92,36 +104,92 @@ def slide(model: tf_keras.Model, image, overlap: float, windows_at_once: int):
   rows, cols = tf.shape(padded)[0], tf.shape(padded)[1]
   step = max(1, round(window * (1 - overlap)))
   ys, xs = window_offsets(rows, window, step), window_offsets(cols, window, step)
-  corners = tf.reshape(tf.stack(tf.meshgrid(ys, xs, indexing='ij'), axis=-1), [-1, 2])
+  # Where each grid row's finished band ends: the next grid row's top, the last at the bottom.
+  band_ends = tf.concat([ys[1:], [rows]], axis=0)
+  # The windows covering a pixel: those covering its row times those covering its column.
+  row_counts, col_counts = _coverage(rows, ys, window), _coverage(cols, xs, window)
   span = tf.range(window)
 
-  def body(start, sums):
-    batch = corners[start : start + windows_at_once]
-    windows = tf.map_fn(
-      lambda corner: tf.slice(padded, [corner[0], corner[1], 0], [window, window, channels]),
-      batch,
-      fn_output_signature=tf.TensorSpec([window, window, channels], image.dtype),
-    )
-    probabilities = tf.cast(model(windows), tf.float32)
-    # Each window's pixels' (row, column) in the padded image, [n, window, window, 2].
-    at_rows = tf.broadcast_to(
-      (batch[:, 0, None] + span)[:, :, None], [tf.shape(batch)[0], window, window]
-    )
-    at_cols = tf.broadcast_to(
-      (batch[:, 1, None] + span)[:, None, :], [tf.shape(batch)[0], window, window]
-    )
-    indices = tf.stack([at_rows, at_cols], axis=-1)
-    return start + windows_at_once, tf.tensor_scatter_nd_add(sums, indices, probabilities)
+  def add_grid_row(top, sums):
+    """sums [window, cols, K] (its first row is `top`) plus the grid row's windows at `top`."""
 
-  _, sums = tf.while_loop(
-    lambda start, _: start < tf.shape(corners)[0],
-    body,
-    (tf.constant(0), tf.zeros([rows, cols, num_classes])),
+    def body(start, sums):
+      lefts = xs[start : start + windows_at_once]
+      windows = tf.map_fn(
+        lambda left: tf.slice(padded, [top, left, 0], [window, window, channels]),
+        lefts,
+        fn_output_signature=tf.TensorSpec([window, window, channels], image.dtype),
+      )
+      probabilities = tf.cast(model(windows), tf.float32)
+      # Each window's pixels' (row in sums, column), [n, window, window, 2].
+      shape = [tf.shape(lefts)[0], window, window]
+      at_rows = tf.broadcast_to(span[None, :, None], shape)
+      at_cols = tf.broadcast_to((lefts[:, None] + span)[:, None, :], shape)
+      indices = tf.stack([at_rows, at_cols], axis=-1)
+      return start + windows_at_once, tf.tensor_scatter_nd_add(sums, indices, probabilities)
+
+    _, sums = tf.while_loop(
+      lambda start, _: start < tf.shape(xs)[0], body, (tf.constant(0), sums), parallel_iterations=1
+    )
+    return sums
+
+  def grid_row(k, sums, state):
+    top, end = ys[k], band_ends[k]
+    sums = add_grid_row(top, sums)
+    done = end - top
+    counts = row_counts[top:end, None] * col_counts[None, :]
+    band = sums[:done] / counts[..., None]
+    # Only the image's own pixels leave (a small image was padded to a window).
+    state = consume(state, band[: tf.maximum(tf.minimum(end, height) - top, 0), :width], top)
+    # Move down by `done` rows: the finished ones out, zeros in at the bottom.
+    keep = tf.cast(span < window - done, tf.float32)[:, None, None]
+    return k + 1, tf.roll(sums, -done, axis=0) * keep, state
+
+  _, _, state = tf.while_loop(
+    lambda k, *_: k < tf.shape(ys)[0],
+    grid_row,
+    (tf.constant(0), tf.zeros([window, cols, num_classes]), state),
     parallel_iterations=1,
   )
-  # The windows covering a pixel: those covering its row times those covering its column.
-  counts = _coverage(rows, ys, window)[:, None] * _coverage(cols, xs, window)[None, :]
-  return (sums / counts[..., None])[:height, :width]
+  return state
+
+
+def whole_bands(model: tf_keras.Model, image, stride: int, consume, state, band_rows: int):
+  """`whole`'s prediction handed to `consume` as `slide_bands` hands its bands, `band_rows` rows at
+  a time (the prediction itself is made at once)."""
+  probabilities = whole(model, image, stride)
+
+  def body(top, state):
+    return top + band_rows, consume(state, probabilities[top : top + band_rows], top)
+
+  _, state = tf.while_loop(
+    lambda top, _: top < tf.shape(probabilities)[0],
+    body,
+    (tf.constant(0), state),
+    parallel_iterations=1,
+  )
+  return state
+
+
+def slide(model: tf_keras.Model, image, overlap: float, windows_at_once: int):
+  """image [H, W, C] -> probabilities [H, W, K]: the model on windows of its input size, the
+  probabilities of overlapping windows averaged; `windows_at_once` windows at a time."""
+  bands = tf.TensorArray(
+    tf.float32,
+    size=0,
+    dynamic_size=True,
+    infer_shape=False,
+    element_shape=tf.TensorShape([None, None, model.output_shape[-1]]),
+  )
+  bands = slide_bands(
+    model,
+    image,
+    overlap,
+    windows_at_once,
+    lambda bands, band, _: bands.write(bands.size(), band),
+    bands,
+  )
+  return bands.concat()
 
 
 def native_probabilities(model: tf_keras.Model, image, options: InferenceOptions):
@@ -129,3 +197,12 @@ def native_probabilities(model: tf_keras.Model, image, options: InferenceOptions
   if options.mode == 'slide':
     return slide(model, image, options.overlap, options.windows_at_once)
   return whole(model, image, output_stride(model))
+
+
+def native_bands(model: tf_keras.Model, image, options: InferenceOptions, consume, state):
+  """`native_probabilities` handed to `consume(state, band, top) -> state` in bands of rows, top to
+  bottom (`slide_bands`): what needs only sums over the pixels (the Evaluator's) never holds the
+  whole prediction with `slide`. `whole`'s bands are a window high."""
+  if options.mode == 'slide':
+    return slide_bands(model, image, options.overlap, options.windows_at_once, consume, state)
+  return whole_bands(model, image, output_stride(model), consume, state, model.input_shape[1])

@@ -14,8 +14,9 @@ The search (RandomSearch, seeded by `runtime.seed`), on the validation mean IoU 
 (`val_mean_iou`, the Trainer's own metric on the eval split, higher is better; a trial scores its best
 epoch, the epoch the Trainer exports):
   learning_rate         log-uniform in [1e-4, 1e-2]
-  loss                  soft_iou, soft_iou_per_class, lovasz, cross_entropy+soft_iou
-  cross_entropy_weight  log-uniform in [0.1, 2], only when the loss is cross_entropy+soft_iou
+  loss                  soft_iou, soft_iou_per_class, lovasz, cross_entropy+soft_iou,
+                        cross_entropy+soft_iou_per_class (the default)
+  cross_entropy_weight  log-uniform in [0.1, 2], only when the loss has a cross-entropy term
   base_filters          half, the same and twice the configured width (at least 4); not searched
                         when the Trainer warm-starts (its architecture is the base model's)
 Each hyperparameter's default is the configured value (KerasTuner 1.3.5's RandomSearch samples
@@ -44,8 +45,15 @@ MAX_TRIALS_KEY = 'max_trials'
 SEARCH_WIDTH_KEY = 'search_base_filters'
 
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
-LOSSES = ('soft_iou', 'soft_iou_per_class', 'lovasz', 'cross_entropy+soft_iou')
-WEIGHTED_LOSS = 'cross_entropy+soft_iou'
+LOSSES = (
+  'soft_iou',
+  'soft_iou_per_class',
+  'lovasz',
+  'cross_entropy+soft_iou',
+  'cross_entropy+soft_iou_per_class',
+)
+# The losses with a cross-entropy term, whose weight is searched too.
+WEIGHTED_LOSSES = ('cross_entropy+soft_iou', 'cross_entropy+soft_iou_per_class')
 CROSS_ENTROPY_WEIGHT_RANGE = (0.1, 2.0)
 MIN_BASE_FILTERS = 4
 
@@ -75,14 +83,14 @@ def search_space(
       'loss', list(LOSSES), default=losses.loss if losses.loss in LOSSES else LOSSES[0]
     ),
   }
-  with hp.conditional_scope('loss', [WEIGHTED_LOSS]):
+  with hp.conditional_scope('loss', list(WEIGHTED_LOSSES)):
     weight = hp.Float(
       'cross_entropy_weight',
       *CROSS_ENTROPY_WEIGHT_RANGE,
       sampling='log',
       default=_clip(losses.cross_entropy_weight, CROSS_ENTROPY_WEIGHT_RANGE),
     )
-  if values['loss'] == WEIGHTED_LOSS:
+  if values['loss'] in WEIGHTED_LOSSES:
     values['cross_entropy_weight'] = weight
   if search_width:
     base_filters = config.model.base_filters
