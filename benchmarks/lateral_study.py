@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from trainer import augment, losses
+from trainer import augment
 from trainer.config import TrainerConfig
 
 import loss_study
@@ -99,12 +99,7 @@ def main(argv=None) -> int:
     '--recipes', default=','.join(RECIPES), help=f'of {", ".join(RECIPES)} (default: %(default)s)'
   )
   loss_study.add_image_size_flag(parser)
-  parser.add_argument(
-    '--loss',
-    default=TrainerConfig().losses.loss,
-    choices=losses.LOSS_NAMES,
-    help="every recipe's loss (default: the Trainer's, %(default)s)",
-  )
+  study_cli.add_loss_flag(parser, 'every recipe')
   study_cli.add_run_flags(
     parser,
     max_steps=1200,

@@ -40,6 +40,20 @@ def add_run_flags(parser, max_steps: int, jobs_help: str, json_help: str) -> Non
   )
 
 
+def add_loss_flag(parser, runs: str) -> None:
+  """--loss: the loss of `runs` (default: the Trainer's), named in the command a table is under,
+  so the table still says what it trained with after the Trainer's default changes."""
+  from trainer.config import TrainerConfig
+  from trainer.losses import LOSS_NAMES
+
+  parser.add_argument(
+    '--loss',
+    default=TrainerConfig().losses.loss,
+    choices=LOSS_NAMES,
+    help=f"the loss of {runs} (default: the Trainer's, %(default)s)",
+  )
+
+
 def render(path: str, parser, settings, table, out, script: str) -> int:
   """Publishes `table(results, settings)` of a --json file's runs, under the command that made them
   (its flags parsed again by `parser` and turned into settings by `settings`)."""

@@ -33,7 +33,6 @@ import tf_keras
 from iouseg import demo_data
 from trainer import encoder_weights, in_memory, task
 from trainer.config import ENCODERS, TrainerConfig
-from trainer.losses import LOSS_NAMES
 from transform.config import TransformConfig
 
 import loss_study
@@ -195,12 +194,7 @@ def main(argv=None) -> int:
   parser.add_argument(
     '--datasets', default='demo', help=f'of {", ".join(DATASETS)} (default: %(default)s)'
   )
-  parser.add_argument(
-    '--loss',
-    default=TrainerConfig().losses.loss,
-    choices=LOSS_NAMES,
-    help="the loss of every run, pretraining too (default: the Trainer's, %(default)s)",
-  )
+  study_cli.add_loss_flag(parser, 'every run, pretraining too')
   parser.add_argument(
     '--encoder', default='mobilenet_v2', choices=ENCODERS[1:], help='(default: %(default)s)'
   )
