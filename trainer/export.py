@@ -115,7 +115,7 @@ def _resize_to_inputs(probabilities, encoded_images, image_size: int, resize: st
 
 def native_mask(encoded):
   """A record's mask at its own size: int32 [H, W] class ids, decoded as Transform decodes it."""
-  return tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8)[..., 0], tf.int32)
+  return tf.cast(common.mask_ids(encoded), tf.int32)
 
 
 def activations_per_pixel(model: tf_keras.Model) -> float:

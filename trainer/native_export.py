@@ -122,7 +122,7 @@ def evaluation_sums_fn(model: tf_keras.Model, tf_transform_output, options):
 
   def one(example):
     raw = common.parse_raw(example, tf_transform_output)
-    true_ids = tf.io.decode_png(common.flat(raw, data_format.MASK_ENCODED)[0], channels=1)[..., 0]
+    true_ids = common.mask_ids(common.flat(raw, data_format.MASK_ENCODED)[0])
 
     def consume(sums, band, top):
       rows = true_ids[top : top + tf.shape(band)[0]]

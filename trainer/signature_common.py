@@ -22,6 +22,12 @@ SUM_NAMES = (
 EXAMPLES_SPEC = [tf.TensorSpec([None], tf.string, name='examples')]
 
 
+def mask_ids(encoded):
+  """A record's PNG mask at its own size: uint8 [H, W] class ids (and the ignore label), decoded as
+  Transform decodes it; 1 byte a pixel until a caller casts what it needs."""
+  return tf.io.decode_png(encoded, channels=1, dtype=tf.uint8)[..., 0]
+
+
 def sum_specs(num_classes: int) -> tuple:
   """The per-example tf.TensorSpecs of `evaluation_sums`' outputs, in SUM_NAMES' order."""
   matrix = tf.TensorSpec([num_classes, num_classes], tf.int64)
