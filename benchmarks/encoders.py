@@ -12,9 +12,9 @@ input shapes (`precision.random_batch`), so only the model's arithmetic is timed
 maximum resident set, tracing and the model included, read before the budget runs load any data.
 
 The budget runs (`--budget-s`, 0: none): a fresh model of the same settings (seed 0) trained with the
-Trainer's default recipe (`loss_study.train_batches`) on each of `--budget-sets` until `--budget-s`
+Trainer's default recipe (`convergence.train_batches`) on each of `--budget-sets` until `--budget-s`
 seconds have passed since its first step ended (tracing left out, as above), then scored as the
-Evaluator scores: eval mean IoU at each image's native resolution (`loss_study.native_confusion`)
+Evaluator scores: eval mean IoU at each image's native resolution (`convergence.native_confusion`)
 of the last weights. The VOC-like set (`voc_like.py`, 21 classes, 512x384 JPEGs) and the demo set
 (4 classes, 96 px) are written once and each resized to `--image-size`, as Transform resizes them.
 """
@@ -102,7 +102,7 @@ def budget_run(encoder: str, name: str, args) -> dict:
 
   from trainer import in_memory, iou, task
 
-  import loss_study
+  import convergence
 
   root = os.path.join(args.data_dir, name)
   names = BUDGET_SETS[name]
@@ -117,15 +117,15 @@ def budget_run(encoder: str, name: str, args) -> dict:
   model = task.compiled_model(config)
   clock = WallClock(args.budget_s)
   model.fit(
-    loss_study.train_batches(train, config, 0, args.batch_size),
+    convergence.train_batches(train, config, 0, args.batch_size),
     steps_per_epoch=10**9,  # until the clock stops it
     epochs=1,
     callbacks=[clock],
     verbose=0,
   )
-  masks = loss_study.native_masks(f'{root}/eval/*')
+  masks = convergence.native_masks(f'{root}/eval/*')
   per_class = iou.per_class_iou(
-    loss_study.native_confusion(model, evaluation[0], masks, data_config)
+    convergence.native_confusion(model, evaluation[0], masks, data_config)
   )
   return {'steps': clock.steps, 'mean_iou': float(np.nanmean(per_class))}
 

@@ -7,7 +7,7 @@
 
 On `iouseg.demo_data`'s lateral set (class 1 a disc in the left third, class 2 a disc that looks the
 same in the right third: only its side tells them apart), each recipe is one
-`loss_study.train_to_convergence` of the Trainer's default settings with one change:
+`convergence.train_to_convergence` of the Trainer's default settings with one change:
 
 - default: nothing changed; the class names are left_disc/right_disc, so the default flip swaps
   them (`trainer.lateral`);
@@ -29,9 +29,10 @@ import numpy as np
 from trainer import augment
 from trainer.config import TrainerConfig
 
-import loss_study
+import convergence
 import report_table
 import study_cli
+import study_table
 import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
 DATASET = 'lateral'
@@ -53,12 +54,12 @@ def recipe_config(data_config, recipe: str, loss: str) -> TrainerConfig:
 
 def run_recipe(recipe: str, seed: int, args) -> dict:
   """One seed of one recipe, in this process with `args.threads` CPU threads."""
-  data, masks = loss_study.load_in_process(DATASET, args.threads, args.image_size)
+  data, masks = convergence.load_in_process(DATASET, args.threads, args.image_size)
   trainer_config = recipe_config(data[0], recipe, args.loss)
   run = {
     'recipe': recipe,
     'augmentation': augment.describe(trainer_config),
-    **loss_study.train_to_convergence(trainer_config, seed, data, masks, args),
+    **convergence.train_to_convergence(trainer_config, seed, data, masks, args),
   }
   print(f'{recipe} {run}', file=sys.stderr, flush=True)
   return {'dataset': DATASET, 'class_names': list(data[0].names), 'runs': [run]}
@@ -70,14 +71,14 @@ def table(results: list, args) -> list:
     'recipe | augmentation (as the summary says) | eval mean IoU | − default, paired | seeds ahead '
     f'| {names[1]} IoU | {names[2]} IoU | steps to best | s / run'
   )
-  for result, recipe, runs in loss_study.run_groups(results, 'recipe'):
-    versus, ahead = loss_study.paired_cells(result, recipe, key='recipe', baseline=BASELINE)
+  for result, recipe, runs in study_table.run_groups(results, 'recipe'):
+    versus, ahead = study_table.paired_cells(result, recipe, key='recipe', baseline=BASELINE)
     lines.append(
       f'| {recipe} | {runs[0]["augmentation"]} | '
-      f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
-      f'{loss_study.mean_spread([r["per_class_iou"][1] for r in runs])} | '
-      f'{loss_study.mean_spread([r["per_class_iou"][2] for r in runs])} | '
-      f'{loss_study.steps_cell(runs)} | {np.mean([r["seconds"] for r in runs]):.0f} |'
+      f'{study_table.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
+      f'{study_table.mean_spread([r["per_class_iou"][1] for r in runs])} | '
+      f'{study_table.mean_spread([r["per_class_iou"][2] for r in runs])} | '
+      f'{study_table.steps_cell(runs)} | {np.mean([r["seconds"] for r in runs]):.0f} |'
     )
   lines.append('')
   lines.append(
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
   parser.add_argument(
     '--recipes', default=','.join(RECIPES), help=f'of {", ".join(RECIPES)} (default: %(default)s)'
   )
-  loss_study.add_image_size_flag(parser)
+  convergence.add_image_size_flag(parser)
   study_cli.add_loss_flag(parser, 'every recipe')
   study_cli.add_run_flags(
     parser,
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     return study_cli.render(args.render, parser, settings, table, args.out, 'lateral_study.py')
   args = settings(args)
   cells = [(recipe, seed) for recipe in args.recipes for seed in args.seeds]
-  results = loss_study.by_dataset(
+  results = study_table.by_dataset(
     study_cli.map_in_processes(run_recipe, args.jobs, *zip(*cells), [args] * len(cells))
   )
   return study_cli.publish(

@@ -6,7 +6,7 @@
     python benchmarks/recipe_study.py --recipes today,flip --datasets nuclei --seeds 0
     python benchmarks/recipe_study.py --datasets nuclei --recipes today,augment --image-size 128
 
-Each run is one `loss_study.train_to_convergence`: the Trainer's model and loss
+Each run is one `convergence.train_to_convergence`: the Trainer's model and loss
 (`trainer.task.compiled_model`, the recipe's `trainer.augment` options applied to the shuffled
 batches as `trainer.data` applies them, its `trainer.schedules` learning rate over --max-steps),
 validated every --eval-every steps, stopped once validation mean IoU has not improved for
@@ -26,9 +26,10 @@ import numpy as np
 
 from trainer.config import TrainerConfig
 
-import loss_study
+import convergence
 import report_table
 import study_cli
+import study_table
 import tf_env  # noqa: F401  (first: sets up TensorFlow)
 
 # The 'today' recipe, the one every other is compared with: Adam at a constant rate, no
@@ -73,10 +74,10 @@ SMALL_TRAIN_RECORDS = 24
 
 
 def load(dataset: str, threads: int, image_size: int):
-  """`loss_study.load_in_process`, and 'demo-small': the demo set cut to its first train records."""
+  """`convergence.load_in_process`, and 'demo-small': the demo set cut to its first train records."""
   if dataset != 'demo-small':
-    return loss_study.load_in_process(dataset, threads, image_size)
-  (config, train, evaluation), masks = loss_study.load_in_process('demo', threads, image_size)
+    return convergence.load_in_process(dataset, threads, image_size)
+  (config, train, evaluation), masks = convergence.load_in_process('demo', threads, image_size)
   return (config, tuple(array[:SMALL_TRAIN_RECORDS] for array in train), evaluation), masks
 
 
@@ -88,7 +89,10 @@ def run_recipe(dataset: str, recipe: str, args) -> dict:
   runs = []
   for seed in args.seeds:
     runs.append(
-      {'recipe': recipe, **loss_study.train_to_convergence(trainer_config, seed, data, masks, args)}
+      {
+        'recipe': recipe,
+        **convergence.train_to_convergence(trainer_config, seed, data, masks, args),
+      }
     )
     print(f'{dataset} {runs[-1]}', file=sys.stderr, flush=True)
   return {'dataset': dataset, 'recipe': recipe, 'train_records': len(data[1][0]), 'runs': runs}
@@ -115,14 +119,14 @@ def table(results: list, args) -> list:
     'data | recipe | what it trains with | eval mean IoU | − today, paired | seeds ahead '
     '| train − validation | steps to best | s / run'
   )
-  for result, recipe, runs in loss_study.run_groups(results, 'recipe'):
-    versus, ahead = loss_study.paired_cells(result, recipe, key='recipe', baseline=BASELINE)
+  for result, recipe, runs in study_table.run_groups(results, 'recipe'):
+    versus, ahead = study_table.paired_cells(result, recipe, key='recipe', baseline=BASELINE)
     config = TrainerConfig.from_flat(**RECIPES[recipe])
     lines.append(
       f'| {result["dataset"]} ({result["train_records"]} train) | {recipe} | '
-      f'{loss_study.recipe_text(config)} | '
-      f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
-      f'{np.mean([_validation_gap(r) for r in runs]):+.3f} | {loss_study.steps_cell(runs)} | '
+      f'{study_table.recipe_text(config)} | '
+      f'{study_table.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
+      f'{np.mean([_validation_gap(r) for r in runs]):+.3f} | {study_table.steps_cell(runs)} | '
       f'{np.mean([r["seconds"] for r in runs]):.0f} |'
     )
   lines.append('')
@@ -145,7 +149,7 @@ def main(argv=None) -> int:
   parser.add_argument(
     '--recipes', default=','.join(STUDY), help=f'of {", ".join(RECIPES)} (default: %(default)s)'
   )
-  loss_study.add_image_size_flag(parser)
+  convergence.add_image_size_flag(parser)
   study_cli.add_run_flags(
     parser,
     max_steps=1000,

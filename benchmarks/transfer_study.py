@@ -15,9 +15,9 @@ so the same decoder initialisation, data order and augmentation, the only differ
 encoder's starting weights; paired seed by seed. The small sets, at their native size: the demo
 set's first `--train-records` train records (written as a set of their own, so Transform's
 statistics are theirs), evaluated on its 48 eval records; the nuclei tiles (1 channel: the 3-channel
-stem summed, as `--channels 1` does). Each run as the loss study's (`loss_study.train_batches`,
+stem summed, as `--channels 1` does). Each run as the loss study's (`convergence.train_batches`,
 `BestWeights`, Keras `EarlyStopping` on validation mean IoU), scored as the Evaluator scores: eval
-mean IoU at each image's native resolution (`loss_study.native_confusion`).
+mean IoU at each image's native resolution (`convergence.native_confusion`).
 """
 
 import argparse
@@ -35,9 +35,10 @@ from trainer import encoder_weights, in_memory, task
 from trainer.config import ENCODERS, TrainerConfig
 from transform.config import TransformConfig
 
-import loss_study
+import convergence
 import report_table
 import study_cli
+import study_table
 import tf_env  # noqa: F401  (first: sets up TensorFlow)
 import voc_like
 
@@ -70,7 +71,7 @@ def pretrain(args, folder: str) -> dict:
   model = task.compiled_model(trainer_config, total_steps=args.pretrain_steps)
   start = time.perf_counter()
   model.fit(
-    loss_study.train_batches(train, trainer_config, args.pretrain_seed, args.batch_size),
+    convergence.train_batches(train, trainer_config, args.pretrain_seed, args.batch_size),
     steps_per_epoch=args.pretrain_steps,
     epochs=1,
     verbose=0,
@@ -83,7 +84,7 @@ def pretrain(args, folder: str) -> dict:
     'image_size': args.pretrain_size,
     'steps': args.pretrain_steps,
     'eval_images': eval_images,
-    'eval_mean_iou': loss_study.model_resolution_mean_iou(model, evaluation, config.num_classes),
+    'eval_mean_iou': convergence.model_resolution_mean_iou(model, evaluation, config.num_classes),
     'seconds': seconds,
   }
   print(f'pretraining {record}', file=sys.stderr, flush=True)
@@ -95,8 +96,8 @@ def load(dataset: str, threads: int, train_records: int):
   """(TransformConfig, train arrays, eval arrays) of a DATASETS name at its native size, and the
   eval split's native masks; TensorFlow limited to `threads` in this process (0: all)."""
   if dataset == 'nuclei':
-    return loss_study.load_in_process(dataset, threads, NATIVE_SIZE[dataset])
-  if threads:  # as loss_study.load_in_process: before this process's first TensorFlow op
+    return convergence.load_in_process(dataset, threads, NATIVE_SIZE[dataset])
+  if threads:  # as convergence.load_in_process: before this process's first TensorFlow op
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -112,7 +113,7 @@ def load(dataset: str, threads: int, train_records: int):
       class_names=','.join(names),
     )
     train, evaluation = in_memory.load_train_eval(f'{root}/train/*', f'{root}/eval/*', config)
-    return (config, train, evaluation), loss_study.native_masks(f'{root}/eval/*')
+    return (config, train, evaluation), convergence.native_masks(f'{root}/eval/*')
 
 
 # What each data set is scored on.
@@ -127,11 +128,11 @@ def run_cell(dataset: str, init: str, seed: int, args) -> dict:
     encoder_weights=args.weights_path if init == 'pretrained' else '',
     loss=args.loss,
   )
-  run = {'init': init, **loss_study.train_to_convergence(trainer_config, seed, data, masks, args)}
+  run = {'init': init, **convergence.train_to_convergence(trainer_config, seed, data, masks, args)}
   print(f'{dataset} {run}', file=sys.stderr, flush=True)
   return {
     'dataset': dataset,
-    'class_names': list(loss_study.CLASS_NAMES[dataset]),
+    'class_names': list(convergence.CLASS_NAMES[dataset]),
     'train_records': len(data[1][0]),
     'runs': [run],
   }
@@ -143,12 +144,12 @@ def table(results: dict, args) -> list:
     'data | train records | encoder init | eval mean IoU | − random init, paired | seeds ahead '
     '| steps to best | s / run'
   )
-  for result, init, runs in loss_study.run_groups(found, 'init'):
-    versus, ahead = loss_study.paired_cells(result, init, key='init', baseline=BASELINE)
+  for result, init, runs in study_table.run_groups(found, 'init'):
+    versus, ahead = study_table.paired_cells(result, init, key='init', baseline=BASELINE)
     lines.append(
       f'| {result["dataset"]} | {result["train_records"]} | {init} | '
-      f'{loss_study.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
-      f'{loss_study.steps_cell(runs)} | {np.mean([r["seconds"] for r in runs]):.0f} |'
+      f'{study_table.mean_spread([r["mean_iou"] for r in runs])} | {versus} | {ahead} | '
+      f'{study_table.steps_cell(runs)} | {np.mean([r["seconds"] for r in runs]):.0f} |'
     )
   lines += ['', *target_lines(found, args), '']
   lines.append(
@@ -160,7 +161,7 @@ def table(results: dict, args) -> list:
     'model resolution); "random": the same encoder from random weights. The decoder starts from '
     f"the seed's random weights in both. Every run (pretraining too) with `--loss {args.loss}`. "
     f'Each run: batch {args.batch_size}, '
-    f'{loss_study.recipe_text(TrainerConfig())}, validation every {args.eval_every} steps, '
+    f'{study_table.recipe_text(TrainerConfig())}, validation every {args.eval_every} steps, '
     f'stopped after {args.patience} without a better validation mean IoU (or at {args.max_steps} '
     'steps: "capped"), best validation weights kept; seeds '
     f'{", ".join(map(str, args.seeds))}. Eval mean IoU at native resolution ('
@@ -177,7 +178,7 @@ def target_lines(found: list, args) -> list:
   """Whether the pretrained encoder beat random init by >= `args.target` on every seed."""
   lines = []
   for result in found:
-    paired = loss_study.paired_differences(result, 'pretrained', key='init', baseline=BASELINE)
+    paired = study_table.paired_differences(result, 'pretrained', key='init', baseline=BASELINE)
     if not paired:
       continue
     met = sum(d >= args.target for d in paired)
@@ -226,7 +227,7 @@ def main(argv=None) -> int:
     args.weights_path = pretraining.pop('path')
     cells = [(d, init, seed) for d in args.datasets for seed in args.seeds for init in INITS]
     runs = study_cli.map_in_processes(run_cell, args.jobs, *zip(*cells), [args] * len(cells))
-  results = {'pretraining': pretraining, 'datasets': loss_study.by_dataset(runs)}
+  results = {'pretraining': pretraining, 'datasets': study_table.by_dataset(runs)}
   return study_cli.publish(
     results, lambda: table(results, args), args.json, args.out, 'transfer_study.py'
   )

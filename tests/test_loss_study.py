@@ -62,7 +62,8 @@ def test_quick_study_writes_one_row_and_one_run_per_loss(tmp_path, loss_study):
   assert rendered.read_text() == merged.read_text()
 
 
-def test_paired_differences_match_seeds(loss_study):
+def test_paired_differences_match_seeds(monkeypatch):
+  study_table = benchmark_module(monkeypatch, 'study_table')
   result = {
     'runs': [
       {'loss': 'cross_entropy', 'seed': 0, 'mean_iou': 0.5},
@@ -71,18 +72,20 @@ def test_paired_differences_match_seeds(loss_study):
       {'loss': 'soft_iou', 'seed': 0, 'mean_iou': 0.52},
     ]
   }
-  assert loss_study.paired_differences(result, 'soft_iou') == pytest.approx([0.05, 0.02])
+  paired = study_table.paired_differences(result, 'soft_iou', key='loss', baseline='cross_entropy')
+  assert paired == pytest.approx([0.05, 0.02])
 
 
 @pytest.mark.parametrize('dataset', ['lateral', 'thin'])
-def test_the_sets_added_for_issue_21(dataset, tmp_path, loss_study):
+def test_the_sets_added_for_issue_21(dataset, tmp_path, monkeypatch):
   """At the model size (32 px): the lateral set's classes sit on their sides and are named so the
   default flip swaps them; the thin set's bands are 2-3 px wide (a 2x2 square of one class fits in
   them, a 4x4 one almost nowhere: only where a wave turns steeply)."""
   from trainer.config import TrainerConfig
 
-  (config, train, _), _ = loss_study.prepare(dataset, str(tmp_path), image_size=32)
-  assert config.names == loss_study.CLASS_NAMES[dataset] and train[0].shape[1:3] == (32, 32)
+  convergence = benchmark_module(monkeypatch, 'convergence')
+  (config, train, _), _ = convergence.prepare(dataset, str(tmp_path), image_size=32)
+  assert config.names == convergence.CLASS_NAMES[dataset] and train[0].shape[1:3] == (32, 32)
   class_ids = train[1].argmax(-1)
   assert all((class_ids == k).any() for k in (1, 2))
   if dataset == 'lateral':

@@ -167,16 +167,19 @@ def _geometry(batch_size, size: int, options: AugmentOptions, seed):
   return tf.reshape(transform, [-1, 9])[:, :8], mirrored
 
 
-def _warp(images, transforms, size: int, interpolation: str, fill_mode: str = 'CONSTANT'):
+def warp(images, transforms, size, interpolation: str, fill_mode: str = 'CONSTANT'):
+  """images [B, H, W, C] resampled by `transforms` [B, 8] (output pixel -> input pixel) to
+  [B, size, size, C], or [B, rows, cols, C] for `size` (rows, cols); fill 0."""
+  rows, cols = (size, size) if isinstance(size, int) else size
   warped = tf.raw_ops.ImageProjectiveTransformV3(
     images=images,
     transforms=transforms,
-    output_shape=tf.constant([size, size], tf.int32),
+    output_shape=tf.constant([rows, cols], tf.int32),
     fill_value=tf.constant(0.0, images.dtype),
     interpolation=interpolation,
     fill_mode=fill_mode,
   )
-  return tf.ensure_shape(warped, [images.shape[0], size, size, images.shape[-1]])
+  return tf.ensure_shape(warped, [images.shape[0], rows, cols, images.shape[-1]])
 
 
 def _swap_table(num_classes: int, pairs) -> tf.Tensor:
@@ -210,11 +213,12 @@ def class_ids_plus_one(label):
 def warp_aligned(image, ids, weight, transforms, size: int, label):
   """image [B, H, W, C], `class_ids_plus_one` ids and weight [B, H, W] -> (image, one-hot label,
   weight) [B, size, size, ...] by the affine `transforms` [B, 8] (output pixel -> input pixel);
-  `label` gives the class count and dtype. Any H x W: crops of a larger image too (`trainer.crops`)."""
+  `label` gives the class count and dtype. Any H x W (`trainer.crops` samples its crops of a larger
+  image the same way, reading only the crop's pixels)."""
   num_classes = label.shape[-1]
   # Ids, weights and an in-image indicator travel together through one nearest-neighbour warp
   # (exact in float32); outside the source image all three are 0.
-  nearest = _warp(
+  nearest = warp(
     tf.stack(
       [tf.cast(ids, tf.float32), tf.cast(weight, tf.float32), tf.ones_like(weight, tf.float32)],
       axis=-1,
@@ -229,7 +233,7 @@ def warp_aligned(image, ids, weight, transforms, size: int, label):
   weight = tf.cast(nearest[..., 1], weight.dtype)
   # Bilinear with the border repeated, so a pixel inside by the nearest rule (up to half a pixel
   # beyond the last centre) blends no fill value in; outside the image it is 0 (the channel mean).
-  image = _warp(image, transforms, size, 'BILINEAR', fill_mode='NEAREST')
+  image = warp(image, transforms, size, 'BILINEAR', fill_mode='NEAREST')
   image = tf.where(nearest[..., 2:] > 0, image, tf.zeros_like(image))
   return image, label, weight
 

@@ -10,9 +10,11 @@ the image's centre at scale 1, the same every epoch; the Evaluator scores whole 
 (`trainer.inference`). Where the window reaches past the image the crop is padding: weight 0, an
 all-zero label row, image 0 (the channel mean), as ignored pixels are.
 
-Image, label and weight go through one affine resampling (`augment.warp_aligned`): the image
-bilinear, label ids and weights nearest-neighbour, so every crop pixel takes the class and weight of
-exactly one source pixel.
+Image, label and weight go through one affine resampling, `augment.warp_aligned`'s: the image
+bilinear, label and weight nearest-neighbour, so every crop pixel takes the class and weight of
+exactly one source pixel. The crop reads only its own pixels of the label and weight (`_cut_once`):
+a crop of 256 px covers 1/12 of a 1024x768 image on average, and the class ids, weights and
+indicator of the whole image that `warp_aligned` warps cost more than the rest of the cut.
 
 `cat_max_ratio` below 1 (MMSegmentation's `RandomCrop(cat_max_ratio=...)`, `--crop-cat-max-ratio`)
 biases train crops away from one class, say pure background: a crop is drawn again, up to
@@ -89,18 +91,54 @@ def crop_transform(height, width, options: CropOptions, seed):
   return tf.stack(augment.scaled_window_rows(scale, offset_x, offset_y, zero) + [zero, zero])
 
 
+def _nearest_sources(transform, height, width, size: int):
+  """int32 ([size] rows, [size] columns): the source row of each crop row and the source column of
+  each crop column that `ImageProjectiveTransformV3`'s nearest rule reads for `transform` (an
+  axis-aligned map: a row's source depends on its row alone), -1 outside the image.
+
+  The op itself warps a column (then a row) of source indices: its own float32 arithmetic and
+  rounding pick them, so they are the very pixels `augment.warp_aligned` would sample, ties
+  included, for the cost of 2 x `size` pixels instead of the image's ids, weights and indicator."""
+  zero = tf.zeros([])
+  # The other axis maps every crop pixel to source row (column) 0 of a one-pixel-wide image.
+  column_map = tf.stack([transform[0], transform[1], transform[2], zero, zero, zero, zero, zero])
+  row_map = tf.stack([zero, zero, zero, transform[3], transform[4], transform[5], zero, zero])
+
+  def sources(length, image_shape, transform, output):
+    ids = tf.reshape(tf.range(1, length + 1, dtype=tf.float32), image_shape)  # 0: outside
+    picked = augment.warp(ids, transform[None], output, 'NEAREST')
+    return tf.cast(tf.reshape(picked, [size]), tf.int32) - 1
+
+  rows = sources(height, [1, -1, 1, 1], row_map, (size, 1))
+  columns = sources(width, [1, 1, -1, 1], column_map, (1, size))
+  return rows, columns
+
+
 def _cut_once(image, label, weight, options: CropOptions, seed):
+  """One crop, as `augment.warp_aligned` cuts it from the whole image (the same pixels, bit for
+  bit), reading only the crop's pixels of label and weight: the one-hot rows of the source pixels
+  are gathered as they are (an exact one-hot row or an all-zero ignored one), no ids of the whole
+  image. The image's bilinear warp reads only the pixels it blends."""
   shape = tf.shape(image)
   transform = crop_transform(shape[0], shape[1], options, seed)
-  cropped = augment.warp_aligned(
-    image[None],
-    augment.class_ids_plus_one(label[None]),
-    weight[None],
-    transform[None],
-    options.size,
-    label[None],
-  )
-  return tuple(tensor[0] for tensor in cropped)
+  rows, columns = _nearest_sources(transform, shape[0], shape[1], options.size)
+  inside = (rows >= 0)[:, None] & (columns >= 0)[None, :]
+
+  def off_image_zero(crop):  # padding: weight 0, no class, image 0 (the channel mean)
+    return tf.where(
+      tf.reshape(inside, [options.size, options.size] + [1] * (crop.shape.rank - 2)),
+      crop,
+      tf.zeros_like(crop),
+    )
+
+  def nearest(tensor):
+    return off_image_zero(
+      tf.gather(tf.gather(tensor, tf.maximum(rows, 0)), tf.maximum(columns, 0), axis=1)
+    )
+
+  # Bilinear with the border repeated, as `warp_aligned` samples the image.
+  warped = augment.warp(image[None], transform[None], options.size, 'BILINEAR', fill_mode='NEAREST')
+  return off_image_zero(warped[0]), nearest(label), nearest(weight)
 
 
 def passes_cat_max_ratio(label, weight, ratio: float):

@@ -18,7 +18,7 @@ from transform import data_format, features
 
 # Batches decoded ahead of the training step: enough to overlap decoding with it, few enough that
 # their one-hot labels (16 x 512 x 512 x 21 float32 = 352 MB at 512 px) do not pile up.
-_BATCHES_AHEAD = 2
+BATCHES_AHEAD = 2
 # Records shuffled together when a split is read from its files every epoch.
 _SHUFFLE_BUFFER = 1024
 
@@ -51,18 +51,38 @@ def _cacheable_count(file_pattern, records: tf.data.Dataset, limit: int) -> int:
   return int(count) if int(size) <= limit else 0
 
 
+def graph_input_spec(tf_transform_output) -> dict:
+  """The schema's spec (its shapes are what the graph was traced with) for the features the
+  transform graph reads."""
+  return {
+    key: spec
+    for key, spec in tf_transform_output.raw_feature_spec().items()
+    if key in data_format.raw_feature_spec()
+  }
+
+
 def transform_batch(tft_layer, raw_spec: dict, serialized):
   """A batch of serialized raw records -> (image, label, weight) through the transform graph."""
   transformed = tft_layer(tf.io.parse_example(serialized, raw_spec))
   return transformed[features.IMAGE], transformed[features.LABEL], transformed[features.WEIGHT]
 
 
+def _one_dense(tensor):
+  """The only record of a batch of one, dense: a ragged [1, (H), (W), ...] is one H x W image, so
+  its flat values reshaped are the image, without `to_tensor`'s padded copy."""
+  if not isinstance(tensor, tf.RaggedTensor):
+    return tensor[0]
+  rows, columns = (lengths[0] for lengths in tensor.nested_row_lengths())
+  values = tensor.flat_values
+  shape = tf.concat([tf.stack([rows, columns]), tf.shape(values, out_type=rows.dtype)[1:]], 0)
+  return tf.reshape(values, shape)
+
+
 def transform_record(tft_layer, raw_spec: dict, serialized):
   """One serialized raw record -> (image [H, W, C], label [H, W, K], weight [H, W]) at the
   image's own size (`--resize none`: the graph's outputs are ragged; one record is dense)."""
   return tuple(
-    tensor.to_tensor()[0] if isinstance(tensor, tf.RaggedTensor) else tensor[0]
-    for tensor in transform_batch(tft_layer, raw_spec, serialized[None])
+    _one_dense(tensor) for tensor in transform_batch(tft_layer, raw_spec, serialized[None])
   )
 
 
@@ -88,12 +108,7 @@ def make_dataset(
   and one crop of it (`trainer.crops.cut`, seeded by `seed` and the draw's index) joins the batch.
   """
   tft_layer = tf_transform_output.transform_features_layer()
-  # The schema's spec (its shapes are what the graph was traced with) for the features it reads.
-  raw_spec = {
-    key: spec
-    for key, spec in tf_transform_output.raw_feature_spec().items()
-    if key in data_format.raw_feature_spec()
-  }
+  spec = graph_input_spec(tf_transform_output)
   records = raw_records(file_pattern)
   cached_count = _cacheable_count(file_pattern, records, cache_mib * 2**20)
   if cached_count:
@@ -107,26 +122,40 @@ def make_dataset(
       records.repeat()
       .batch(batch_size, drop_remainder=True)
       .map(
-        lambda serialized: transform_batch(tft_layer, raw_spec, serialized),
+        lambda serialized: transform_batch(tft_layer, spec, serialized),
         num_parallel_calls=tf.data.AUTOTUNE,
       )
     )
   else:
-    batches = (
-      records.repeat()
-      .enumerate()
-      .map(
-        lambda index, serialized: crops.cut(
-          *transform_record(tft_layer, raw_spec, serialized),
-          crop,
-          tf.stack([tf.cast(seed, tf.int64), index]),
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-      )
-      .batch(batch_size, drop_remainder=True)
+    batches = crop_batches(
+      records,
+      lambda serialized: transform_record(tft_layer, spec, serialized),
+      batch_size,
+      seed,
+      crop,
     )
-  return augment.augment_dataset(batches, augmentation, seed).prefetch(_BATCHES_AHEAD)
+  return augment.augment_dataset(batches, augmentation, seed).prefetch(BATCHES_AHEAD)
+
+
+def crop_batches(
+  examples: tf.data.Dataset, record, batch_size: int, seed: int, crop: crops.CropOptions
+) -> tf.data.Dataset:
+  """Endless batches of one crop per element of `examples`, in their order, repeated: `record`
+  makes an element (image, label, weight) at its own size, and draw i is seeded by (seed, i)
+  (`trainer.crops.cut`). One parallel map for both, in order, so the crops do not depend on
+  timing."""
+  return (
+    examples.repeat()
+    .enumerate()
+    .map(
+      lambda index, example: crops.cut(
+        *record(example), crop, tf.stack([tf.cast(seed, tf.int64), index])
+      ),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+    )
+    .batch(batch_size, drop_remainder=True)
+  )
 
 
 def class_priors(dataset: tf.data.Dataset, num_batches: int) -> list:

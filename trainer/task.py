@@ -27,7 +27,7 @@ from trainer import (
   tracing,
 )
 from trainer import config as trainer_config
-from transform import data_format, features
+from transform import features
 
 # Batches read to estimate the class priors that initialise the head's bias.
 _PRIOR_BATCHES = 8
@@ -99,11 +99,7 @@ def label_positions(train_files, tf_transform_output) -> list | None:
   a graph exported without them."""
   if features.LABEL_POSITIONS not in tf_transform_output.transformed_feature_spec():
     return None
-  raw_spec = {
-    key: spec
-    for key, spec in tf_transform_output.raw_feature_spec().items()
-    if key in data_format.raw_feature_spec()
-  }
+  raw_spec = data.graph_input_spec(tf_transform_output)
   for serialized in data.raw_records(train_files).take(1).batch(1):
     transformed = tf_transform_output.transform_features_layer()(
       tf.io.parse_example(serialized, raw_spec)
