@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras
 
 from iouseg import cli, demo_data
+from iouseg.predict import serialized_example
 from kubeflow import compile as compile_lib
 from kubeflow import local_launcher
 from trainer import crops, inference, model
@@ -286,6 +287,137 @@ def test_transform_keeps_each_size_normalises_over_every_pixel_and_one_hot_encod
     np.testing.assert_array_equal(got['label'].argmax(-1)[~ignored], mask[~ignored])
     assert not got['label'][ignored].any() and got['label'].sum(-1)[~ignored].min() == 1
     np.testing.assert_array_equal(got['weight'], (~ignored).astype(np.float32))
+
+
+def _records_of(pairs):
+  return [
+    data_format.make_example(
+      encoded(image), 'png', *image.shape, f'{k}.png', data_format.encode_png(mask)
+    ).SerializeToString()
+    for k, (image, mask) in enumerate(pairs)
+  ]
+
+
+@pytest.fixture(scope='module')
+def native_transform(tmp_path_factory):
+  """A `--resize none` transform graph (TFT on Beam) over random records of two sizes, and its
+  Keras layer."""
+  from test_evaluation_native import _transform_output
+
+  from transform.config import TransformConfig
+
+  rng = np.random.default_rng(11)
+  pairs = [
+    (rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, CLASSES, (h, w), np.uint8))
+    for h, w in [(40, 56), (64, 20)]
+  ]
+  config = TransformConfig(WINDOW, 3, CLASSES, resize='none')
+  output = _transform_output(_records_of(pairs), config, tmp_path_factory.mktemp('transform'))
+  return output, output.transform_features_layer()
+
+
+def _transformed_image(layer, output, image_bytes: bytes) -> np.ndarray:
+  """The transform graph's normalised image of one encoded image, at its own size."""
+  spec = {data_format.IMAGE_ENCODED: output.raw_feature_spec()[data_format.IMAGE_ENCODED]}
+  raw = tf.io.parse_example(tf.constant([serialized_example(image_bytes)]), spec)
+  return layer(raw)['image'].to_tensor()[0].numpy()
+
+
+@pytest.mark.slow
+def test_the_pixel_map_read_from_the_transform_graph_normalises_as_the_graph_does(native_transform):
+  """What the signatures normalise window by window is, to the bit, what the transform graph makes
+  of the whole image, for a PNG and a JPEG at a size of neither probe."""
+  from trainer import native_export
+
+  output, layer = native_transform
+  table = native_export.pixel_map(layer, 3)
+  assert table is not None
+  image = np.random.default_rng(12).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+  for image_format in ('PNG', 'JPEG'):
+    image_bytes = encoded(image, image_format)
+    decoded = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    whole_image = _transformed_image(layer, output, image_bytes)
+    normalise = native_export.table_normalise(table)
+    np.testing.assert_array_equal(normalise(decoded).numpy(), whole_image)
+    # A window cut out and normalised alone: the same pixels as the whole image's.
+    np.testing.assert_array_equal(
+      normalise(decoded[10 : 10 + WINDOW, 30 : 30 + WINDOW]).numpy(),
+      whole_image[10 : 10 + WINDOW, 30 : 30 + WINDOW],
+    )
+
+
+@pytest.mark.slow
+def test_a_transform_graph_that_is_no_pixel_map_is_found_out(tmp_path):
+  """A real transform graph (TFT on Beam) that subtracts each image's own mean keeps each size and
+  channel but is no map of pixel values: `pixel_map` says so (the signatures then normalise the
+  whole image with the Transform layer, as before windows were normalised alone)."""
+  import tensorflow_transform as tft
+  import tensorflow_transform.beam as tft_beam
+
+  from trainer import native_export
+
+  def own_mean(inputs):
+    def one(image_bytes):
+      image = tf.cast(tf.io.decode_image(image_bytes, 3, expand_animations=False), tf.float32)
+      image.set_shape([None, None, 3])
+      return tf.RaggedTensor.from_tensor(image - tf.reduce_mean(image, axis=[0, 1]))
+
+    images = tf.map_fn(
+      one,
+      tf.reshape(inputs[data_format.IMAGE_ENCODED], [-1]),
+      fn_output_signature=tf.RaggedTensorSpec([None, None, 3], tf.float32, ragged_rank=1),
+    )
+    return {'image': images}
+
+  spec = data_format.raw_feature_spec()
+  image = np.random.default_rng(14).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+  rows = [
+    {key: value.numpy() for key, value in tf.io.parse_single_example(record, spec).items()}
+    for record in _records_of([(image, np.zeros((20, 30), np.uint8))])
+  ]
+  with tft_beam.Context(temp_dir=str(tmp_path / 'tmp')):
+    transform_fn = (rows, tft.DatasetMetadata.from_feature_spec(spec)) | tft_beam.AnalyzeDataset(
+      own_mean
+    )
+    _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / 'graph'))
+  layer = tft.TFTransformOutput(str(tmp_path / 'graph')).transform_features_layer()
+  assert native_export.pixel_map(layer, 3) is None
+
+
+@pytest.mark.slow
+def test_masks_with_slide_are_the_decoded_average_of_the_windows_on_a_large_image(native_transform):
+  """The exported `masks` signature (slide, class ids band by band, windows normalised one by one)
+  against numpy's slide over the transform graph's whole normalised image, decoded by the
+  project's rule; `serving_slide`'s probabilities against the same average."""
+  from trainer import decode, export
+
+  output, layer = native_transform
+  # Two convolutions with random weights: unlike the FCN fixture (whose outputs stay near 0.5 and
+  # decode to one class everywhere) their class ids vary from pixel to pixel, and zero padding
+  # makes overlapping windows disagree at their edges.
+  tf_keras.utils.set_random_seed(4)
+  inputs = tf_keras.Input((WINDOW, WINDOW, 3))
+  hidden = tf_keras.layers.Conv2D(8, 3, padding='same', activation='relu')(inputs)
+  probabilities = tf_keras.layers.Conv2D(CLASSES, 3, padding='same', activation='sigmoid')(hidden)
+  network = tf_keras.Model(inputs, probabilities)
+  signatures = export.add_signatures(network, output, resize='none', inference_mode='slide')
+  # 5 x 6 windows of 32 at overlap 1/3, the last of each row and column moved back to the edge.
+  image = np.random.default_rng(13).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+  request = tf.constant([serialized_example(encoded(image))])
+  expected = _numpy_slide(network, _transformed_image(layer, output, encoded(image)), 1 / 3)
+  masks = signatures[export.MASKS_SIGNATURE](examples=request)
+  got = tf.io.decode_png(masks[export.MASKS][0, 0]).numpy()[..., 0]
+  assert (masks[export.HEIGHT].numpy(), masks[export.WIDTH].numpy()) == ([100], [120])
+  # float32 sums against numpy's float64: only a pixel at a tie of the decoding rule may differ.
+  foreground = np.sort(expected[..., 1:], axis=-1)
+  clear = (np.abs(foreground[..., -1] - decode.FOREGROUND_THRESHOLD) > 1e-4) & (
+    foreground[..., -1] - foreground[..., -2] > 1e-4
+  )
+  assert clear.mean() > 0.99
+  np.testing.assert_array_equal(got[clear], decode.class_ids_np(expected)[clear])
+  assert len(np.unique(got)) > 1  # not one class everywhere: the comparison says something
+  served = signatures[export.serving_signature('slide')](examples=request)
+  np.testing.assert_allclose(served['probabilities'][0].numpy(), expected, atol=1e-5)
 
 
 # --- one tiny pipeline: crops of images of mixed sizes, then `iouseg predict --inference slide` ---

@@ -359,19 +359,23 @@ def _native_signatures(model, tf_transform_output, options) -> dict:
   """Every signature of a `resize='none'` model (`trainer.native_export`), `serving_default` by
   `options.mode` and `serving_whole` / `serving_slide` by either."""
   num_classes = model.output_shape[-1]
+  image_shape = tf_transform_output.raw_feature_spec()[data_format.IMAGE_ENCODED].shape
+  table = native_export.pixel_map(model.tft_layer, model.input_shape[-1], image_shape)
   serving = {
     mode: native_export.serving_fn(
-      model, tf_transform_output, dataclasses.replace(options, mode=mode)
+      model, tf_transform_output, dataclasses.replace(options, mode=mode), table
     )
     for mode in trainer_config.INFERENCE_MODES
   }
-  png_of = native_export.png_of(model, tf_transform_output, options)
+  png_of = native_export.png_of(model, tf_transform_output, options, table)
   return {
     SERVING_SIGNATURE: serving[options.mode],
     **{serving_signature(mode): function for mode, function in serving.items()},
     MODEL_RESOLUTION_SIGNATURE: native_export.model_resolution_fn(serving[options.mode]),
     TRANSFORM_SIGNATURE: native_export.transform_features_fn(model, tf_transform_output),
-    EVALUATION_SIGNATURE: native_export.evaluation_sums_fn(model, tf_transform_output, options),
+    EVALUATION_SIGNATURE: native_export.evaluation_sums_fn(
+      model, tf_transform_output, options, table
+    ),
     PRESENCE_SIGNATURE: _class_presence_fn(tf_transform_output, num_classes),
     MASKS_SIGNATURE: _masks_fn(model, tf_transform_output, 'none', 1, png_of),
   }

@@ -10,14 +10,18 @@ Two ways, the Trainer's `inference` setting, exported with the model:
   bounded number of windows runs at once, one row of the grid at a time, and the rows no later
   window covers are finished then (`slide_bands`): beyond the image and (for `slide`, which returns
   them) its probabilities, what is held grows with the image's width, not its pixels. An image
-  smaller than a window is padded to one.
+  smaller than a window is padded to one. Given the image as decoded (uint8) and a `normalise`
+  function, the slide normalises each window as it cuts it, so no normalised copy of the whole
+  image exists either (`trainer.native_export.pixel_map`).
 
 `native_bands` hands either prediction out in bands of rows, for what needs only sums over the
 pixels (the Evaluator's `evaluation_sums`, `trainer.native_export`): with `slide` the whole image's
 probabilities are then never held.
 
 Any Keras model taking [B, H, W, C] normalised images and returning [B, H, W, K] probabilities works:
-nothing here knows the network's layers beyond their output shapes.
+nothing here knows the network's layers beyond their output shapes. `normalise` (default: the image
+is normalised already) maps pixels of the image's dtype to the model's float32 input, pixel by
+pixel.
 """
 
 import dataclasses
@@ -63,11 +67,16 @@ def output_stride(model: tf_keras.Model) -> int:
   return size // coarsest if size % coarsest == 0 else size
 
 
-def whole(model: tf_keras.Model, image, stride: int):
+def already_normalised(image):
+  """The `normalise` of an image that is the model's input already."""
+  return image
+
+
+def whole(model: tf_keras.Model, image, stride: int, normalise=already_normalised):
   """image [H, W, C] -> probabilities [H, W, K]: the model on the image padded to a multiple of
   `stride`, cropped back."""
   height, width = tf.shape(image)[0], tf.shape(image)[1]
-  padded = tf.pad(image, [[0, -height % stride], [0, -width % stride], [0, 0]])
+  padded = tf.pad(normalise(image), [[0, -height % stride], [0, -width % stride], [0, 0]])
   return tf.cast(allow_any_size(model)(padded[None]), tf.float32)[0, :height, :width]
 
 
@@ -85,23 +94,38 @@ def _coverage(length, offsets, window: int):
   return tf.reduce_sum(tf.cast(inside, tf.float32), axis=1)
 
 
-def slide_bands(model: tf_keras.Model, image, overlap: float, windows_at_once: int, consume, state):
+def _window(image, top, left, window: int, normalise):
+  """The window x window window of `image` at (top, left), normalised, then padded with 0 where
+  it lies beyond an image smaller than a window: padding after normalising, as the whole
+  normalised image would have been padded."""
+  piece = normalise(image[top : top + window, left : left + window])
+  shape = tf.shape(piece)
+  return tf.pad(piece, [[0, window - shape[0]], [0, window - shape[1]], [0, 0]])
+
+
+def slide_bands(
+  model: tf_keras.Model,
+  image,
+  overlap: float,
+  windows_at_once: int,
+  consume,
+  state,
+  normalise=already_normalised,
+):
   """The slide over image [H, W, C], handed out as it finishes, one band of rows at a time:
   `state = consume(state, band, top)` for each band [h, W, K] of averaged probabilities whose first
   row is `top`, top to bottom, the bands covering the image once. Returns the last state.
 
   The windows run one row of the grid at a time, `windows_at_once` at once, into a sum of `window`
   rows (where that grid row's windows and the earlier ones still overlap); the rows no later window
-  covers are averaged and handed out, and the sum moves down. Beyond the image, what is held grows
-  with its width, never with its pixels."""
+  covers are averaged and handed out, and the sum moves down. Each window is normalised as it is
+  cut. Beyond the image, what is held grows with its width, never with its pixels."""
   window = model.input_shape[1]
   num_classes = model.output_shape[-1]
   channels = image.shape[-1]
   height, width = tf.shape(image)[0], tf.shape(image)[1]
-  padded = tf.pad(
-    image, [[0, tf.maximum(window - height, 0)], [0, tf.maximum(window - width, 0)], [0, 0]]
-  )
-  rows, cols = tf.shape(padded)[0], tf.shape(padded)[1]
+  # The grid covers the image padded to at least a window each way (with 0: the normalised mean).
+  rows, cols = tf.maximum(height, window), tf.maximum(width, window)
   step = max(1, round(window * (1 - overlap)))
   ys, xs = window_offsets(rows, window, step), window_offsets(cols, window, step)
   # Where each grid row's finished band ends: the next grid row's top, the last at the bottom.
@@ -116,9 +140,9 @@ def slide_bands(model: tf_keras.Model, image, overlap: float, windows_at_once: i
     def body(start, sums):
       lefts = xs[start : start + windows_at_once]
       windows = tf.map_fn(
-        lambda left: tf.slice(padded, [top, left, 0], [window, window, channels]),
+        lambda left: _window(image, top, left, window, normalise),
         lefts,
-        fn_output_signature=tf.TensorSpec([window, window, channels], image.dtype),
+        fn_output_signature=tf.TensorSpec([window, window, channels], tf.float32),
       )
       probabilities = tf.cast(model(windows), tf.float32)
       # Each window's pixels' (row in sums, column), [n, window, window, 2].
@@ -154,10 +178,18 @@ def slide_bands(model: tf_keras.Model, image, overlap: float, windows_at_once: i
   return state
 
 
-def whole_bands(model: tf_keras.Model, image, stride: int, consume, state, band_rows: int):
+def whole_bands(
+  model: tf_keras.Model,
+  image,
+  stride: int,
+  consume,
+  state,
+  band_rows: int,
+  normalise=already_normalised,
+):
   """`whole`'s prediction handed to `consume` as `slide_bands` hands its bands, `band_rows` rows at
   a time (the prediction itself is made at once)."""
-  probabilities = whole(model, image, stride)
+  probabilities = whole(model, image, stride, normalise)
 
   def body(top, state):
     return top + band_rows, consume(state, probabilities[top : top + band_rows], top)
@@ -171,38 +203,61 @@ def whole_bands(model: tf_keras.Model, image, stride: int, consume, state, band_
   return state
 
 
-def slide(model: tf_keras.Model, image, overlap: float, windows_at_once: int):
-  """image [H, W, C] -> probabilities [H, W, K]: the model on windows of its input size, the
-  probabilities of overlapping windows averaged; `windows_at_once` windows at a time."""
-  bands = tf.TensorArray(
-    tf.float32,
+def concatenated(bands, per_band, dtype, depth_shape):
+  """What `bands(consume, state) -> state` (`native_bands` with its other arguments given) hands
+  out, each band through `per_band` ([h, W, K] -> [h, W, *depth_shape] of `dtype`), concatenated
+  top to bottom: the bands, then the whole once (TensorArray.concat)."""
+  array = tf.TensorArray(
+    dtype,
     size=0,
     dynamic_size=True,
     infer_shape=False,
-    element_shape=tf.TensorShape([None, None, model.output_shape[-1]]),
+    element_shape=tf.TensorShape([None, None, *depth_shape]),
   )
-  bands = slide_bands(
-    model,
-    image,
-    overlap,
-    windows_at_once,
-    lambda bands, band, _: bands.write(bands.size(), band),
-    bands,
-  )
-  return bands.concat()
+  array = bands(lambda array, band, _: array.write(array.size(), per_band(band)), array)
+  return array.concat()
 
 
-def native_probabilities(model: tf_keras.Model, image, options: InferenceOptions):
-  """One normalised image [H, W, C] at its own size -> probabilities [H, W, K] at that size."""
+def slide(
+  model: tf_keras.Model, image, overlap: float, windows_at_once: int, normalise=already_normalised
+):
+  """image [H, W, C] -> probabilities [H, W, K]: the model on windows of its input size, the
+  probabilities of overlapping windows averaged; `windows_at_once` windows at a time."""
+  return concatenated(
+    lambda consume, state: slide_bands(
+      model, image, overlap, windows_at_once, consume, state, normalise
+    ),
+    already_normalised,
+    tf.float32,
+    [model.output_shape[-1]],
+  )
+
+
+def native_probabilities(
+  model: tf_keras.Model, image, options: InferenceOptions, normalise=already_normalised
+):
+  """One image [H, W, C] at its own size -> probabilities [H, W, K] at that size."""
   if options.mode == 'slide':
-    return slide(model, image, options.overlap, options.windows_at_once)
-  return whole(model, image, output_stride(model))
+    return slide(model, image, options.overlap, options.windows_at_once, normalise)
+  return whole(model, image, output_stride(model), normalise)
 
 
-def native_bands(model: tf_keras.Model, image, options: InferenceOptions, consume, state):
+def native_bands(
+  model: tf_keras.Model,
+  image,
+  options: InferenceOptions,
+  consume,
+  state,
+  normalise=already_normalised,
+):
   """`native_probabilities` handed to `consume(state, band, top) -> state` in bands of rows, top to
-  bottom (`slide_bands`): what needs only sums over the pixels (the Evaluator's) never holds the
-  whole prediction with `slide`. `whole`'s bands are a window high."""
+  bottom (`slide_bands`): what needs only the class ids or sums over the pixels (`masks`, the
+  Evaluator's `evaluation_sums`) never holds the whole prediction with `slide`. `whole`'s bands are
+  a window high."""
   if options.mode == 'slide':
-    return slide_bands(model, image, options.overlap, options.windows_at_once, consume, state)
-  return whole_bands(model, image, output_stride(model), consume, state, model.input_shape[1])
+    return slide_bands(
+      model, image, options.overlap, options.windows_at_once, consume, state, normalise
+    )
+  return whole_bands(
+    model, image, output_stride(model), consume, state, model.input_shape[1], normalise
+  )
