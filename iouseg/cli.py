@@ -203,8 +203,8 @@ def _add_predict(sub):
   p = sub.add_parser(
     'predict',
     help='segment image files with a pushed model',
-    description="Runs the SavedModel's serving_default signature on each image "
-    'and writes a PNG of class ids (same size as the image) per input.',
+    description="Runs the SavedModel's masks signature (what batch inference runs) on each "
+    'image and writes a PNG of class ids (same size as the image) per input.',
     epilog='A file that cannot be segmented (unreadable, not a PNG or JPEG, undecodable, not 1, 3 '
     'or 4 channels) is named with its reason on stderr and passed over; the exit status is then 1.',
   )

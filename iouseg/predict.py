@@ -1,6 +1,8 @@
-"""Segment image files with an exported model through its `serving_default` signature.
+"""Segment image files with an exported model through its `masks` signature.
 
-Each file is checked first by the converter's rules (`transform.image_checks`); a bad one is named
+`masks` is what batch inference runs: a PNG of class ids at the image's own size, decoded from the
+probabilities inside the model (band by band when it slides), so a large image costs its class ids
+rather than every pixel's probabilities. Each file is checked first by the converter's rules (`transform.image_checks`); a bad one is named
 with its reason and passed over, the others are segmented, and `iouseg predict` exits 1 when any
 file failed: one bad file among many should cost its own mask, not everyone's, and the exit status
 still tells a script that the output is incomplete."""
@@ -43,7 +45,8 @@ def serialized_example(image_bytes: bytes) -> bytes:
 
 
 def predict_bytes(signature, image_bytes: bytes) -> np.ndarray:
-  """Class ids [H, W] at the image's own resolution."""
+  """Class ids [H, W] at the image's own resolution from a `serving_default` signature (what a TF
+  Serving client reads out of its response)."""
   outputs = signature(examples=tf.constant([serialized_example(image_bytes)]))
   height, width = int(outputs['height'][0]), int(outputs['width'][0])
   return outputs['class_ids'][0, :height, :width].numpy()
@@ -62,13 +65,23 @@ def read_checked(image: str) -> bytes:
   return data
 
 
+def mask_png(signature, image_bytes: bytes) -> bytes:
+  """The PNG of the image's class ids at its own size from a `masks` signature; ValueError with
+  the signature's reason where it could not segment the image."""
+  outputs = signature(examples=tf.constant([serialized_example(image_bytes)]))
+  error = outputs[export.ERROR][0, 0].numpy().decode()
+  if error:
+    raise ValueError(error)
+  return outputs[export.MASKS][0, 0].numpy()
+
+
 def load_signature(model_path: str, inference: str | None = None):
-  """The model's `serving_default`, or with `inference` ('whole' or 'slide') its serving signature
-  of that mode, which only a model trained with `--resize none` has (ValueError otherwise)."""
+  """The model's `masks`, or with `inference` ('whole' or 'slide') its `masks` of that mode, which
+  only a model trained with `--resize none` has (ValueError otherwise)."""
   signatures = tf.saved_model.load(resolve_saved_model(model_path)).signatures
   if inference is None:
-    return signatures[export.SERVING_SIGNATURE]
-  name = export.serving_signature(inference)
+    return signatures[export.MASKS_SIGNATURE]
+  name = export.masks_signature(inference)
   if name not in signatures:
     raise ValueError(
       f'--inference {inference}: the model has no {name} signature; only a model trained with '
@@ -86,14 +99,17 @@ def predict_files(
   os.makedirs(output_dir, exist_ok=True)
   for image in images:
     try:
-      class_ids = predict_bytes(signature, read_checked(image))
+      png = mask_png(signature, read_checked(image))
     except image_checks.BadFile as bad:
       yield image, None, bad.reason
       continue
-    except tf.errors.InvalidArgumentError as error:  # Pillow reads it, TensorFlow's decoder not
+    except ValueError as error:  # Pillow reads it, the model's check of the image does not
+      yield image, None, f'the model cannot read it: {error}'
+      continue
+    except tf.errors.InvalidArgumentError as error:  # it passed that check, but not its decoding
       yield image, None, f'the model cannot read it: {error.message.splitlines()[0]}'
       continue
     out = os.path.join(output_dir, os.path.splitext(os.path.basename(image))[0] + '.mask.png')
     with open(out, 'wb') as f:
-      f.write(data_format.encode_png(class_ids.astype(np.uint8)))
+      f.write(png)
     yield image, out, None

@@ -6,8 +6,8 @@ are random: what is checked is the geometry, not the quality); a numpy re-implem
 window grid and the averaging checks `slide`; `--crop-cat-max-ratio` crops pass MMSegmentation's
 test, counted by numpy; a MobileNetV2 encoder trains on the Trainer's crops and its exported model
 predicts a whole image of a size no multiple of its stride (slow). One tiny pipeline run (e2e)
-trains on crops of images of mixed sizes, and `iouseg predict --inference slide` segments them at
-their own sizes.
+trains on crops of images of mixed sizes, and `iouseg predict --inference slide|whole` segments them
+at their own sizes, as the serving signature of that mode does.
 TFMA's native mean IoU in `none` mode against numpy is in tests/test_evaluation_native.py.
 """
 
@@ -19,11 +19,11 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from iouseg import cli, demo_data
+from iouseg import cli, demo_data, predict
 from iouseg.predict import serialized_example
 from kubeflow import compile as compile_lib
 from kubeflow import local_launcher
-from trainer import crops, inference, model
+from trainer import crops, export, inference, model
 from trainer.config import ModelConfig, TrainerConfig
 from transform import data_format
 
@@ -389,7 +389,7 @@ def test_masks_with_slide_are_the_decoded_average_of_the_windows_on_a_large_imag
   """The exported `masks` signature (slide, class ids band by band, windows normalised one by one)
   against numpy's slide over the transform graph's whole normalised image, decoded by the
   project's rule; `serving_slide`'s probabilities against the same average."""
-  from trainer import decode, export
+  from trainer import decode
 
   output, layer = native_transform
   # Two convolutions with random weights: unlike the FCN fixture (whose outputs stay near 0.5 and
@@ -469,6 +469,7 @@ def test_iouseg_predict_slide_writes_masks_of_each_images_own_size(native_run, t
     path = tmp_path / f'image_{k}.png'
     path.write_bytes(encoded(image[:height, :width]))
     paths.append((path, (height, width)))
+  signatures = tf.saved_model.load(predict.resolve_saved_model(str(base / 'serving'))).signatures
   for mode in ('slide', 'whole'):
     out = tmp_path / mode
     argv = ['predict', '--model', str(base / 'serving'), '--output', str(out)]
@@ -476,6 +477,9 @@ def test_iouseg_predict_slide_writes_masks_of_each_images_own_size(native_run, t
     for path, size in paths:
       mask = np.asarray(Image.open(out / f'{path.stem}.mask.png'))
       assert mask.shape == size and mask.max() < CLASSES
+      # The bounded masks signature predict runs gives what a serving client of that mode reads.
+      served = predict.predict_bytes(signatures[export.serving_signature(mode)], path.read_bytes())
+      np.testing.assert_array_equal(mask, served, err_msg=f'{mode} {path.name}')
 
 
 def test_the_random_scale_moves_from_the_augmentation_into_the_train_crop():
@@ -509,7 +513,7 @@ def test_an_application_encoder_trains_on_crops_and_predicts_a_whole_image_of_an
   `serving_default` (whole) on an image whose sides are no multiple of the crop or the stride."""
   from test_evaluation_native import _transform_output
 
-  from trainer import data, export, task
+  from trainer import data, task
   from transform.config import TransformConfig
 
   path = tmp_path / 'train.tfrecord'

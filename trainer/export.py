@@ -36,7 +36,8 @@ one function, `to_native_resolution`, so the Evaluator scores exactly what servi
 With `resize='none'` (a model trained on crops of images kept at their own size) every signature
 takes one example at a time and predicts it at its own size (`trainer.native_export`, with the
 Trainer's `inference` setting, `whole` or `slide`). Such a model also has `serving_whole` and
-`serving_slide`, `serving_default` with either mode, for `iouseg predict --inference`.
+`serving_slide` (`serving_default` with either mode, for TF Serving clients) and `masks_whole` and
+`masks_slide` (`masks` with either mode, what `iouseg predict --inference` runs).
 
 One builder function per signature returns its `tf.function` (here for a model of a fixed input
 size, in `trainer.native_export` for `resize='none'`); `add_signatures` attaches the Transform layer
@@ -81,6 +82,11 @@ CLASS_PRESENCE = 'class_presence'
 def serving_signature(mode: str) -> str:
   """The name of a `resize='none'` model's `serving_default` with inference `mode`."""
   return f'serving_{mode}'
+
+
+def masks_signature(mode: str) -> str:
+  """The name of a `resize='none'` model's `masks` with inference `mode`."""
+  return f'masks_{mode}'
 
 
 # What `evaluation_sums` may hold at once of per-pixel float32 tensors at the model's resolution.
@@ -356,8 +362,8 @@ def _masks_fn(
 
 
 def _native_signatures(model, tf_transform_output, options) -> dict:
-  """Every signature of a `resize='none'` model (`trainer.native_export`), `serving_default` by
-  `options.mode` and `serving_whole` / `serving_slide` by either."""
+  """Every signature of a `resize='none'` model (`trainer.native_export`): `serving_default` and
+  `masks` by `options.mode`, `serving_<mode>` and `masks_<mode>` by either mode."""
   num_classes = model.output_shape[-1]
   image_shape = tf_transform_output.raw_feature_spec()[data_format.IMAGE_ENCODED].shape
   table = native_export.pixel_map(model.tft_layer, model.input_shape[-1], image_shape)
@@ -367,7 +373,18 @@ def _native_signatures(model, tf_transform_output, options) -> dict:
     )
     for mode in trainer_config.INFERENCE_MODES
   }
-  png_of = native_export.png_of(model, tf_transform_output, options, table)
+  masks = {
+    mode: _masks_fn(
+      model,
+      tf_transform_output,
+      'none',
+      1,
+      native_export.png_of(
+        model, tf_transform_output, dataclasses.replace(options, mode=mode), table
+      ),
+    )
+    for mode in trainer_config.INFERENCE_MODES
+  }
   return {
     SERVING_SIGNATURE: serving[options.mode],
     **{serving_signature(mode): function for mode, function in serving.items()},
@@ -377,7 +394,8 @@ def _native_signatures(model, tf_transform_output, options) -> dict:
       model, tf_transform_output, options, table
     ),
     PRESENCE_SIGNATURE: _class_presence_fn(tf_transform_output, num_classes),
-    MASKS_SIGNATURE: _masks_fn(model, tf_transform_output, 'none', 1, png_of),
+    MASKS_SIGNATURE: masks[options.mode],
+    **{masks_signature(mode): function for mode, function in masks.items()},
   }
 
 
