@@ -80,6 +80,7 @@ benchmarks: demo
 	$(BIN)/python benchmarks/evaluation.py --out $(RESULTS)/evaluation.md
 	$(BIN)/python benchmarks/transform_scaling.py --out $(RESULTS)/transform_scaling.md
 	$(BIN)/python benchmarks/scale.py --out $(RESULTS)/scale.md
+	$(BIN)/python benchmarks/beam_stages.py --out $(RESULTS)/beam_stages.md
 
 clean:
 	rm -rf runs $(DEMO_DATA)

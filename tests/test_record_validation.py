@@ -31,7 +31,9 @@ from components.record_validation import (
   beam_job,
   executor,
   quarantine,
+  shard_writer,
   tfrecord_reader,
+  tolerant_import,
 )
 from transform import data_format
 
@@ -381,19 +383,12 @@ def test_large_split_is_written_in_shards_that_hold_every_valid_record(
   corpus, tmp_path, monkeypatch
 ):
   # GZIP files cannot be split: one file per split would keep a multi-worker Transform on one worker.
-  monkeypatch.setattr(beam_job, 'SHARD_BYTES', 1024)
+  monkeypatch.setattr(shard_writer, 'SHARD_BYTES', 1024)
   valid, _, error = _run_executor(corpus['uri'], tmp_path, 1.0)
   assert error is None
   train_files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([valid], 'train'), '*'))
   assert len(train_files) > 1
   assert sorted(_read_split(valid, 'train')) == sorted(corpus['valid']['train'])
-
-
-def test_shard_count_follows_input_size():
-  assert beam_job.valid_shards(0) == 1
-  assert beam_job.valid_shards(beam_job.SHARD_BYTES) == 1
-  assert beam_job.valid_shards(beam_job.SHARD_BYTES + 1) == 2
-  assert beam_job.valid_shards(10**15) == beam_job.MAX_SHARDS
 
 
 def test_outputs_are_examples_artifacts_downstream_components_read(passing):
@@ -518,6 +513,24 @@ def test_stock_import_example_gen_fails_on_a_bad_crc_without_naming_the_file(tmp
   with pytest.raises(ValueError, match='Not a valid TFRecord. Mismatch of data mask') as raised:
     import_executor.Executor().Do({}, {'examples': [output]}, _import_properties(tmp_path / 'data'))
   assert 'data-00001-of-00002' not in str(raised.value)
+
+
+def test_tolerant_import_streams_every_record_into_shards_in_file_order(tmp_path, monkeypatch):
+  # No shuffle before the write, which the in-memory DirectRunner would hold in memory whole.
+  monkeypatch.setattr(shard_writer, 'SHARD_BYTES', 1024)
+  records = _valid_records('order', 6)
+  (tmp_path / 'data' / 'train').mkdir(parents=True)
+  _write_tfrecords(tmp_path / 'data' / 'train' / 'data.tfrecord', records)
+  output = _examples(tmp_path / 'out', [])
+  tolerant_import.Executor().Do({}, {'examples': [output]}, _import_properties(tmp_path / 'data'))
+  split_dir = artifact_utils.get_split_uri([output], 'train')
+  names = sorted(os.listdir(split_dir))
+  assert len(names) > 1  # nothing else (no temporary folder) is left in the split
+  assert names == [f'data_tfrecord-{i:05d}-of-{len(names):05d}.gz' for i in range(len(names))]
+  paths = [os.path.join(split_dir, name) for name in names]
+  read = [r.numpy() for r in tf.data.TFRecordDataset(paths, compression_type='GZIP')]
+  assert read == records
+  assert examples_utils.get_payload_format(output) == example_gen_pb2.FORMAT_TF_EXAMPLE
 
 
 @pytest.mark.e2e

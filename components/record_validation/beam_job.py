@@ -1,11 +1,15 @@
 """The Beam job of one split: read its files record by record, check every record, write both sides.
 
-    files -> read (tfrecord_reader: damaged stretches become bad records) -> reshuffle -> check
-          -> valid: the record's bytes unchanged -> GZIP TFRecords, as ExampleGen writes them
+    files -> read (tfrecord_reader: damaged stretches become bad records) -> check
+          -> valid: the record's bytes unchanged -> GZIP TFRecords in shards, as ExampleGen writes them
           -> bad:   quarantine.Entry -> quarantine TFRecords + reasons JSONL
     counts of input / valid / bad records and the first reasons in input order -> counts/<split>.json
 
-Every record read goes to exactly one side, so valid + bad == records read.
+Every record read goes to exactly one side, so valid + bad == records read. No step groups the
+records themselves (only file names and counts), so the job streams: on the in-memory DirectRunner,
+which holds the whole input of a grouping, memory does not grow with the split
+(`benchmarks/beam_stages.py`). A file's records are checked by the worker that reads it: a split
+spreads over Beam workers file by file (`iouseg convert --shards`).
 """
 
 import json
@@ -13,14 +17,9 @@ import os
 
 import apache_beam as beam
 
-from components.record_validation import checks, quarantine, tfrecord_reader
+from components.record_validation import checks, quarantine, shard_writer, tfrecord_reader
 
 METRICS_NAMESPACE = 'RecordValidator'
-# GZIP files cannot be split, so a downstream Beam job (Transform, Evaluator) reads each file in one
-# worker: the valid records are written in shards of about this much input, so that a split larger
-# than one shard spreads over the workers (benchmarks/transform_scaling.py).
-SHARD_BYTES = 4 * 2**20
-MAX_SHARDS = 256
 FIRST_REASONS = 10
 _BAD = 'bad'
 
@@ -80,11 +79,6 @@ def _summary(split: str, inputs: int, valid: int, bad: int, first: list) -> str:
   )
 
 
-def valid_shards(input_bytes: int) -> int:
-  """How many files the valid records of a split of `input_bytes` are written to."""
-  return max(1, min(MAX_SHARDS, -(-input_bytes // SHARD_BYTES)))
-
-
 @beam.ptransform_fn
 def ValidateSplit(
   pipeline: beam.Pipeline,
@@ -94,27 +88,22 @@ def ValidateSplit(
   quarantine_uri: str,
   num_classes: int,
   ignore_label: int,
-  shards: int = 1,
 ):
-  """Writes the valid records under `valid_dir` (in `shards` files) and the bad ones into the
-  quarantine artifact."""
+  """Writes the valid records under `valid_dir` (in shards, `shard_writer`) and the bad ones
+  into the quarantine artifact."""
   records = (
     pipeline
     | 'Files' >> beam.Create(sorted(files))
     | 'SpreadFiles' >> beam.Reshuffle()
     | 'Read' >> beam.ParDo(_ReadFile())
-    # Records of one file are checked in parallel, not by the one worker that read it.
-    | 'SpreadRecords' >> beam.Reshuffle()
   )
   checked = records | 'Check' >> beam.ParDo(
     _CheckRecord(split, num_classes, ignore_label)
   ).with_outputs(_BAD, main='valid')
   valid, bad = checked.valid, checked[_BAD]
 
-  _ = valid | 'WriteValid' >> beam.io.WriteToTFRecord(
-    os.path.join(valid_dir, quarantine.RECORDS_FILE_PREFIX),
-    file_name_suffix='.gz',
-    num_shards=shards,
+  _ = valid | 'WriteValid' >> shard_writer.WriteInShards(
+    os.path.join(valid_dir, quarantine.RECORDS_FILE_PREFIX)
   )
   _ = (
     bad

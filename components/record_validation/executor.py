@@ -86,13 +86,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           if not fileio.isdir(path)
         ]
         _ = pipeline | f'Validate[{split}]' >> beam_job.ValidateSplit(
-          split,
-          files,
-          valid_dir,
-          bad.uri,
-          num_classes,
-          ignore_label,
-          beam_job.valid_shards(sum(fileio.stat(path).length for path in files)),
+          split, files, valid_dir, bad.uri, num_classes, ignore_label
         )
 
     summary = _write_summary(bad.uri, splits, max_bad_fraction)
