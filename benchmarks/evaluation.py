@@ -34,6 +34,7 @@ import tf_env  # noqa: F401  (first: sets up TensorFlow)
 PIPELINE_NAME = 'evaluation-benchmark'
 TARGET = 1.25
 BATCH_SIZE = 64
+LIMIT_TURNS = 3
 
 
 def predict_and_count(model_dir: str, eval_pattern: str, num_classes: int):
@@ -71,11 +72,18 @@ def main(argv=None) -> int:
     examples = mlmd_store.latest_outputs(
       run_args['metadata_path'], PIPELINE_NAME, 'RecordValidator'
     )['valid_examples']
-    limit_startup, limit_seconds, limit_iou = predict_and_count(
-      path_utils.serving_model_path(summary.model_uri),
-      os.path.join(artifact_utils.get_split_uri(examples, 'eval'), '*'),
-      run_args['training'].trainer_config.data.num_classes,
-    )
+    # The limit is short and one run of it moves with whatever else the cores do: the median of
+    # LIMIT_TURNS runs (by total seconds).
+    turns = [
+      predict_and_count(
+        path_utils.serving_model_path(summary.model_uri),
+        os.path.join(artifact_utils.get_split_uri(examples, 'eval'), '*'),
+        run_args['training'].trainer_config.data.num_classes,
+      )
+      for _ in range(LIMIT_TURNS)
+    ]
+    limit_startup, limit_seconds, limit_iou = sorted(turns, key=lambda t: t[1])[LIMIT_TURNS // 2]
+    limit_range = f'{min(t[1] for t in turns):.1f}-{max(t[1] for t in turns):.1f}'
 
   tfma_rate = (args.eval_records - args.small_records) / (tfma_seconds - tfma_startup)
   limit_rate = (args.eval_records - BATCH_SIZE) / (limit_seconds - limit_startup)
@@ -92,7 +100,8 @@ def main(argv=None) -> int:
     f'Target: TFMA <= {TARGET} x the limit (measured {tfma_seconds / limit_seconds:.2f} over '
     f'the whole run, {limit_rate / tfma_rate:.2f} beyond start-up). Data: {args.eval_records} '
     f'eval demo records. TFMA start-up: the Evaluator of a {args.small_records}-record run; '
-    f"the limit's: loading the model and its first batch of {BATCH_SIZE}.",
+    f"the limit's: loading the model and its first batch of {BATCH_SIZE}; the limit's row is the "
+    f'median of {LIMIT_TURNS} runs by total seconds ({limit_range} s).',
   ]
   return report_table.publish(lines, args.out, 'evaluation.py')
 

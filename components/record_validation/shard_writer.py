@@ -43,6 +43,7 @@ class _WriteRolling(beam.DoFn):
       self._writer, self._bytes = tf.io.TFRecordWriter(self._paths[-1], _GZIP), 0
     self._writer.write(record)
     self._bytes += len(record)
+    return ()  # the paths come out of finish_bundle
 
   def _close(self):
     if self._writer is not None:
@@ -63,7 +64,9 @@ def _finalize(temp_paths: list, prefix: str, temp_dir: str) -> None:
     paths = [os.path.join(temp_dir, 'empty')]
     tf.io.TFRecordWriter(paths[0], _GZIP).close()
   for index, path in enumerate(paths):
-    fileio.rename(path, f'{prefix}-{index:05d}-of-{len(paths):05d}.gz', overwrite=True)
+    final = f'{prefix}-{index:05d}-of-{len(paths):05d}.gz'
+    if fileio.exists(path) or not fileio.exists(final):  # else renamed by a finalize Beam retried
+      fileio.rename(path, final, overwrite=True)
   fileio.rmtree(temp_dir)
 
 
