@@ -125,8 +125,7 @@ def main(argv=None) -> int:
     '',
     f'Data: voc_like (512x384 JPEG, 21-class PNG masks), eval records {args.eval_fraction:g} x '
     f'train; Beam runner {args.beam_runner}. Growth: peak minus the resident memory when the stage '
-    'started. Memory: resident set of the run and its child processes, sampled every '
-    f'{whole_run.SAMPLE_EVERY_S} s.',
+    f'started. {whole_run.MEMORY_NOTE}',
   ]
   return report_table.publish(lines, args.out, 'beam_stages.py')
 

@@ -19,6 +19,7 @@ import tempfile
 import report_table
 import scale
 import voc_like
+import whole_run
 
 # Trainer log lines that mark its phases (trainer/task.py, trainer/continuation.py, schedules.py).
 PHASES = ('Cold start', 'Warm start', 'Keeping the weights', 'Tracing the serving', 'Traced ')
@@ -79,8 +80,7 @@ def main(argv=None) -> int:
     '',
     f'Before the Trainer: {run.peak_mib(start - 2, start):.0f} MiB. Data: {args.train} train + '
     f'{args.eval} eval VOC-like records; {args.image_size} px, {args.num_classes} classes, batch '
-    f'{args.batch_size}, {args.train_steps} steps. Memory: resident set of the run and its child '
-    'processes, sampled every 0.1 s.',
+    f'{args.batch_size}, {args.train_steps} steps. {whole_run.MEMORY_NOTE}',
   ]
   return report_table.publish(lines, args.out, 'memory_timeline.py')
 

@@ -282,8 +282,7 @@ def main(argv=None) -> int:
     f'{args.image_size} px, {args.num_classes} classes, `--min-mean-iou 0`. Eval mean IoU '
     f'{large.mean_iou:.3f} ({head[0]}) and {small.mean_iou:.3f} ({head[1]}): meaningless '
     f'after {args.train_steps} steps, printed only to show the Evaluator ran. '
-    'Memory: resident set of the run and its child processes, sampled every '
-    f"{whole_run.SAMPLE_EVERY_S} s; a component's peak is the highest sample inside its "
+    f"{whole_run.MEMORY_NOTE} A component's peak is the highest sample inside its "
     'MLMD span (- where the span is shorter than a sample). MB written: 10^6 bytes under '
     "the URIs of the node's output artifacts in ML Metadata. In-memory limit: "
     f'`trainer.task.compiled_model` of the same settings trained {max(2, args.train_steps)} '

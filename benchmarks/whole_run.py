@@ -32,6 +32,10 @@ MEAN_IOU_TARGET = 0.8
 DEMO_FLAGS = ['--class-names', 'background,disc,square,triangle']
 DEMO_TRAIN, DEMO_EVAL = 192, 48
 SAMPLE_EVERY_S = 0.1
+# How the benchmarks that sample a run's memory (`run_sampled`) say what they measured.
+MEMORY_NOTE = (
+  f'Memory: resident set of the run and its child processes, sampled every {SAMPLE_EVERY_S} s.'
+)
 
 
 @dataclasses.dataclass
@@ -175,9 +179,7 @@ def main(argv=None) -> int:
     f'Wall time {run.wall:.0f} s against a target of {WALL_TARGET_S:.0f} s '
     f'(ratio {run.wall / WALL_TARGET_S:.2f}); eval mean IoU {run.mean_iou:.3f} against '
     f'{MEAN_IOU_TARGET} (ratio {run.mean_iou / MEAN_IOU_TARGET:.2f}). Data: '
-    f'{DEMO_TRAIN * args.scale} train + {DEMO_EVAL * args.scale} eval records. Memory: '
-    'resident set of the run and its child processes, sampled every '
-    f'{SAMPLE_EVERY_S} s.',
+    f'{DEMO_TRAIN * args.scale} train + {DEMO_EVAL * args.scale} eval records. {MEMORY_NOTE}',
   ]
   return report_table.publish(lines, args.out, 'whole_run.py')
 
