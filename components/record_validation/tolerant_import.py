@@ -8,7 +8,8 @@ unchanged; each damaged stretch becomes one record wrapping its raw bytes with t
 offset (`unreadable`), which the RecordValidator quarantines with that reason. Splits, hashing and
 properties are ImportExampleGen's own code; the write is not: TFX shuffles each split before writing
 it (`write_split.WriteSplit`'s Reshuffle), and the in-memory DirectRunner holds a shuffle's whole
-input, so memory grew with the records (962 -> 1,529 MiB from 200 to 2,000 VOC-sized records). Here
+input, so memory grew with the records (1,401 -> 7,578 MiB from 2,000 to 20,000 VOC-sized records,
+`benchmarks/beam_stages.py`; 904 MiB at both now). Here
 each split streams into GZIP TFRecord shards (`shard_writer`) with ExampleGen's file names; the order
 inside a split is the input's, and the Trainer shuffles.
 
