@@ -8,7 +8,8 @@ records: 512x384 JPEGs, PNG masks of 21 classes) and runs the pipeline's first t
 TolerantImportExampleGen -> RecordValidator (the pipeline's own split configuration and Beam
 arguments), with LocalDagRunner and SQLite ML Metadata, in a subprocess whose process tree's
 resident memory is sampled every 0.1 s (`whole_run.run_sampled`). Per component and size: seconds,
-the peak inside its span (from ML Metadata) and its growth over the memory when it started; then
+the peak inside its span (from ML Metadata) and its growth over the highest memory before it
+started; then
 each component's peak at the largest N over its peak at the smallest, against the target.
 `benchmarks/scale.py` runs the whole pipeline; this runs the data-dependent part at 10 x its data.
 """
@@ -75,14 +76,12 @@ def measure(records: int, args, work: str) -> dict:
   )
   if returncode:
     raise RuntimeError(f'the pipeline subprocess at {records} records failed ({returncode})')
-  run = whole_run.WholeRun(
-    0.0, mlmd_store.component_spans(f'{work}/metadata.sqlite', PIPELINE), samples, 0.0
-  )
+  spans = mlmd_store.component_spans(f'{work}/metadata.sqlite', PIPELINE)
   result = {}
   for stage in STAGES:
-    start, end = run.spans[stage]
+    start, end = spans[stage]
     before = max((rss for t, rss in samples if t <= start), default=samples[0][1]) / 2**20
-    peak = run.peak_mib(start, end)
+    peak = max((rss for t, rss in samples if start <= t <= end), default=float('nan')) / 2**20
     result[stage] = (end - start, peak, peak - before)
   return result
 
@@ -124,8 +123,8 @@ def main(argv=None) -> int:
   lines += [
     '',
     f'Data: voc_like (512x384 JPEG, 21-class PNG masks), eval records {args.eval_fraction:g} x '
-    f'train; Beam runner {args.beam_runner}. Growth: peak minus the resident memory when the stage '
-    f'started. {whole_run.MEMORY_NOTE}',
+    f'train; Beam runner {args.beam_runner}. Growth: peak minus the highest memory before the '
+    f'stage started. {whole_run.MEMORY_NOTE}',
   ]
   return report_table.publish(lines, args.out, 'beam_stages.py')
 
