@@ -272,14 +272,26 @@ def augment_batch(image, label, weight, options: AugmentOptions, seed):
 
 
 def augment_dataset(
-  dataset: tf.data.Dataset, options: AugmentOptions | None, seed: int
+  dataset: tf.data.Dataset, options: AugmentOptions | None, seed: int, make_batch=None
 ) -> tf.data.Dataset:
   """`dataset` of (image, label, weight) batches, augmented batch by batch: batch i with the
-  stateless seed (seed, i). Unchanged when `options` is None. Deterministic: the map keeps order."""
+  stateless seed (seed, i). Deterministic: the map keeps order. `make_batch`, when given, first makes
+  each element of `dataset` into its (image, label, weight) batch in the same parallel map: one
+  stage holding decoded batches instead of two (at 512 px and 21 classes a batch of 4 is 100 MB).
+  Without `make_batch` and `options` the dataset is returned unchanged."""
+  if make_batch is None:
+    if options is None:
+      return dataset
+
+    def make_batch(batch):
+      return batch
+
   if options is None:
-    return dataset
+    return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return dataset.enumerate().map(
-    lambda index, batch: augment_batch(*batch, options, tf.stack([tf.cast(seed, tf.int64), index])),
+    lambda index, element: augment_batch(
+      *make_batch(element), options, tf.stack([tf.cast(seed, tf.int64), index])
+    ),
     num_parallel_calls=tf.data.AUTOTUNE,
     deterministic=True,
   )

@@ -118,22 +118,20 @@ def make_dataset(
       cached_count or _SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True
     )
   if crop is None:
-    batches = (
-      records.repeat()
-      .batch(batch_size, drop_remainder=True)
-      .map(
-        lambda serialized: transform_batch(tft_layer, spec, serialized),
-        num_parallel_calls=tf.data.AUTOTUNE,
-      )
-    )
-  else:
-    batches = crop_batches(
-      records,
-      lambda serialized: transform_record(tft_layer, spec, serialized),
-      batch_size,
+    # Transform and augmentation in one parallel map (`augment_dataset`'s `make_batch`).
+    return augment.augment_dataset(
+      records.repeat().batch(batch_size, drop_remainder=True),
+      augmentation,
       seed,
-      crop,
-    )
+      make_batch=lambda serialized: transform_batch(tft_layer, spec, serialized),
+    ).prefetch(BATCHES_AHEAD)
+  batches = crop_batches(
+    records,
+    lambda serialized: transform_record(tft_layer, spec, serialized),
+    batch_size,
+    seed,
+    crop,
+  )
   return augment.augment_dataset(batches, augmentation, seed).prefetch(BATCHES_AHEAD)
 
 
