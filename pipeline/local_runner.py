@@ -48,7 +48,9 @@ def run(
     blessing,
     extras,
     metadata_connection_config=metadata.connection_config(metadata_path),
-    beam_pipeline_args=beam_pipeline_args or beam_runners.beam_args('in_memory'),
+    beam_pipeline_args=beam_runners.with_local_dependencies(
+      beam_pipeline_args or beam_runners.beam_args('in_memory')
+    ),
     enable_cache=enable_cache,
   )
   if progress is None:

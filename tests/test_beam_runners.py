@@ -79,7 +79,8 @@ def rerun(metadata: str, node: str, beam_args, out_dir: str) -> dict:
 
 @pytest.mark.parametrize('runner', OTHER_RUNNERS)
 def test_same_results_on_every_local_runner(in_memory_run, runner, tmp_path):
-  args = beam_runners.beam_args(runner, workers=2)
+  # As a local run passes them (`pipeline.local_runner`): with the setup file on the DirectRunner.
+  args = beam_runners.with_local_dependencies(beam_runners.beam_args(runner, workers=2))
   store = mlmd_store.open_store(in_memory_run)
   original = {
     node: mlmd_store.tfx_artifacts(store, e, (metadata_store_pb2.Event.OUTPUT,))

@@ -122,6 +122,10 @@ def test_third_party_output_is_in_the_log_the_summary_names(runs):
   assert re.search(r' WARNING \S+ ', log)
   # The project's own warnings are fixed, not only moved.
   assert 'custom_executor_spec' not in log and 'weighted_metrics' not in log
+  # A local run names the checkout's setup file, so no Beam component has TFX build a package of
+  # itself for the DirectRunner (`beam_runners.with_local_dependencies`).
+  assert log.count('Nonempty beam arg setup_file already includes dependency') >= 4
+  assert 'Attempting to infer TFX Python dependency' not in log
 
 
 def test_verbose_shows_the_logs_on_the_terminal(runs):
